@@ -1,0 +1,74 @@
+//! The storage and wire codec: every byte agora writes to sled (and, later, sends between
+//! nodes) is encoded here and nowhere else.
+//!
+//! Records are bincode 2.0.1 (pinned: upstream is unmaintained) behind a one-byte format
+//! version, so replacing bincode means changing this file and bumping [`FORMAT_VERSION`].
+//! Callers are the storage module and the actors that persist their state through it.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+/// The first byte of every encoded record.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Why a stored record could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("record is empty")]
+    Empty,
+    #[error("record has format version {0}, this build reads version {FORMAT_VERSION}")]
+    UnknownVersion(u8),
+    #[error("record does not decode: {0}")]
+    Decode(#[from] bincode::error::DecodeError),
+    #[error("record has {0} trailing bytes")]
+    Trailing(usize),
+    #[error("value does not encode: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+}
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Encodes a value as `[FORMAT_VERSION, bincode bytes...]`.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = vec![FORMAT_VERSION];
+    bincode::serde::encode_into_std_write(value, &mut out, config())?;
+    Ok(out)
+}
+
+/// Decodes what [`encode`] wrote; rejects unknown versions and trailing garbage.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
+    if version != FORMAT_VERSION {
+        return Err(CodecError::UnknownVersion(version));
+    }
+    let (value, used) = bincode::serde::decode_from_slice(body, config())?;
+    if used != body.len() {
+        return Err(CodecError::Trailing(body.len() - used));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_garbage() {
+        let value = (String::from("sku"), 42u32, vec![1i64, -2]);
+        let bytes = encode(&value).unwrap();
+        assert_eq!(bytes[0], FORMAT_VERSION);
+        assert_eq!(decode::<(String, u32, Vec<i64>)>(&bytes).unwrap(), value);
+        assert!(matches!(decode::<u32>(&[]), Err(CodecError::Empty)));
+        assert!(matches!(
+            decode::<u32>(&[9, 1]),
+            Err(CodecError::UnknownVersion(9))
+        ));
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(matches!(
+            decode::<(String, u32, Vec<i64>)>(&long),
+            Err(CodecError::Trailing(1))
+        ));
+    }
+}

@@ -1,0 +1,121 @@
+//! Configuration: the command line, with an environment-variable fallback for every flag.
+//!
+//! `main` parses it; `app::start` consumes a [`ServeConfig`]. Tests build a `ServeConfig`
+//! directly with [`ServeConfig::for_tests`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agora",
+    version,
+    about = "An e-commerce backend of supervised actors"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the shop: gateway, registry, entity actors, notifier and notification service.
+    Serve(ServeConfig),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address of the HTTP gateway (port 0 picks a free port).
+    #[arg(long = "http", env = "AGORA_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+
+    /// Directory of the node's sled database.
+    #[arg(long = "data", env = "AGORA_DATA", default_value = "./agora-data")]
+    pub data: PathBuf,
+
+    /// Kafka bootstrap servers; when absent an embedded Kafka-protocol broker is started.
+    #[arg(long = "kafka-brokers", env = "AGORA_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// Topic the notifier produces to and the notification service consumes.
+    #[arg(
+        long = "topic",
+        env = "AGORA_TOPIC",
+        default_value = "notificationTopic"
+    )]
+    pub topic: String,
+
+    /// Name of this node, as shown in the registry.
+    #[arg(long = "node", env = "AGORA_NODE", default_value = "node1")]
+    pub node: String,
+
+    /// Registry lease duration in seconds: an instance not renewed for this long is DOWN.
+    #[arg(long = "lease-secs", env = "AGORA_LEASE_SECS", default_value_t = 90)]
+    pub lease_secs: u64,
+
+    /// Seconds an entity actor may stay idle before it is passivated.
+    #[arg(long = "idle-secs", env = "AGORA_IDLE_SECS", default_value_t = 120)]
+    pub idle_secs: u64,
+
+    /// Per-request timeout in milliseconds; past it the gateway answers 504.
+    #[arg(
+        long = "request-timeout-ms",
+        env = "AGORA_REQUEST_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub request_timeout_ms: u64,
+
+    /// Largest accepted request body in bytes; larger bodies get 413.
+    #[arg(long = "max-body-bytes", env = "AGORA_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: u64,
+
+    /// Restarts of one entity actor allowed within the restart window before it is escalated.
+    #[arg(long = "max-restarts", env = "AGORA_MAX_RESTARTS", default_value_t = 5)]
+    pub max_restarts: u32,
+
+    /// The restart window in seconds.
+    #[arg(
+        long = "restart-window-secs",
+        env = "AGORA_RESTART_WINDOW_SECS",
+        default_value_t = 10
+    )]
+    pub restart_window_secs: u64,
+}
+
+impl ServeConfig {
+    /// A configuration for tests: free port, the given data directory, short timers.
+    pub fn for_tests(data: PathBuf) -> ServeConfig {
+        ServeConfig {
+            http: "127.0.0.1:0".parse().expect("valid address"),
+            data,
+            kafka_brokers: None,
+            topic: "notificationTopic".into(),
+            node: "node1".into(),
+            lease_secs: 90,
+            idle_secs: 120,
+            request_timeout_ms: 5000,
+            max_body_bytes: 64 * 1024,
+            max_restarts: 5,
+            restart_window_secs: 10,
+        }
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.max(1))
+    }
+
+    pub fn idle(&self) -> Duration {
+        Duration::from_secs(self.idle_secs.max(1))
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms.max(1))
+    }
+
+    pub fn restart_window(&self) -> Duration {
+        Duration::from_secs(self.restart_window_secs.max(1))
+    }
+}
