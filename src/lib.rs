@@ -6,3 +6,4 @@ pub mod config;
 pub mod domain;
 pub mod metrics;
 pub mod storage;
+pub mod health;
