@@ -1,0 +1,188 @@
+//! Registry: agora's service registry in the role of Netflix Eureka.
+//!
+//! This node's services register through [`Registry::register_local`] and renew their leases;
+//! external Eureka clients (Spring, py-eureka-client, eureka-js-client) use the REST API under
+//! `/eureka` served by [`routes`], and people look at the dashboard at `/eureka/web`. The gateway
+//! resolves which actor serves an app with [`Registry::actor_name`] and shows
+//! [`Registry::summary`] on `/health`.
+//!
+//! One actor (`actor.rs`) owns the state in memory, as Eureka's is; it publishes immutable
+//! snapshots (`snapshot.rs`) that queries read without a round trip.
+
+mod actor;
+mod dashboard;
+mod instance;
+mod routes;
+mod snapshot;
+#[cfg(test)]
+mod tests;
+mod wire;
+mod xml;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort};
+use tokio::sync::watch;
+
+use self::actor::{Key, RegistryActor, RegistryArgs, RegistryMsg};
+use self::instance::{Instance, Status};
+use self::snapshot::Snapshot;
+
+pub use self::routes::routes;
+
+pub const PRODUCT_SERVICE: &str = "PRODUCT-SERVICE";
+pub const INVENTORY_SERVICE: &str = "INVENTORY-SERVICE";
+pub const ORDER_SERVICE: &str = "ORDER-SERVICE";
+pub const NOTIFICATION_SERVICE: &str = "NOTIFICATION-SERVICE";
+pub const API_GATEWAY: &str = "API-GATEWAY";
+
+/// How long a caller waits for the registry actor before giving up.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One of this node's own services, as it registers.
+#[derive(Debug, Clone)]
+pub struct LocalInstance {
+    pub app: &'static str,
+    pub node: String,
+    pub actor_name: String,
+    pub http_addr: SocketAddr,
+}
+
+/// What /health shows of the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistrySummary {
+    pub instances_up: usize,
+    /// Every instance not UP: DOWN (also by an expired lease), OUT_OF_SERVICE, STARTING, UNKNOWN.
+    pub instances_down: usize,
+    pub apps: usize,
+}
+
+/// A handle on the registry actor and its latest snapshot; cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    actor: ActorRef<RegistryMsg>,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// Lease duration of this node's own instances.
+    lease: Duration,
+}
+
+impl Registry {
+    /// Spawns the registry actor linked to `supervisor` (named `format!("{node}/registry")`).
+    /// `lease` is the lease duration of this node's own instances; external clients' leases come
+    /// from their `leaseInfo.durationInSecs` (default 90 s). It checks leases on a timer of
+    /// lease/4 clamped to 1 s..=30 s and marks an instance whose lease expired DOWN.
+    pub async fn start(
+        node: &str,
+        lease: Duration,
+        supervisor: ActorCell,
+    ) -> anyhow::Result<Registry> {
+        let (publish, snapshot) = watch::channel(Arc::new(Snapshot::default()));
+        let tick = (lease / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        let args = RegistryArgs {
+            node: node.to_owned(),
+            tick,
+            publish,
+        };
+        let name = format!("{node}/registry");
+        let (actor, _) = Actor::spawn_linked(Some(name.clone()), RegistryActor, args, supervisor)
+            .await
+            .with_context(|| format!("spawning the registry actor {name}"))?;
+        Ok(Registry {
+            actor,
+            snapshot,
+            lease,
+        })
+    }
+
+    /// Registers one of this node's services (status UP, metadata {"node": node, "actor":
+    /// actor_name}, instanceId `format!("{node}:{app lowercased}")`, hostName/ipAddr/port from
+    /// http_addr, vipAddress = app lowercased). Returns the instance id.
+    pub async fn register_local(&self, local: LocalInstance) -> anyhow::Result<String> {
+        let vip = local.app.to_ascii_lowercase();
+        let id = format!("{}:{vip}", local.node);
+        let ip = local.http_addr.ip().to_string();
+        let mut instance = Instance::new(local.app, &id, &ip, &ip);
+        instance.port.number = u64::from(local.http_addr.port());
+        instance.lease_info.duration_in_secs = self.lease.as_secs().max(1);
+        instance.metadata = BTreeMap::from([
+            ("node".to_owned(), local.node),
+            ("actor".to_owned(), local.actor_name),
+        ]);
+        let base = format!("http://{}/", local.http_addr);
+        instance.home_page_url = base.clone();
+        instance.status_page_url = format!("{base}eureka/web");
+        instance.health_check_url = format!("{base}health");
+        instance.secure_vip_address = vip.clone();
+        instance.vip_address = vip;
+        self.register(instance, self.lease)
+            .await
+            .with_context(|| format!("registering {id}"))?;
+        Ok(id)
+    }
+
+    /// Renews a lease; Ok(false) if the instance is unknown or its lease had expired (then the
+    /// caller registers again, as Eureka clients do on a 404).
+    pub async fn renew(&self, app: &str, instance_id: &str) -> anyhow::Result<bool> {
+        let key = Key::new(app, instance_id);
+        self.ask(|reply| RegistryMsg::Renew { key, reply }).await
+    }
+
+    /// Marks an instance DOWN-and-removed at shutdown (Eureka cancel).
+    pub async fn cancel(&self, app: &str, instance_id: &str) -> anyhow::Result<bool> {
+        let key = Key::new(app, instance_id);
+        self.ask(|reply| RegistryMsg::Cancel { key, reply }).await
+    }
+
+    /// From the latest snapshot, without a round trip: the metadata "actor" of an UP instance of
+    /// `app`, preferring one on this node. The gateway resolves actors with this.
+    pub fn actor_name(&self, app: &str) -> Option<String> {
+        self.snapshot.borrow().actor_name(app)
+    }
+
+    pub fn summary(&self) -> RegistrySummary {
+        let snapshot = self.snapshot();
+        let instances_up = snapshot
+            .records()
+            .filter(|r| r.info.status == Status::Up)
+            .count();
+        RegistrySummary {
+            instances_up,
+            instances_down: snapshot.records().count() - instances_up,
+            apps: snapshot.apps.len(),
+        }
+    }
+
+    /// The latest published snapshot.
+    fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshot.borrow())
+    }
+
+    async fn register(&self, instance: Instance, lease: Duration) -> anyhow::Result<()> {
+        self.ask(|reply| RegistryMsg::Register {
+            instance: Box::new(instance),
+            lease,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends the request `request` builds and waits for the reply.
+    async fn ask<T: Send + 'static>(
+        &self,
+        request: impl FnOnce(RpcReplyPort<T>) -> RegistryMsg,
+    ) -> anyhow::Result<T> {
+        let sent = self.actor.call(request, Some(CALL_TIMEOUT)).await;
+        match sent.map_err(|e| anyhow::anyhow!("the registry actor is not running: {e}"))? {
+            CallResult::Success(value) => Ok(value),
+            CallResult::Timeout => {
+                bail!("the registry actor did not answer within {CALL_TIMEOUT:?}")
+            }
+            CallResult::SenderError => bail!("the registry actor dropped the request"),
+        }
+    }
+}

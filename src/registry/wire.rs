@@ -1,0 +1,245 @@
+//! Wire: Eureka's response format, JSON or XML as the `Accept` header asks, and the HTTP
+//! responses the routes send.
+//!
+//! An instance is described once, as a list of [`Node`]s in Eureka's element order; the JSON
+//! renderer here and the XML renderer in `xml.rs` both walk that list, so the two formats carry
+//! the same fields. Typing follows what clients parse: in JSON, ports, countryId and leaseInfo
+//! are numbers while `@enabled`, `isCoordinatingDiscoveryServer` and the two instance timestamps
+//! are strings; in XML everything is text, with integers where py-eureka-client calls `int()`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use warp::http::header::{HeaderValue, CONTENT_TYPE};
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use super::instance::{Action, DataCenter, Instance, Port};
+use super::snapshot::{AppView, AppsView};
+use super::xml;
+
+/// The representation a client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Json,
+    Xml,
+}
+
+impl Format {
+    /// JSON only when `Accept` mentions json; XML otherwise, also without the header (as
+    /// Eureka's server does, and as py-eureka-client expects).
+    pub(crate) fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.to_ascii_lowercase().contains("json") => Format::Json,
+            _ => Format::Xml,
+        }
+    }
+}
+
+/// One element of an instance description.
+pub(crate) enum Node<'a> {
+    Text(&'a str),
+    /// An integer that JSON sends as a string (Eureka's Jackson codec does so).
+    IntText(u64),
+    Int(u64),
+    Port(&'a Port),
+    DataCenter(&'a DataCenter),
+    Map(&'a BTreeMap<String, String>),
+    Group(Vec<(&'static str, Node<'a>)>),
+}
+
+/// An instance in Eureka's element order, with its `actionType`.
+pub(crate) fn instance_nodes(i: &Instance, action: Action) -> Vec<(&'static str, Node<'_>)> {
+    let lease = &i.lease_info;
+    vec![
+        ("instanceId", Node::Text(&i.instance_id)),
+        ("hostName", Node::Text(&i.host_name)),
+        ("app", Node::Text(&i.app)),
+        ("ipAddr", Node::Text(&i.ip_addr)),
+        ("status", Node::Text(i.status.as_str())),
+        ("overriddenstatus", Node::Text(i.overridden_status.as_str())),
+        ("port", Node::Port(&i.port)),
+        ("securePort", Node::Port(&i.secure_port)),
+        ("countryId", Node::Int(i.country_id)),
+        ("dataCenterInfo", Node::DataCenter(&i.data_center)),
+        (
+            "leaseInfo",
+            Node::Group(vec![
+                (
+                    "renewalIntervalInSecs",
+                    Node::Int(lease.renewal_interval_in_secs),
+                ),
+                ("durationInSecs", Node::Int(lease.duration_in_secs)),
+                (
+                    "registrationTimestamp",
+                    Node::Int(lease.registration_timestamp),
+                ),
+                (
+                    "lastRenewalTimestamp",
+                    Node::Int(lease.last_renewal_timestamp),
+                ),
+                ("evictionTimestamp", Node::Int(lease.eviction_timestamp)),
+                ("serviceUpTimestamp", Node::Int(lease.service_up_timestamp)),
+            ]),
+        ),
+        ("metadata", Node::Map(&i.metadata)),
+        ("homePageUrl", Node::Text(&i.home_page_url)),
+        ("statusPageUrl", Node::Text(&i.status_page_url)),
+        ("healthCheckUrl", Node::Text(&i.health_check_url)),
+        (
+            "secureHealthCheckUrl",
+            Node::Text(&i.secure_health_check_url),
+        ),
+        ("vipAddress", Node::Text(&i.vip_address)),
+        ("secureVipAddress", Node::Text(&i.secure_vip_address)),
+        (
+            "isCoordinatingDiscoveryServer",
+            Node::Text(if i.is_coordinating_discovery_server {
+                "true"
+            } else {
+                "false"
+            }),
+        ),
+        (
+            "lastUpdatedTimestamp",
+            Node::IntText(i.last_updated_timestamp),
+        ),
+        ("lastDirtyTimestamp", Node::IntText(i.last_dirty_timestamp)),
+        ("actionType", Node::Text(action.as_str())),
+    ]
+}
+
+/// `{"applications": {...}}` or `<applications>`.
+pub(crate) fn applications(view: &AppsView<'_>, format: Format) -> Response {
+    match format {
+        Format::Json => {
+            let apps: Vec<Value> = view.apps.iter().map(app_json).collect();
+            let body = serde_json::json!({"applications": {
+                "versions__delta": view.version.to_string(),
+                "apps__hashcode": view.hashcode,
+                "application": apps,
+            }});
+            json_response(StatusCode::OK, &body)
+        }
+        Format::Xml => xml_response(xml::applications(view)),
+    }
+}
+
+/// `{"application": {...}}` or `<application>`.
+pub(crate) fn application(app: &AppView<'_>, format: Format) -> Response {
+    match format {
+        Format::Json => json_response(
+            StatusCode::OK,
+            &serde_json::json!({"application": app_json(app)}),
+        ),
+        Format::Xml => xml_response(xml::application(app)),
+    }
+}
+
+/// `{"instance": {...}}` or `<instance>`.
+pub(crate) fn instance(info: &Instance, action: Action, format: Format) -> Response {
+    match format {
+        Format::Json => {
+            let body = serde_json::json!({"instance": instance_json(info, action)});
+            json_response(StatusCode::OK, &body)
+        }
+        Format::Xml => xml_response(xml::instance(info, action)),
+    }
+}
+
+/// A handled error: `{"error": "...", "message": "..."}`.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let error = status.canonical_reason().unwrap_or("error");
+    let body = serde_json::json!({"error": error, "message": message.into()});
+    json_response(status, &body)
+}
+
+/// A success without a body (register answers 204, renew and the updates 200).
+pub(crate) fn empty(status: StatusCode) -> Response {
+    let mut response = Response::new(Default::default());
+    *response.status_mut() = status;
+    response
+}
+
+fn app_json(app: &AppView<'_>) -> Value {
+    let instances: Vec<Value> = app
+        .instances
+        .iter()
+        .map(|(info, action)| instance_json(info, *action))
+        .collect();
+    serde_json::json!({"name": app.name, "instance": instances})
+}
+
+fn instance_json(info: &Instance, action: Action) -> Value {
+    let mut object = group_json(instance_nodes(info, action));
+    // Eureka's Jackson codec writes the camel-case name; older clients read the lower-case one.
+    if let Some(status) = object.get("overriddenstatus").cloned() {
+        object.insert("overriddenStatus".to_owned(), status);
+    }
+    Value::Object(object)
+}
+
+fn group_json(nodes: Vec<(&'static str, Node<'_>)>) -> Map<String, Value> {
+    nodes
+        .into_iter()
+        .map(|(name, node)| (name.to_owned(), node_json(node)))
+        .collect()
+}
+
+fn node_json(node: Node<'_>) -> Value {
+    match node {
+        Node::Text(text) => Value::from(text),
+        Node::IntText(n) => Value::from(n.to_string()),
+        Node::Int(n) => Value::from(n),
+        Node::Port(port) => {
+            serde_json::json!({"$": port.number, "@enabled": port.enabled.to_string()})
+        }
+        Node::DataCenter(dc) => {
+            let mut object = serde_json::json!({"@class": dc.class, "name": dc.name});
+            if !dc.metadata.is_empty() {
+                object["metadata"] = serde_json::json!(dc.metadata);
+            }
+            object
+        }
+        Node::Map(map) => serde_json::json!(map),
+        Node::Group(nodes) => Value::Object(group_json(nodes)),
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    typed_response(status, "application/json", body.to_string())
+}
+
+fn xml_response(body: String) -> Response {
+    typed_response(StatusCode::OK, "application/xml", body)
+}
+
+/// A response with a body of the given content type (also used for the dashboard's HTML).
+pub(crate) fn typed_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> Response {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Format;
+
+    #[test]
+    fn json_only_when_accept_mentions_it() {
+        assert_eq!(Format::from_accept(None), Format::Xml);
+        assert_eq!(Format::from_accept(Some("*/*")), Format::Xml);
+        assert_eq!(Format::from_accept(Some("application/xml")), Format::Xml);
+        assert_eq!(
+            Format::from_accept(Some("application/JSON;q=0.9")),
+            Format::Json
+        );
+    }
+}
