@@ -1,0 +1,490 @@
+//! The notification service: consumes the order-events topic and records each event once.
+//!
+//! A consumer task reads the topic (consumer group `group_id`) and hands each parsed event to
+//! the actor, which records it in the `notifications` tree — unless its event id is already in
+//! `seen_events` — and makes that durable before the task commits the message's offset. So an
+//! event is never lost (a crash before the commit redelivers it) and never recorded twice (a
+//! redelivery finds its id). The gateway lists the records, subscribes to new ones for
+//! server-sent events, and asks for health.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, Transactional};
+use tokio::sync::{broadcast, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::actors::notifier::OutageContext;
+use crate::domain::now_ms;
+use crate::health::ComponentHealth;
+use crate::metrics::Metrics;
+use crate::storage::{self, Storage, StorageError};
+
+/// A consumer error this old no longer degrades health.
+const RECENT: Duration = Duration::from_secs(30);
+/// Live-feed records buffered per subscriber; a slower subscriber misses the oldest.
+const FEED_CAPACITY: usize = 1024;
+/// Wait before handing an event to the actor again after it failed to record it.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// One event as the notification service recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationRecord {
+    /// Increases with each record; the key in the `notifications` tree.
+    pub seq: u64,
+    pub event_id: String,
+    pub event_type: String,
+    pub order_number: String,
+    pub received_ms: u64,
+    /// The Kafka value, JSON text.
+    pub payload: String,
+}
+
+impl NotificationRecord {
+    /// `{"seq", "eventId", "eventType", "orderNumber", "receivedAt", "event": <payload parsed>}`
+    pub fn to_json(&self) -> serde_json::Value {
+        let event = serde_json::from_str(&self.payload)
+            .unwrap_or_else(|_| serde_json::Value::String(self.payload.clone()));
+        serde_json::json!({
+            "seq": self.seq,
+            "eventId": self.event_id,
+            "eventType": self.event_type,
+            "orderNumber": self.order_number,
+            "receivedAt": self.received_ms,
+            "event": event,
+        })
+    }
+}
+
+/// The fields of a Kafka message the service needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedEvent {
+    pub event_id: String,
+    pub event_type: String,
+    pub order_number: String,
+    pub payload: String,
+}
+
+/// Reads a message value: JSON with `eventId` and `orderNumber`; `eventType` defaults to
+/// `OrderPlaced` (the original service's events carry only the order number).
+fn parse_event(value: Option<&[u8]>) -> Result<ReceivedEvent, String> {
+    let bytes = value.ok_or("message has no value")?;
+    let payload = std::str::from_utf8(bytes).map_err(|_| "value is not UTF-8")?;
+    let json: serde_json::Value =
+        serde_json::from_str(payload).map_err(|e| format!("value is not JSON: {e}"))?;
+    let field = |name: &str| json.get(name).and_then(serde_json::Value::as_str);
+    let required = |name: &str| {
+        field(name)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("value has no {name}"))
+    };
+    Ok(ReceivedEvent {
+        event_id: required("eventId")?,
+        order_number: required("orderNumber")?,
+        event_type: field("eventType").unwrap_or("OrderPlaced").to_owned(),
+        payload: payload.to_owned(),
+    })
+}
+
+pub enum NotificationMsg {
+    /// Records after `after` (oldest first), at most `limit`.
+    List {
+        after: Option<u64>,
+        limit: usize,
+        reply: RpcReplyPort<Result<Vec<NotificationRecord>, String>>,
+    },
+    /// A live feed of records as they are recorded, for server-sent events.
+    Subscribe(RpcReplyPort<broadcast::Receiver<NotificationRecord>>),
+    /// Is the consumer running?
+    Health(RpcReplyPort<ComponentHealth>),
+    /// From the consumer task: record this event (once) and make it durable; the task commits
+    /// the offset when the reply is `Ok`.
+    Received {
+        event: ReceivedEvent,
+        reply: RpcReplyPort<Result<(), String>>,
+    },
+    /// From the consumer task or librdkafka: something went wrong.
+    ConsumerError(String),
+}
+
+impl ractor::Message for NotificationMsg {}
+
+pub struct NotificationArgs {
+    pub storage: Storage,
+    pub brokers: String,
+    pub topic: String,
+    pub group_id: String,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct NotificationService;
+
+pub struct NotificationState {
+    storage: Storage,
+    metrics: Arc<Metrics>,
+    feed: broadcast::Sender<NotificationRecord>,
+    /// `Some` until `post_stop`; sending on it ends the consumer task.
+    stop: Option<oneshot::Sender<()>>,
+    consumer: Option<JoinHandle<()>>,
+    /// The latest consumer error, cleared when a message arrives again.
+    last_error: Option<(String, Instant)>,
+}
+
+type EventConsumer = StreamConsumer<OutageContext>;
+
+/// Starts the notification service under `supervisor`.
+pub async fn spawn_notification(
+    name: String,
+    args: NotificationArgs,
+    supervisor: ractor::ActorCell,
+) -> anyhow::Result<ActorRef<NotificationMsg>> {
+    let (service, _) =
+        Actor::spawn_linked(Some(name.clone()), NotificationService, args, supervisor)
+            .await
+            .with_context(|| format!("cannot start the notification service {name}"))?;
+    Ok(service)
+}
+
+fn consumer(
+    args: &NotificationArgs,
+    service: ActorRef<NotificationMsg>,
+) -> anyhow::Result<EventConsumer> {
+    let consumer: EventConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .set("group.id", &args.group_id)
+        // Offsets are committed by hand, only after the record is durable.
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        // A lost member is noticed within 6 s (the usual broker minimum); heartbeats every
+        // 500 ms let a rebalance complete quickly.
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        // Events are few: answer a fetch after 100 ms rather than waiting for data (500 ms).
+        .set("fetch.wait.max.ms", "100")
+        // Reconnect quickly once Kafka is back (the default backoff grows to 10 s).
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "1000")
+        .create_with_context(OutageContext::new(move |error, _| {
+            let _ = service.cast(NotificationMsg::ConsumerError(error));
+        }))
+        .context("cannot create the Kafka consumer")?;
+    consumer
+        .subscribe(&[&args.topic])
+        .with_context(|| format!("cannot subscribe to {}", args.topic))?;
+    Ok(consumer)
+}
+
+impl Actor for NotificationService {
+    type Msg = NotificationMsg;
+    type State = NotificationState;
+    type Arguments = NotificationArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<NotificationMsg>,
+        args: NotificationArgs,
+    ) -> Result<NotificationState, ActorProcessingErr> {
+        let consumer = consumer(&args, myself.clone())?;
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(consume(consumer, myself, stopped));
+        tracing::info!(topic = %args.topic, group = %args.group_id, "notification service started");
+        Ok(NotificationState {
+            storage: args.storage,
+            metrics: args.metrics,
+            feed: broadcast::channel(FEED_CAPACITY).0,
+            stop: Some(stop),
+            consumer: Some(task),
+            last_error: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<NotificationMsg>,
+        msg: NotificationMsg,
+        state: &mut NotificationState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            NotificationMsg::List {
+                after,
+                limit,
+                reply,
+            } => {
+                let after = after.map(u64::to_be_bytes);
+                let records = storage::scan(
+                    &state.storage.notifications,
+                    after.as_ref().map(|a| &a[..]),
+                    limit,
+                )
+                .map(|rows| rows.into_iter().map(|(_, record)| record).collect())
+                .map_err(|e| e.to_string());
+                let _ = reply.send(records);
+            }
+            NotificationMsg::Subscribe(reply) => {
+                let _ = reply.send(state.feed.subscribe());
+            }
+            NotificationMsg::Health(reply) => {
+                let _ = reply.send(state.health());
+            }
+            NotificationMsg::Received { event, reply } => {
+                state.last_error = None;
+                match state.record(event).await {
+                    Ok(recorded) => {
+                        let _ = reply.send(Ok(()));
+                        state.announce(recorded);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot record a notification");
+                        state.last_error = Some((e.to_string(), Instant::now()));
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+            }
+            NotificationMsg::ConsumerError(error) => {
+                state.last_error = Some((error, Instant::now()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<NotificationMsg>,
+        state: &mut NotificationState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(stop) = state.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = state.consumer.take() {
+            // Leaving the group cleanly takes a moment; do not wait on a dead cluster forever.
+            if tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What [`NotificationState::record`] did with an event.
+enum Recorded {
+    New(NotificationRecord),
+    Duplicate(String),
+}
+
+impl NotificationState {
+    /// Records the event unless its id was seen, in one transaction, and waits until durable.
+    async fn record(&self, event: ReceivedEvent) -> Result<Recorded, StorageError> {
+        let seen = &self.storage.seen_events;
+        if seen.contains_key(event.event_id.as_bytes())? {
+            return Ok(Recorded::Duplicate(event.order_number));
+        }
+        let seq = self.storage.next_id()?;
+        let record = NotificationRecord {
+            seq,
+            event_id: event.event_id,
+            event_type: event.event_type,
+            order_number: event.order_number,
+            received_ms: now_ms(),
+            payload: event.payload,
+        };
+        let bytes = storage::encode(&record)?;
+        let key = seq.to_be_bytes();
+        let inserted = (seen, &self.storage.notifications).transaction(|(seen, notes)| {
+            if seen.get(record.event_id.as_bytes())?.is_some() {
+                return Ok::<_, ConflictableTransactionError<StorageError>>(false);
+            }
+            notes.insert(&key[..], bytes.clone())?;
+            seen.insert(record.event_id.as_bytes(), &key[..])?;
+            Ok(true)
+        });
+        if !inserted.map_err(StorageError::from)? {
+            return Ok(Recorded::Duplicate(record.order_number));
+        }
+        self.storage.durable().await?;
+        Ok(Recorded::New(record))
+    }
+
+    fn announce(&self, recorded: Recorded) {
+        match recorded {
+            Recorded::New(record) => {
+                tracing::info!("Received notification for order {}", record.order_number);
+                self.metrics.notifications_received.inc();
+                // No subscribers is fine.
+                let _ = self.feed.send(record);
+            }
+            Recorded::Duplicate(order_number) => {
+                tracing::info!("Duplicate notification for order {order_number} ignored");
+                self.metrics.notifications_duplicate.inc();
+            }
+        }
+    }
+
+    fn health(&self) -> ComponentHealth {
+        if self.consumer.as_ref().is_none_or(JoinHandle::is_finished) {
+            return ComponentHealth::down("the Kafka consumer is not running");
+        }
+        match &self.last_error {
+            Some((error, at)) if at.elapsed() < RECENT => {
+                ComponentHealth::degraded(format!("Kafka consumer error: {error}"))
+            }
+            _ => ComponentHealth::up("consuming"),
+        }
+    }
+}
+
+/// The consumer task: receives messages until told to stop, hands each to the actor and commits
+/// its offset once the actor has recorded it.
+async fn consume(
+    consumer: EventConsumer,
+    service: ActorRef<NotificationMsg>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            // The service is gone: nothing to hand messages to.
+            alive = next(&consumer, &service) => if !alive { break },
+        }
+    }
+    // Closing the consumer leaves the group and blocks until it has.
+    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+}
+
+/// Handles one message; false when the actor is gone.
+async fn next(consumer: &EventConsumer, service: &ActorRef<NotificationMsg>) -> bool {
+    let message = match consumer.recv().await {
+        Ok(message) => message,
+        Err(e) => {
+            return service
+                .cast(NotificationMsg::ConsumerError(e.to_string()))
+                .is_ok();
+        }
+    };
+    match parse_event(message.payload()) {
+        Err(reason) => tracing::warn!(
+            partition = message.partition(),
+            offset = message.offset(),
+            %reason,
+            "Kafka message skipped"
+        ),
+        Ok(event) => loop {
+            let event = event.clone();
+            match ractor::call!(service, |reply| NotificationMsg::Received { event, reply }) {
+                Ok(Ok(())) => break,
+                Ok(Err(_)) => tokio::time::sleep(RETRY).await,
+                Err(_) => return false,
+            }
+        },
+    }
+    if let Err(e) = consumer.commit_message(&message, CommitMode::Async) {
+        return service
+            .cast(NotificationMsg::ConsumerError(format!(
+                "offset commit: {e}"
+            )))
+            .is_ok();
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::notifier::tests::{event, Pipeline};
+    use crate::health::Status;
+
+    #[test]
+    fn events_parse_with_defaults_and_bad_ones_are_refused() {
+        let full = br#"{"eventId":"e1","eventType":"OrderCancelled","orderNumber":"o1"}"#;
+        let event = parse_event(Some(full)).unwrap();
+        assert_eq!(
+            (
+                event.event_id.as_str(),
+                event.event_type.as_str(),
+                event.order_number.as_str()
+            ),
+            ("e1", "OrderCancelled", "o1")
+        );
+        let bare = parse_event(Some(br#"{"eventId":"e2","orderNumber":"o2"}"#)).unwrap();
+        assert_eq!(bare.event_type, "OrderPlaced");
+        for bad in [
+            &b"{\"orderNumber\":\"o\"}"[..],
+            b"{\"eventId\":\"e\"}",
+            b"not json",
+            b"\xff",
+        ] {
+            assert!(parse_event(Some(bad)).is_err(), "{bad:?}");
+        }
+        assert!(parse_event(None).is_err());
+    }
+
+    #[test]
+    fn records_render_their_payload_as_json() {
+        let record = NotificationRecord {
+            seq: 7,
+            event_id: "e".into(),
+            event_type: "OrderPlaced".into(),
+            order_number: "o".into(),
+            received_ms: 5,
+            payload: r#"{"orderNumber":"o"}"#.into(),
+        };
+        let json = record.to_json();
+        assert_eq!(json["event"]["orderNumber"], "o");
+        assert_eq!(json["seq"], 7);
+        assert_eq!(json["receivedAt"], 5);
+        let bytes = storage::encode(&record).unwrap();
+        assert_eq!(
+            crate::codec::decode::<NotificationRecord>(&bytes).unwrap(),
+            record
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_event_reaches_the_notification_service_once() {
+        let p = Pipeline::start("once").await;
+        let mut feed = ractor::call!(p.service, NotificationMsg::Subscribe).unwrap();
+        let sent = event();
+        p.put(&sent);
+        p.until("the event is recorded and the outbox is empty", || async {
+            p.records().await.len() == 1 && p.storage.outbox.is_empty()
+        })
+        .await;
+        let record = &p.records().await[0];
+        assert_eq!(record.event_id, sent.event_id.to_string());
+        assert_eq!(record.order_number, sent.order_number.to_string());
+        assert_eq!(record.to_json()["event"], sent.to_json());
+        assert_eq!(feed.recv().await.unwrap(), *record);
+        assert_eq!(p.metrics.kafka_delivered.get(), 1);
+        assert_eq!(p.metrics.outbox_depth.get(), 0);
+        assert_eq!(p.notifier_health().await.status, Status::Up);
+        let health = ractor::call!(p.service, NotificationMsg::Health).unwrap();
+        assert_eq!(health.status, Status::Up, "{}", health.detail);
+        p.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_event_sent_twice_is_recorded_once() {
+        let p = Pipeline::start("twice").await;
+        let sent = event();
+        p.put(&sent);
+        p.put(&sent);
+        p.until("both copies are consumed", || async {
+            p.metrics.notifications_received.get() + p.metrics.notifications_duplicate.get() == 2
+        })
+        .await;
+        assert!(p.storage.outbox.is_empty());
+        assert_eq!(p.records().await.len(), 1);
+        assert_eq!(p.metrics.notifications_duplicate.get(), 1);
+        p.stop().await;
+    }
+}

@@ -1,0 +1,498 @@
+//! The notifier: forwards the sled outbox to Kafka (the transactional-outbox pattern).
+//!
+//! The order actor writes each event into the `outbox` tree in the same transaction as the order
+//! and casts [`NotifierMsg::OutboxChanged`]. The notifier produces outbox events to the topic,
+//! keyed by order number, and deletes each one only after Kafka acknowledged it, so nothing is
+//! lost while Kafka is down: the outbox simply grows, and drains when Kafka is back. A crash
+//! between the acknowledgement and the delete sends the event again; the notification service
+//! records each event id once. The gateway asks it for [`NotifierMsg::Health`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, ClientContext};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::domain::OrderEvent;
+use crate::health::ComponentHealth;
+use crate::metrics::Metrics;
+use crate::storage::{self, Storage};
+
+/// How often the whole outbox is re-read, to retry failed deliveries.
+const TICK: Duration = Duration::from_secs(1);
+/// Most events handed to the producer and not yet acknowledged.
+const MAX_IN_FLIGHT: usize = 10_000;
+/// An error this old no longer degrades health once the outbox is empty.
+const RECENT: Duration = Duration::from_secs(30);
+
+pub enum NotifierMsg {
+    /// New events may be in the outbox: send them.
+    OutboxChanged,
+    /// How is delivery to Kafka going?
+    Health(RpcReplyPort<ComponentHealth>),
+    /// Periodic: re-read the whole outbox and send whatever is not in flight.
+    Tick,
+    /// Kafka acknowledged the event stored under this outbox key.
+    Delivered { key: Vec<u8> },
+    /// The event under this outbox key was not delivered; it stays in the outbox.
+    DeliveryFailed { key: Vec<u8>, error: String },
+    /// librdkafka reported that the cluster cannot be reached, or (`fatal`) that the producer
+    /// is unusable: then the notifier fails and its supervisor restarts it with a new producer.
+    ClientError { error: String, fatal: bool },
+}
+
+impl ractor::Message for NotifierMsg {}
+
+pub struct NotifierArgs {
+    pub storage: Storage,
+    pub brokers: String,
+    pub topic: String,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct Notifier;
+
+pub struct NotifierState {
+    storage: Storage,
+    topic: String,
+    metrics: Arc<Metrics>,
+    /// `Some` until `post_stop`, which drops it off the async threads (dropping flushes).
+    producer: Option<FutureProducer<OutageContext>>,
+    /// Outbox keys handed to the producer whose outcome has not arrived: never sent twice at once.
+    in_flight: HashSet<Vec<u8>>,
+    /// The highest outbox key ever sent: `OutboxChanged` reads only past it, a tick reads all.
+    sent_up_to: Option<Vec<u8>>,
+    /// Outbox keys whose record does not decode: logged once, left for an operator.
+    unreadable: HashSet<Vec<u8>>,
+    /// One task per in-flight delivery, awaiting its acknowledgement.
+    deliveries: JoinSet<()>,
+    ticker: JoinHandle<()>,
+    /// The latest error since the last successful delivery, and when it happened.
+    failing: Option<(String, Instant)>,
+}
+
+/// Hears librdkafka's client-level errors (which no message or delivery carries) and reports
+/// an outage — every broker unreachable, or a fatal error that leaves the client unusable — to
+/// its actor at once, so health degrades before the first delivery times out. Shared with the
+/// notification service's consumer.
+pub(crate) struct OutageContext {
+    /// Called with the error text and whether it is fatal.
+    report: Box<dyn Fn(String, bool) + Send + Sync>,
+}
+
+impl OutageContext {
+    pub(crate) fn new(report: impl Fn(String, bool) + Send + Sync + 'static) -> Self {
+        OutageContext {
+            report: Box::new(report),
+        }
+    }
+}
+
+impl ClientContext for OutageContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "Kafka client error");
+        let fatal = error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal);
+        if fatal || error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            (self.report)(format!("{error}: {reason}"), fatal);
+        }
+    }
+}
+
+impl ConsumerContext for OutageContext {}
+
+/// Starts the notifier under `supervisor`.
+pub async fn spawn_notifier(
+    name: String,
+    args: NotifierArgs,
+    supervisor: ractor::ActorCell,
+) -> anyhow::Result<ActorRef<NotifierMsg>> {
+    let (notifier, _) = Actor::spawn_linked(Some(name.clone()), Notifier, args, supervisor)
+        .await
+        .with_context(|| format!("cannot start the notifier {name}"))?;
+    Ok(notifier)
+}
+
+fn producer(
+    brokers: &str,
+    notifier: ActorRef<NotifierMsg>,
+) -> anyhow::Result<FutureProducer<OutageContext>> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        // No duplicates or reordering from librdkafka's own retries; every replica has it.
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        // librdkafka retries internally until this; then the failure reaches us and the event is
+        // sent again on a later tick.
+        .set("message.timeout.ms", "10000")
+        // Events are few and latency matters more than batching.
+        .set("linger.ms", "5")
+        // Reconnect quickly once Kafka is back (the default backoff grows to 10 s).
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "1000")
+        .create_with_context(OutageContext::new(move |error, fatal| {
+            let _ = notifier.cast(NotifierMsg::ClientError { error, fatal });
+        }))
+        .context("cannot create the Kafka producer")
+}
+
+impl Actor for Notifier {
+    type Msg = NotifierMsg;
+    type State = NotifierState;
+    type Arguments = NotifierArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<NotifierMsg>,
+        args: NotifierArgs,
+    ) -> Result<NotifierState, ActorProcessingErr> {
+        let producer = producer(&args.brokers, myself.clone())?;
+        let ticker = myself.send_interval(TICK, || NotifierMsg::Tick);
+        let mut state = NotifierState {
+            storage: args.storage,
+            topic: args.topic,
+            metrics: args.metrics,
+            producer: Some(producer),
+            in_flight: HashSet::new(),
+            sent_up_to: None,
+            unreadable: HashSet::new(),
+            deliveries: JoinSet::new(),
+            ticker,
+            failing: None,
+        };
+        state.pump(&myself, true)?;
+        tracing::info!(topic = %state.topic, "notifier started");
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<NotifierMsg>,
+        msg: NotifierMsg,
+        state: &mut NotifierState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            NotifierMsg::OutboxChanged => state.pump(&myself, false)?,
+            NotifierMsg::Tick => state.pump(&myself, true)?,
+            NotifierMsg::Health(reply) => {
+                let _ = reply.send(state.health());
+            }
+            NotifierMsg::Delivered { key } => {
+                state.in_flight.remove(&key);
+                state
+                    .storage
+                    .outbox
+                    .remove(&key)
+                    .context("cannot delete a delivered event from the outbox")?;
+                state.metrics.kafka_delivered.inc();
+                state.failing = None;
+                state.reap();
+            }
+            NotifierMsg::DeliveryFailed { key, error } => {
+                state.in_flight.remove(&key);
+                state.metrics.kafka_delivery_errors.inc();
+                tracing::warn!(%error, "event not delivered to Kafka; it stays in the outbox");
+                state.fail(error);
+                state.reap();
+            }
+            NotifierMsg::ClientError { error, fatal } => {
+                if fatal {
+                    return Err(anyhow::anyhow!("the Kafka producer failed: {error}").into());
+                }
+                state.fail(error);
+            }
+        }
+        state.metrics.outbox_depth.set(state.depth());
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<NotifierMsg>,
+        state: &mut NotifierState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.ticker.abort();
+        state.deliveries.abort_all();
+        if let Some(producer) = state.producer.take() {
+            // Dropping purges and flushes for up to 500 ms and joins librdkafka's thread.
+            tokio::task::spawn_blocking(move || drop(producer)).await?;
+        }
+        Ok(())
+    }
+}
+
+impl NotifierState {
+    /// Sends outbox events that are not in flight: all of them (`full`), or those past the
+    /// highest key sent so far. A key written out of order (two order actors racing) is
+    /// picked up by the next tick.
+    fn pump(&mut self, myself: &ActorRef<NotifierMsg>, full: bool) -> anyhow::Result<()> {
+        let Some(producer) = &self.producer else {
+            return Ok(());
+        };
+        let start = match (&self.sent_up_to, full) {
+            (Some(key), false) => std::ops::Bound::Excluded(key.clone()),
+            _ => std::ops::Bound::Unbounded,
+        };
+        let entries = self
+            .storage
+            .outbox
+            .range((start, std::ops::Bound::Unbounded));
+        for entry in entries {
+            if self.in_flight.len() >= MAX_IN_FLIGHT {
+                break;
+            }
+            let (key, bytes) = entry.context("cannot read the outbox")?;
+            let key = key.to_vec();
+            if self.in_flight.contains(&key) || self.unreadable.contains(&key) {
+                continue;
+            }
+            let event: OrderEvent = match storage::decode(&self.storage.outbox, &key, &bytes) {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox record skipped");
+                    self.unreadable.insert(key);
+                    continue;
+                }
+            };
+            let order_number = event.order_number.to_string();
+            let payload = event.to_json().to_string();
+            let record = FutureRecord::to(&self.topic)
+                .key(&order_number)
+                .payload(&payload);
+            let delivery = match producer.send_result(record) {
+                Ok(delivery) => delivery,
+                Err((error, _)) => {
+                    // Typically the local queue is full; the next tick tries again.
+                    self.metrics.kafka_delivery_errors.inc();
+                    self.failing = Some((error.to_string(), Instant::now()));
+                    break;
+                }
+            };
+            if self.sent_up_to.as_ref().is_none_or(|high| key > *high) {
+                self.sent_up_to = Some(key.clone());
+            }
+            self.in_flight.insert(key.clone());
+            let notifier = myself.clone();
+            self.deliveries.spawn(async move {
+                let outcome = match delivery.await {
+                    Ok(Ok(_)) => NotifierMsg::Delivered { key },
+                    Ok(Err((error, _))) => NotifierMsg::DeliveryFailed {
+                        key,
+                        error: error.to_string(),
+                    },
+                    Err(_) => NotifierMsg::DeliveryFailed {
+                        key,
+                        error: "the producer was dropped".into(),
+                    },
+                };
+                let _ = notifier.cast(outcome);
+            });
+        }
+        Ok(())
+    }
+
+    /// Drops finished delivery tasks from the set.
+    fn reap(&mut self) {
+        while self.deliveries.try_join_next().is_some() {}
+    }
+
+    fn fail(&mut self, error: String) {
+        self.failing = Some((error, Instant::now()));
+    }
+
+    fn depth(&self) -> i64 {
+        i64::try_from(self.storage.outbox.len()).unwrap_or(i64::MAX)
+    }
+
+    fn health(&self) -> ComponentHealth {
+        let depth = self.depth();
+        match &self.failing {
+            Some((error, at)) if depth > 0 || at.elapsed() < RECENT => ComponentHealth::degraded(
+                format!("Kafka delivery failing ({error}); {depth} events wait in the outbox"),
+            ),
+            _ if !self.unreadable.is_empty() => ComponentHealth::degraded(format!(
+                "{} outbox records do not decode; {depth} events in the outbox",
+                self.unreadable.len()
+            )),
+            _ => ComponentHealth::up(format!("{depth} events in the outbox")),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! The whole path — outbox, notifier, embedded broker, notification service — on real parts.
+    //! [`Pipeline`] also serves the notification service's tests.
+
+    use super::*;
+    use crate::actors::notification::{
+        spawn_notification, NotificationArgs, NotificationMsg, NotificationRecord,
+    };
+    use crate::broker::EmbeddedBroker;
+    use crate::domain::{now_ms, EventType, OrderNumber, Price};
+    use crate::health::Status;
+
+    const TOPIC: &str = "order-events";
+    const DEADLINE: Duration = Duration::from_secs(30);
+
+    /// A supervisor for the actors under test; it outlives their stopping.
+    struct Root;
+    enum RootMsg {}
+    impl ractor::Message for RootMsg {}
+    impl Actor for Root {
+        type Msg = RootMsg;
+        type State = ();
+        type Arguments = ();
+        async fn pre_start(&self, _: ActorRef<RootMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+        async fn handle_supervisor_evt(
+            &self,
+            _: ActorRef<RootMsg>,
+            _: ractor::SupervisionEvent,
+            _: &mut (),
+        ) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    pub(crate) struct Pipeline {
+        pub(crate) broker: EmbeddedBroker,
+        pub(crate) storage: Storage,
+        pub(crate) metrics: Arc<Metrics>,
+        pub(crate) notifier: ActorRef<NotifierMsg>,
+        pub(crate) service: ActorRef<NotificationMsg>,
+        root: ActorRef<RootMsg>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Pipeline {
+        /// `name` keeps actor names unique among tests running at once.
+        pub(crate) async fn start(name: &str) -> Pipeline {
+            let dir = tempfile::tempdir().unwrap();
+            let storage = Storage::open(dir.path()).unwrap();
+            let metrics = Arc::new(Metrics::new());
+            let broker = EmbeddedBroker::start(TOPIC).unwrap();
+            let (root, _) = Actor::spawn(None, Root, ()).await.unwrap();
+            let notifier = spawn_notifier(
+                format!("{name}-notifier"),
+                NotifierArgs {
+                    storage: storage.clone(),
+                    brokers: broker.bootstrap_servers(),
+                    topic: TOPIC.into(),
+                    metrics: metrics.clone(),
+                },
+                root.get_cell(),
+            )
+            .await
+            .unwrap();
+            let service = spawn_notification(
+                format!("{name}-notification"),
+                NotificationArgs {
+                    storage: storage.clone(),
+                    brokers: broker.bootstrap_servers(),
+                    topic: TOPIC.into(),
+                    group_id: "notificationId".into(),
+                    metrics: metrics.clone(),
+                },
+                root.get_cell(),
+            )
+            .await
+            .unwrap();
+            Pipeline {
+                broker,
+                storage,
+                metrics,
+                notifier,
+                service,
+                root,
+                _dir: dir,
+            }
+        }
+
+        /// What the order actor does: store the event in the outbox, then tell the notifier.
+        pub(crate) fn put(&self, event: &OrderEvent) {
+            let key = self.storage.next_id().unwrap().to_be_bytes();
+            storage::put(&self.storage.outbox, &key, event).unwrap();
+            self.notifier.cast(NotifierMsg::OutboxChanged).unwrap();
+        }
+
+        pub(crate) async fn records(&self) -> Vec<NotificationRecord> {
+            ractor::call!(self.service, |reply| NotificationMsg::List {
+                after: None,
+                limit: 100,
+                reply
+            })
+            .unwrap()
+            .unwrap()
+        }
+
+        pub(crate) async fn notifier_health(&self) -> ComponentHealth {
+            ractor::call!(self.notifier, NotifierMsg::Health).unwrap()
+        }
+
+        /// Polls `done` every 50 ms until it holds, failing after [`DEADLINE`].
+        pub(crate) async fn until<F: std::future::Future<Output = bool>>(
+            &self,
+            what: &str,
+            done: impl Fn() -> F,
+        ) {
+            let start = Instant::now();
+            while !done().await {
+                assert!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
+        pub(crate) async fn stop(self) {
+            self.notifier.stop_and_wait(None, None).await.unwrap();
+            self.service.stop_and_wait(None, None).await.unwrap();
+            self.root.stop_and_wait(None, None).await.unwrap();
+        }
+    }
+
+    pub(crate) fn event() -> OrderEvent {
+        OrderEvent {
+            event_id: uuid::Uuid::new_v4(),
+            event_type: EventType::OrderPlaced,
+            order_number: OrderNumber::new(),
+            lines: Vec::new(),
+            total: Price::from_cents(1_990).unwrap(),
+            timestamp_ms: now_ms(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_wait_in_the_outbox_while_kafka_is_down() {
+        let p = Pipeline::start("outage").await;
+        p.broker.brokers_down().unwrap();
+        let sent: Vec<OrderEvent> = (0..3).map(|_| event()).collect();
+        for event in &sent {
+            p.put(event);
+        }
+        p.until("the notifier reports DEGRADED", || async {
+            p.notifier_health().await.status == Status::Degraded
+        })
+        .await;
+        let health = p.notifier_health().await;
+        assert!(health.detail.contains("3 events wait"), "{}", health.detail);
+        assert_eq!(p.storage.outbox.len(), 3);
+        assert!(p.records().await.is_empty());
+
+        p.broker.brokers_up().unwrap();
+        p.until("the outbox drains and every event is recorded", || async {
+            p.storage.outbox.is_empty() && p.records().await.len() == sent.len()
+        })
+        .await;
+        let got: HashSet<String> = p.records().await.into_iter().map(|r| r.event_id).collect();
+        let want: HashSet<String> = sent.iter().map(|e| e.event_id.to_string()).collect();
+        assert_eq!(got, want);
+        assert_eq!(p.notifier_health().await.status, Status::Up);
+        p.stop().await;
+    }
+}
