@@ -349,9 +349,12 @@ pub struct OrderEvent {
 }
 
 impl OrderEvent {
+    /// The event of `event_type` for `order`. Its id depends only on the order and the type, so
+    /// an event built again (see `recovery::republish_unrecorded`) is recognised as the same.
     pub fn for_order(order: &Order, event_type: EventType, now_ms: u64) -> OrderEvent {
+        let name = format!("{}/{}", order.number, event_type.as_str());
         OrderEvent {
-            event_id: Uuid::new_v4(),
+            event_id: Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes()),
             event_type,
             order_number: order.number,
             lines: order.lines.clone(),

@@ -1,0 +1,392 @@
+//! Order: one actor per order runs its saga over the product and stock actors.
+//!
+//! Placing: price every line from the catalog, reserve every line at its SKU's stock actor (all
+//! or none: on any shortage it releases every line), then write the order and its
+//! `OrderPlaced` event to the outbox in one sled transaction and flush before answering. Then it
+//! tells the stock actors to settle and wakes the notifier. Cancelling records the cancel and
+//! its event, returns the units (idempotently), then marks the order restocked. Crash recovery
+//! (`recovery`) finishes whatever a crash interrupted.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+use ractor::{ActorProcessingErr, ActorRef};
+use sled::Transactional;
+
+use super::entity::{Entity, SupervisorMsg};
+use super::product::{ProductCommand, ProductEntity};
+use super::stock::{Stock, StockCommand};
+use super::{ask, Deps, Reply, ShopError};
+use crate::actors::notifier::NotifierMsg;
+use crate::domain::{
+    now_ms, EventType, Order, OrderEvent, OrderLine, OrderNumber, OrderStatus, Price, ProductId,
+    Sku,
+};
+use crate::registry::{INVENTORY_SERVICE, ORDER_SERVICE, PRODUCT_SERVICE};
+use crate::storage::{self, StorageError};
+
+/// A line as the client asked for it; the price, if given, must match the catalog.
+#[derive(Debug, Clone)]
+pub struct RequestedLine {
+    pub sku: Sku,
+    pub price: Option<Price>,
+    pub quantity: u32,
+}
+
+/// The outcome of a place: `created` is false when an idempotent retry found the order.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub order: Order,
+    pub created: bool,
+}
+
+pub enum OrderCommand {
+    Place {
+        lines: Vec<RequestedLine>,
+        reply: Reply<Placed>,
+    },
+    Get {
+        reply: Reply<Order>,
+    },
+    Cancel {
+        reply: Reply<Order>,
+    },
+}
+
+pub enum OrderQuery {
+    List {
+        after: Option<OrderNumber>,
+        limit: usize,
+        reply: Reply<Vec<Order>>,
+    },
+}
+
+pub struct OrderEntity;
+
+type StockRef = ActorRef<SupervisorMsg<Stock>>;
+
+impl Entity for OrderEntity {
+    const SERVICE: &'static str = ORDER_SERVICE;
+    const KIND: &'static str = "order";
+    type Key = OrderNumber;
+    type Command = OrderCommand;
+    type Query = OrderQuery;
+    type State = Option<Order>;
+
+    fn load(deps: &Deps, key: &OrderNumber) -> Result<Self::State, StorageError> {
+        storage::get(&deps.storage.orders, key.as_bytes())
+    }
+
+    async fn handle(
+        deps: &Deps,
+        number: &OrderNumber,
+        state: &mut Self::State,
+        command: OrderCommand,
+    ) -> Result<(), ActorProcessingErr> {
+        match command {
+            OrderCommand::Place { lines, reply } => {
+                let result = place(deps, *number, state, lines).await;
+                let outcome = match &result {
+                    Ok(_) => "placed",
+                    Err(ShopError::OutOfStock(_)) => "out_of_stock",
+                    Err(ShopError::UnknownSku(_)) => "unknown_sku",
+                    Err(ShopError::PriceChanged(_)) => "price_changed",
+                    Err(_) => "error",
+                };
+                deps.metrics.orders.with_label_values(&[outcome]).inc();
+                let _ = reply.send(result);
+            }
+            OrderCommand::Get { reply } => {
+                let _ = reply.send(
+                    state
+                        .clone()
+                        .ok_or_else(|| ShopError::NotFound(format!("order {number}"))),
+                );
+            }
+            OrderCommand::Cancel { reply } => {
+                let result = cancel(deps, *number, state).await;
+                if result.is_ok() {
+                    deps.metrics.orders.with_label_values(&["cancelled"]).inc();
+                }
+                let _ = reply.send(result);
+            }
+        }
+        Ok(())
+    }
+
+    async fn query(deps: Deps, query: OrderQuery) {
+        let OrderQuery::List {
+            after,
+            limit,
+            reply,
+        } = query;
+        let after = after.map(|n| n.as_bytes().to_vec());
+        let result = storage::scan::<Order>(&deps.storage.orders, after.as_deref(), limit)
+            .map(|rows| rows.into_iter().map(|(_, order)| order).collect())
+            .map_err(ShopError::from);
+        let _ = reply.send(result);
+    }
+
+    fn reject(command: OrderCommand, error: ShopError) {
+        match command {
+            OrderCommand::Place { reply, .. } => drop(reply.send(Err(error))),
+            OrderCommand::Get { reply } | OrderCommand::Cancel { reply } => {
+                drop(reply.send(Err(error)))
+            }
+        }
+    }
+}
+
+/// Quantities per SKU (repeated SKUs are summed) with the price the client expects.
+fn aggregate(lines: Vec<RequestedLine>) -> Result<BTreeMap<Sku, (u32, Option<Price>)>, ShopError> {
+    let mut wanted: BTreeMap<Sku, (u32, Option<Price>)> = BTreeMap::new();
+    for line in lines {
+        let entry = wanted.entry(line.sku.clone()).or_insert((0, line.price));
+        entry.0 = entry
+            .0
+            .checked_add(line.quantity)
+            .ok_or_else(|| ShopError::Invalid("quantity too large".into()))?;
+        if entry.1 != line.price && line.price.is_some() {
+            entry.1 = line.price;
+        }
+    }
+    Ok(wanted)
+}
+
+/// FNV-1a over the wanted lines: a retry with the same Idempotency-Key must ask the same.
+fn fingerprint(wanted: &BTreeMap<Sku, (u32, Option<Price>)>) -> u64 {
+    let text: String = wanted
+        .iter()
+        .map(|(sku, (qty, _))| format!("{sku}:{qty};"))
+        .collect();
+    text.bytes().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+async fn place(
+    deps: &Deps,
+    number: OrderNumber,
+    state: &mut Option<Order>,
+    lines: Vec<RequestedLine>,
+) -> Result<Placed, ShopError> {
+    let wanted = aggregate(lines)?;
+    let fingerprint = fingerprint(&wanted);
+    if let Some(order) = state {
+        return if order.fingerprint == fingerprint {
+            Ok(Placed {
+                order: order.clone(),
+                created: false,
+            })
+        } else {
+            Err(ShopError::IdempotencyMismatch)
+        };
+    }
+    let lines = price_lines(deps, &wanted).await?;
+    let stock: StockRef = deps.directory.resolve(INVENTORY_SERVICE)?;
+    reserve_all(deps, &stock, number, &lines).await?;
+    let order = Order {
+        number,
+        status: OrderStatus::Placed,
+        total: Price::sum(lines.iter().map(|l| l.price.times(l.quantity))),
+        lines,
+        created_ms: now_ms(),
+        fingerprint,
+        restocked: true,
+    };
+    write_with_event(deps, &order, EventType::OrderPlaced)?;
+    *state = Some(order.clone());
+    deps.storage.durable().await?;
+    settle(&stock, &order);
+    wake_notifier(deps);
+    Ok(Placed {
+        order,
+        created: true,
+    })
+}
+
+/// Prices each SKU from the catalog; unknown SKUs and changed prices are named together.
+async fn price_lines(
+    deps: &Deps,
+    wanted: &BTreeMap<Sku, (u32, Option<Price>)>,
+) -> Result<Vec<OrderLine>, ShopError> {
+    let products = deps
+        .directory
+        .resolve::<SupervisorMsg<ProductEntity>>(PRODUCT_SERVICE)?;
+    let lookups = wanted.keys().map(|sku| {
+        let command = |reply| SupervisorMsg::Deliver {
+            key: ProductId::for_sku(sku),
+            command: ProductCommand::Get { reply },
+        };
+        ask(&products, command, deps.call_timeout)
+    });
+    let (mut lines, mut unknown, mut changed) = (Vec::new(), Vec::new(), Vec::new());
+    for ((sku, (quantity, asked)), found) in wanted.iter().zip(join_all(lookups).await) {
+        match found {
+            Ok(product) => {
+                if asked.is_some_and(|asked| asked != product.price) {
+                    changed.push(sku.to_string());
+                }
+                lines.push(OrderLine {
+                    sku: sku.clone(),
+                    price: product.price,
+                    quantity: *quantity,
+                });
+            }
+            Err(ShopError::NotFound(_)) => unknown.push(sku.to_string()),
+            Err(e) => return Err(e),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(ShopError::UnknownSku(unknown));
+    }
+    if !changed.is_empty() {
+        return Err(ShopError::PriceChanged(changed));
+    }
+    Ok(lines)
+}
+
+/// Reserves every line, or releases them all and names the short SKUs.
+async fn reserve_all(
+    deps: &Deps,
+    stock: &StockRef,
+    number: OrderNumber,
+    lines: &[OrderLine],
+) -> Result<(), ShopError> {
+    let reservations = lines.iter().map(|line| {
+        let command = |reply| SupervisorMsg::Deliver {
+            key: line.sku.clone(),
+            command: StockCommand::ReserveStock {
+                order: number,
+                quantity: line.quantity,
+                reply,
+            },
+        };
+        ask(stock, command, deps.call_timeout)
+    });
+    let results = join_all(reservations).await;
+    if results.iter().all(Result::is_ok) {
+        return Ok(());
+    }
+    // Release every line, including those whose answer was lost: release is idempotent.
+    let releases = lines.iter().map(|line| {
+        let command = |reply| SupervisorMsg::Deliver {
+            key: line.sku.clone(),
+            command: StockCommand::ReleaseReservation {
+                order: number,
+                reply,
+            },
+        };
+        ask(stock, command, deps.call_timeout)
+    });
+    join_all(releases).await;
+    let mut short = Vec::new();
+    for result in results {
+        match result {
+            Err(ShopError::OutOfStock(skus)) => short.extend(skus),
+            Err(other) => return Err(other),
+            Ok(()) => {}
+        }
+    }
+    Err(ShopError::OutOfStock(short))
+}
+
+async fn cancel(
+    deps: &Deps,
+    number: OrderNumber,
+    state: &mut Option<Order>,
+) -> Result<Order, ShopError> {
+    let mut order = state
+        .clone()
+        .ok_or_else(|| ShopError::NotFound(format!("order {number}")))?;
+    match (order.status, order.restocked) {
+        (OrderStatus::Cancelled, true) => {
+            return Err(ShopError::AlreadyCancelled(number.to_string()))
+        }
+        (OrderStatus::Cancelled, false) => {} // an earlier cancel was interrupted: finish it
+        (OrderStatus::Placed, _) => {
+            order.status = OrderStatus::Cancelled;
+            order.restocked = false;
+            write_with_event(deps, &order, EventType::OrderCancelled)?;
+            *state = Some(order.clone());
+        }
+    }
+    let stock: StockRef = deps.directory.resolve(INVENTORY_SERVICE)?;
+    let returns = order.lines.iter().map(|line| {
+        let command = |reply| SupervisorMsg::Deliver {
+            key: line.sku.clone(),
+            command: StockCommand::ReturnStock {
+                order: number,
+                quantity: line.quantity,
+                reply,
+            },
+        };
+        ask(&stock, command, deps.call_timeout)
+    });
+    join_all(returns)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()?;
+    order.restocked = true;
+    storage::put(&deps.storage.orders, number.as_bytes(), &order)?;
+    *state = Some(order.clone());
+    deps.storage.durable().await?;
+    settle(&stock, &order);
+    wake_notifier(deps);
+    Ok(order)
+}
+
+/// Writes the order and its event to the outbox in one transaction (not yet flushed).
+fn write_with_event(deps: &Deps, order: &Order, event_type: EventType) -> Result<(), StorageError> {
+    let event = OrderEvent::for_order(order, event_type, now_ms());
+    let key = deps.storage.next_id()?.to_be_bytes();
+    let (order_bytes, event_bytes) = (storage::encode(order)?, storage::encode(&event)?);
+    (&deps.storage.orders, &deps.storage.outbox).transaction(|(orders, outbox)| {
+        orders.insert(&order.number.as_bytes()[..], order_bytes.as_slice())?;
+        outbox.insert(&key[..], event_bytes.as_slice())?;
+        Ok::<(), sled::transaction::ConflictableTransactionError<StorageError>>(())
+    })?;
+    Ok(())
+}
+
+/// Tells each SKU's stock actor that the order's outcome is durable.
+fn settle(stock: &StockRef, order: &Order) {
+    for line in &order.lines {
+        let command = StockCommand::SettleOrder {
+            order: order.number,
+        };
+        let _ = stock.cast(SupervisorMsg::Deliver {
+            key: line.sku.clone(),
+            command,
+        });
+    }
+}
+
+fn wake_notifier(deps: &Deps) {
+    if let Some(cell) = ractor::registry::where_is(format!("{}/notifier", deps.node)) {
+        let _ = ActorRef::<NotifierMsg>::from(cell).cast(NotifierMsg::OutboxChanged);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(sku: &str, quantity: u32) -> RequestedLine {
+        RequestedLine {
+            sku: Sku::parse(sku).unwrap(),
+            price: None,
+            quantity,
+        }
+    }
+
+    #[test]
+    fn repeated_skus_are_summed_and_fingerprinted_by_content() {
+        let wanted = aggregate(vec![line("a", 1), line("b", 2), line("a", 3)]).unwrap();
+        assert_eq!(wanted[&Sku::parse("a").unwrap()].0, 4);
+        let same = aggregate(vec![line("b", 2), line("a", 4)]).unwrap();
+        assert_eq!(fingerprint(&wanted), fingerprint(&same));
+        let other = aggregate(vec![line("a", 5), line("b", 2)]).unwrap();
+        assert_ne!(fingerprint(&wanted), fingerprint(&other));
+    }
+}

@@ -1,0 +1,179 @@
+//! Product: one actor per product owns its catalog entry. Creating a product seeds its SKU's
+//! stock at the stock actor first, then writes the product, so a retry after a crash converges
+//! (the product id is derived from the SKU). Order actors read prices here.
+
+use ractor::ActorProcessingErr;
+
+use super::entity::Entity;
+use super::stock::{Stock, StockCommand};
+use super::{ask, Deps, Reply, ShopError};
+use crate::actors::entity::SupervisorMsg;
+use crate::domain::{Description, Price, Product, ProductId, ProductName, Sku};
+use crate::registry::{INVENTORY_SERVICE, PRODUCT_SERVICE};
+use crate::storage::{self, StorageError};
+
+/// A product with its SKU's available quantity, as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductView {
+    pub product: Product,
+    pub quantity: u32,
+}
+
+/// The fields a client may change.
+pub struct ProductChanges {
+    pub name: ProductName,
+    pub description: Description,
+    pub price: Price,
+}
+
+pub enum ProductCommand {
+    Get {
+        reply: Reply<Product>,
+    },
+    Create {
+        product: Product,
+        quantity: Option<u32>,
+        reply: Reply<ProductView>,
+    },
+    Update {
+        changes: ProductChanges,
+        reply: Reply<Product>,
+    },
+    Delete {
+        reply: Reply<()>,
+    },
+}
+
+pub enum ProductQuery {
+    /// Products in id order after `after`, with their stock.
+    List {
+        after: Option<ProductId>,
+        limit: usize,
+        reply: Reply<Vec<ProductView>>,
+    },
+}
+
+pub struct ProductEntity;
+
+impl Entity for ProductEntity {
+    const SERVICE: &'static str = PRODUCT_SERVICE;
+    const KIND: &'static str = "product";
+    type Key = ProductId;
+    type Command = ProductCommand;
+    type Query = ProductQuery;
+    type State = Option<Product>;
+
+    fn load(deps: &Deps, key: &ProductId) -> Result<Self::State, StorageError> {
+        storage::get(&deps.storage.products, key.as_bytes())
+    }
+
+    async fn handle(
+        deps: &Deps,
+        id: &ProductId,
+        state: &mut Self::State,
+        command: ProductCommand,
+    ) -> Result<(), ActorProcessingErr> {
+        let not_found = || ShopError::NotFound(format!("product {id}"));
+        match command {
+            ProductCommand::Get { reply } => {
+                let _ = reply.send(state.clone().ok_or_else(not_found));
+            }
+            ProductCommand::Create {
+                product,
+                quantity,
+                reply,
+            } => {
+                if state.is_some() {
+                    let _ = reply.send(Err(ShopError::SkuTaken(product.sku.to_string())));
+                    return Ok(());
+                }
+                let seeded = seed_stock(deps, &product.sku, quantity).await;
+                let result = match seeded {
+                    Ok(quantity) => save_durably(deps, state, product)
+                        .await
+                        .map(|product| ProductView { product, quantity }),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            ProductCommand::Update { changes, reply } => {
+                let Some(current) = state.clone() else {
+                    let _ = reply.send(Err(not_found()));
+                    return Ok(());
+                };
+                let product = Product {
+                    name: changes.name,
+                    description: changes.description,
+                    price: changes.price,
+                    ..current
+                };
+                let _ = reply.send(save_durably(deps, state, product).await);
+            }
+            ProductCommand::Delete { reply } => {
+                if state.is_none() {
+                    let _ = reply.send(Err(not_found()));
+                    return Ok(());
+                }
+                deps.storage.products.remove(id.as_bytes())?;
+                *state = None;
+                let _ = reply.send(deps.storage.durable().await.map_err(ShopError::from));
+            }
+        }
+        Ok(())
+    }
+
+    async fn query(deps: Deps, query: ProductQuery) {
+        let ProductQuery::List {
+            after,
+            limit,
+            reply,
+        } = query;
+        let list = || -> Result<Vec<ProductView>, StorageError> {
+            let after = after.map(|id| id.as_bytes().to_vec());
+            storage::scan::<Product>(&deps.storage.products, after.as_deref(), limit)?
+                .into_iter()
+                .map(|(_, product)| {
+                    let stock: Option<crate::domain::StockLevel> =
+                        storage::get(&deps.storage.stock, product.sku.as_str().as_bytes())?;
+                    Ok(ProductView {
+                        quantity: stock.map_or(0, |s| s.quantity),
+                        product,
+                    })
+                })
+                .collect()
+        };
+        let _ = reply.send(list().map_err(ShopError::from));
+    }
+
+    fn reject(command: ProductCommand, error: ShopError) {
+        match command {
+            ProductCommand::Get { reply } | ProductCommand::Update { reply, .. } => {
+                drop(reply.send(Err(error)))
+            }
+            ProductCommand::Create { reply, .. } => drop(reply.send(Err(error))),
+            ProductCommand::Delete { reply } => drop(reply.send(Err(error))),
+        }
+    }
+}
+
+async fn seed_stock(deps: &Deps, sku: &Sku, quantity: Option<u32>) -> Result<u32, ShopError> {
+    let stock = deps
+        .directory
+        .resolve::<SupervisorMsg<Stock>>(INVENTORY_SERVICE)?;
+    let command = |reply| SupervisorMsg::Deliver {
+        key: sku.clone(),
+        command: StockCommand::SeedStock { quantity, reply },
+    };
+    Ok(ask(&stock, command, deps.call_timeout).await?.quantity)
+}
+
+async fn save_durably(
+    deps: &Deps,
+    state: &mut Option<Product>,
+    product: Product,
+) -> Result<Product, ShopError> {
+    storage::put(&deps.storage.products, product.id.as_bytes(), &product)?;
+    *state = Some(product.clone());
+    deps.storage.durable().await?;
+    Ok(product)
+}

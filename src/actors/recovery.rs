@@ -1,0 +1,222 @@
+//! Crash recovery of the order saga, run once at start before any actor loads state.
+//!
+//! A crash can leave stock changes that belong to no durable outcome. This pass settles them:
+//! a cancel that was recorded but not restocked is finished; a reservation whose order was never
+//! written is released (the client never got a 201); a reservation whose order exists is kept;
+//! a return whose order is not cancelled is undone. Then it flushes.
+//!
+//! With the embedded broker, Kafka's log lives in this process and dies with it: events it
+//! acknowledged but the notification service had not yet recorded are gone.
+//! [`republish_unrecorded`] puts them back in the outbox (same event ids, so nothing doubles).
+
+use std::collections::HashSet;
+
+use uuid::Uuid;
+
+use crate::domain::{
+    now_ms, EventType, Order, OrderEvent, OrderNumber, OrderStatus, PendingChange, StockLevel,
+};
+use crate::storage::{self, Storage, StorageError};
+
+/// What recovery changed, for the start-up log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    pub cancels_finished: usize,
+    pub reservations_released: usize,
+    pub changes_settled: usize,
+}
+
+pub fn recover(storage: &Storage) -> Result<Recovered, StorageError> {
+    let mut recovered = Recovered::default();
+    for (key, mut order) in storage::scan::<Order>(&storage.orders, None, usize::MAX)? {
+        if order.status == OrderStatus::Cancelled && !order.restocked {
+            for line in &order.lines {
+                let mut level =
+                    storage::get::<StockLevel>(&storage.stock, line.sku.as_str().as_bytes())?
+                        .unwrap_or_else(|| StockLevel {
+                            sku: line.sku.clone(),
+                            quantity: 0,
+                            pending: Default::default(),
+                        });
+                if level.pending.get(&order.number) != Some(&PendingChange::Returned(line.quantity))
+                {
+                    level.quantity = level.quantity.saturating_add(line.quantity);
+                    level
+                        .pending
+                        .insert(order.number, PendingChange::Returned(line.quantity));
+                    storage::put(&storage.stock, line.sku.as_str().as_bytes(), &level)?;
+                }
+            }
+            order.restocked = true;
+            storage::put(&storage.orders, &key, &order)?;
+            recovered.cancels_finished += 1;
+        }
+    }
+    for (key, mut level) in storage::scan::<StockLevel>(&storage.stock, None, usize::MAX)? {
+        if level.pending.is_empty() {
+            continue;
+        }
+        for (number, change) in std::mem::take(&mut level.pending) {
+            let status = order_status(storage, &number)?;
+            match (change, status) {
+                (PendingChange::Reserved(quantity), None) => {
+                    level.quantity = level.quantity.saturating_add(quantity);
+                    recovered.reservations_released += 1;
+                }
+                (PendingChange::Returned(quantity), Some(OrderStatus::Placed) | None) => {
+                    level.quantity = level.quantity.saturating_sub(quantity);
+                    recovered.reservations_released += 1;
+                }
+                _ => recovered.changes_settled += 1,
+            }
+        }
+        storage::put(&storage.stock, &key, &level)?;
+    }
+    storage.flush_now()?;
+    Ok(recovered)
+}
+
+/// Puts every order event the notification service has not recorded, and that is not already
+/// waiting in the outbox, back into the outbox. Returns how many.
+pub fn republish_unrecorded(storage: &Storage) -> Result<usize, StorageError> {
+    let waiting: HashSet<Uuid> = storage::scan::<OrderEvent>(&storage.outbox, None, usize::MAX)?
+        .into_iter()
+        .map(|(_, e)| e.event_id)
+        .collect();
+    let mut republished = 0;
+    for (_, order) in storage::scan::<Order>(&storage.orders, None, usize::MAX)? {
+        let mut types = vec![EventType::OrderPlaced];
+        if order.status == OrderStatus::Cancelled {
+            types.push(EventType::OrderCancelled);
+        }
+        for event_type in types {
+            let event = OrderEvent::for_order(&order, event_type, now_ms());
+            let recorded = storage
+                .seen_events
+                .contains_key(event.event_id.to_string().as_bytes())?;
+            if !recorded && !waiting.contains(&event.event_id) {
+                storage::put(&storage.outbox, &storage.next_id()?.to_be_bytes(), &event)?;
+                republished += 1;
+            }
+        }
+    }
+    storage.flush_now()?;
+    Ok(republished)
+}
+
+fn order_status(
+    storage: &Storage,
+    number: &OrderNumber,
+) -> Result<Option<OrderStatus>, StorageError> {
+    Ok(storage::get::<Order>(&storage.orders, number.as_bytes())?.map(|o| o.status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{OrderLine, Price, Sku};
+    use std::collections::BTreeMap;
+
+    fn stock(
+        storage: &Storage,
+        sku: &Sku,
+        quantity: u32,
+        pending: BTreeMap<OrderNumber, PendingChange>,
+    ) {
+        storage::put(
+            &storage.stock,
+            sku.as_str().as_bytes(),
+            &StockLevel {
+                sku: sku.clone(),
+                quantity,
+                pending,
+            },
+        )
+        .unwrap();
+    }
+
+    fn order(storage: &Storage, sku: &Sku, status: OrderStatus, restocked: bool) -> OrderNumber {
+        let number = OrderNumber::new();
+        let line = OrderLine {
+            sku: sku.clone(),
+            price: Price::from_cents(100).unwrap(),
+            quantity: 2,
+        };
+        let order = Order {
+            number,
+            status,
+            lines: vec![line],
+            total: Price::from_cents(200).unwrap(),
+            created_ms: 0,
+            fingerprint: 0,
+            restocked,
+        };
+        storage::put(&storage.orders, number.as_bytes(), &order).unwrap();
+        number
+    }
+
+    #[tokio::test]
+    async fn settles_every_kind_of_unfinished_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let sku = Sku::parse("a").unwrap();
+        let placed = order(&storage, &sku, OrderStatus::Placed, true);
+        let half_cancelled = order(&storage, &sku, OrderStatus::Cancelled, false);
+        let never_written = OrderNumber::new();
+        // 10 available; `placed` holds 2 (sold), `never_written` holds 3 (must come back),
+        // `half_cancelled` sold 2 earlier and must get them back.
+        let pending = BTreeMap::from([
+            (placed, PendingChange::Reserved(2)),
+            (never_written, PendingChange::Reserved(3)),
+        ]);
+        stock(&storage, &sku, 10, pending);
+        let recovered = recover(&storage).unwrap();
+        assert_eq!(
+            recovered,
+            Recovered {
+                cancels_finished: 1,
+                reservations_released: 1,
+                changes_settled: 2
+            }
+        );
+        let level: StockLevel = storage::get(&storage.stock, b"a").unwrap().unwrap();
+        assert_eq!(level.quantity, 10 + 3 + 2);
+        assert!(level.pending.is_empty());
+        let finished: Order = storage::get(&storage.orders, half_cancelled.as_bytes())
+            .unwrap()
+            .unwrap();
+        assert!(finished.restocked);
+        assert_eq!(
+            recover(&storage).unwrap(),
+            Recovered::default(),
+            "recovery is idempotent"
+        );
+    }
+
+    #[tokio::test]
+    async fn republishes_only_events_nobody_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let sku = Sku::parse("a").unwrap();
+        let recorded = order(&storage, &sku, OrderStatus::Placed, true);
+        order(&storage, &sku, OrderStatus::Cancelled, true);
+        let recorded: Order = storage::get(&storage.orders, recorded.as_bytes())
+            .unwrap()
+            .unwrap();
+        let event = OrderEvent::for_order(&recorded, EventType::OrderPlaced, 0);
+        storage
+            .seen_events
+            .insert(event.event_id.to_string().as_bytes(), &[][..])
+            .unwrap();
+        assert_eq!(
+            republish_unrecorded(&storage).unwrap(),
+            2,
+            "placed and cancelled of the other order"
+        );
+        assert_eq!(
+            republish_unrecorded(&storage).unwrap(),
+            0,
+            "already waiting in the outbox"
+        );
+    }
+}
