@@ -83,6 +83,10 @@ pub struct ServeConfig {
         default_value_t = 10
     )]
     pub restart_window_secs: u64,
+
+    /// Expose the test-only fault hook `POST /_test/panic/{kind}/{key}`. Never in production.
+    #[arg(long = "fault-injection", env = "AGORA_FAULT_INJECTION", hide = true)]
+    pub fault_injection: bool,
 }
 
 impl ServeConfig {
@@ -100,6 +104,7 @@ impl ServeConfig {
             max_body_bytes: 64 * 1024,
             max_restarts: 5,
             restart_window_secs: 10,
+            fault_injection: true,
         }
     }
 

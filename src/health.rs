@@ -23,14 +23,23 @@ pub struct ComponentHealth {
 
 impl ComponentHealth {
     pub fn up(detail: impl Into<String>) -> Self {
-        ComponentHealth { status: Status::Up, detail: detail.into() }
+        ComponentHealth {
+            status: Status::Up,
+            detail: detail.into(),
+        }
     }
 
     pub fn degraded(detail: impl Into<String>) -> Self {
-        ComponentHealth { status: Status::Degraded, detail: detail.into() }
+        ComponentHealth {
+            status: Status::Degraded,
+            detail: detail.into(),
+        }
     }
 
     pub fn down(detail: impl Into<String>) -> Self {
-        ComponentHealth { status: Status::Down, detail: detail.into() }
+        ComponentHealth {
+            status: Status::Down,
+            detail: detail.into(),
+        }
     }
 }

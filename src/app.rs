@@ -1,0 +1,281 @@
+//! Wiring: opens storage, runs crash recovery, starts (or connects to) Kafka, spawns the actor
+//! tree under the root supervisor, serves the gateway, and shuts all of it down in order.
+//!
+//! Shutdown: stop accepting, finish requests in flight, stop the actors children first (orders
+//! before the stock and products they call), flush storage.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ractor::Actor;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::actors::entity::{spawn_supervisor, RestartPolicy, SupervisorArgs};
+use crate::actors::notification::{spawn_notification, NotificationArgs};
+use crate::actors::notifier::{spawn_notifier, NotifierArgs};
+use crate::actors::order::OrderEntity;
+use crate::actors::product::ProductEntity;
+use crate::actors::root::Root;
+use crate::actors::stock::Stock;
+use crate::actors::{recovery, stop_children_first, Deps, Directory};
+use crate::broker::EmbeddedBroker;
+use crate::config::ServeConfig;
+use crate::gateway::{self, GatewayCtx};
+use crate::health::ComponentHealth;
+use crate::metrics::Metrics;
+use crate::registry::{self, LocalInstance, Registry, API_GATEWAY, NOTIFICATION_SERVICE};
+use crate::storage::Storage;
+
+/// The Kafka consumer group of the notification service, as in the original.
+pub const NOTIFICATION_GROUP: &str = "notificationId";
+
+/// How long shutdown waits for requests in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running node.
+pub struct App {
+    pub http_addr: SocketAddr,
+    pub kafka_brokers: String,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl App {
+    /// Stops gracefully and waits until everything is flushed.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.context("the node's task panicked")?
+    }
+
+    /// Runs until `signal` resolves (then shuts down) or a service actor fails (an error).
+    pub async fn run_until(
+        mut self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tokio::select! {
+            _ = signal => self.shutdown().await,
+            result = &mut self.task => result.context("the node's task panicked")?,
+        }
+    }
+}
+
+/// Starts a node as configured and prints where each service is.
+pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
+    let storage = Storage::open(&config.data)?;
+    let recovered = recovery::recover(&storage).context("crash recovery failed")?;
+    tracing::info!(?recovered, "recovery done");
+    let (broker, kafka_brokers) = match &config.kafka_brokers {
+        Some(brokers) => (None, brokers.clone()),
+        None => {
+            let republished =
+                recovery::republish_unrecorded(&storage).context("cannot refill the outbox")?;
+            tracing::info!(
+                republished,
+                "events the embedded broker lost are back in the outbox"
+            );
+            let broker = EmbeddedBroker::start(&config.topic)
+                .context("cannot start the embedded Kafka broker")?;
+            let servers = broker.bootstrap_servers();
+            (Some(broker), servers)
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http))?;
+    let http_addr = listener.local_addr()?;
+    let metrics = Arc::new(Metrics::new());
+    let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
+    let (root, _) = Actor::spawn(Some(format!("{}/root", config.node)), Root, fatal_tx)
+        .await
+        .context("cannot start the root supervisor")?;
+    let root = root.get_cell();
+    let registry = Registry::start(&config.node, config.lease(), root.clone()).await?;
+    let deps = Deps {
+        node: config.node.clone(),
+        storage: storage.clone(),
+        directory: Directory {
+            registry: registry.clone(),
+        },
+        metrics: metrics.clone(),
+        call_timeout: config.request_timeout(),
+    };
+    let supervisor_args = || SupervisorArgs {
+        deps: deps.clone(),
+        policy: RestartPolicy {
+            max_restarts: config.max_restarts,
+            window: config.restart_window(),
+        },
+        idle: config.idle(),
+        lease: config.lease(),
+        http_addr,
+    };
+    let stock = spawn_supervisor::<Stock>(supervisor_args(), root.clone())
+        .await?
+        .get_cell();
+    let product = spawn_supervisor::<ProductEntity>(supervisor_args(), root.clone())
+        .await?
+        .get_cell();
+    let order = spawn_supervisor::<OrderEntity>(supervisor_args(), root.clone())
+        .await?
+        .get_cell();
+    let notifier_args = NotifierArgs {
+        storage: storage.clone(),
+        brokers: kafka_brokers.clone(),
+        topic: config.topic.clone(),
+        metrics: metrics.clone(),
+    };
+    let notifier = spawn_notifier(
+        format!("{}/notifier", config.node),
+        notifier_args,
+        root.clone(),
+    )
+    .await?
+    .get_cell();
+    let notification_args = NotificationArgs {
+        storage: storage.clone(),
+        brokers: kafka_brokers.clone(),
+        topic: config.topic.clone(),
+        group_id: NOTIFICATION_GROUP.into(),
+        metrics: metrics.clone(),
+    };
+    let notification_name = format!("{}/notification", config.node);
+    let notification =
+        spawn_notification(notification_name.clone(), notification_args, root.clone())
+            .await?
+            .get_cell();
+    let leases = keep_leases(
+        registry.clone(),
+        config.lease(),
+        vec![
+            LocalInstance {
+                app: NOTIFICATION_SERVICE,
+                node: config.node.clone(),
+                actor_name: notification_name,
+                http_addr,
+            },
+            LocalInstance {
+                app: API_GATEWAY,
+                node: config.node.clone(),
+                actor_name: format!("{}/gateway", config.node),
+                http_addr,
+            },
+        ],
+    )
+    .await?;
+
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let probe_storage = storage.clone();
+    let ctx = Arc::new(GatewayCtx {
+        node: config.node.clone(),
+        directory: deps.directory.clone(),
+        metrics,
+        flush_stats: storage.stats.clone(),
+        storage_probe: Box::new(move || match probe_storage.check() {
+            Ok(()) => ComponentHealth::up("sled answers"),
+            Err(e) => ComponentHealth::down(e.to_string()),
+        }),
+        request_timeout: config.request_timeout(),
+        max_body_bytes: config.max_body_bytes,
+        shutdown: stopping,
+        fault_injection: config.fault_injection,
+    });
+    let routes = gateway::routes(ctx, registry::routes(registry));
+
+    println!("agora node {} is up", config.node);
+    println!("  gateway       http://{http_addr}/api  (health /health, metrics /metrics)");
+    println!("  registry      http://{http_addr}/eureka  (dashboard /eureka/web)");
+    println!("  product       http://{http_addr}/api/product");
+    println!("  inventory     http://{http_addr}/api/inventory");
+    println!("  order         http://{http_addr}/api/order");
+    println!("  notification  http://{http_addr}/api/notifications  (group {NOTIFICATION_GROUP})");
+    let kind = if broker.is_some() {
+        "embedded broker"
+    } else {
+        "external"
+    };
+    println!(
+        "  kafka         {kafka_brokers}  ({kind}; topic {})",
+        config.topic
+    );
+    println!("  storage       {}", config.data.display());
+
+    let (stop, stop_rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let (drain_tx, drain_rx) = oneshot::channel::<()>();
+        let server = warp::serve(routes).incoming(listener).graceful(async move {
+            let _ = drain_rx.await;
+        });
+        let server = tokio::spawn(server.run());
+        let fatal = wait_for_stop(stop_rx, fatal_rx).await;
+        let _ = stopping_tx.send(true);
+        let _ = drain_tx.send(());
+        if tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
+            tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
+        }
+        leases.abort();
+        for cell in [order, product, stock, notification, notifier, root] {
+            stop_children_first(cell).await;
+        }
+        storage.flush_now().context("final flush failed")?;
+        drop(broker);
+        tracing::info!("stopped");
+        match fatal {
+            Some(reason) => Err(anyhow::anyhow!(reason)),
+            None => Ok(()),
+        }
+    });
+    Ok(App {
+        http_addr,
+        kafka_brokers,
+        stop,
+        task,
+    })
+}
+
+/// Waits for a stop request (`None`) or a fatal failure (its reason).
+async fn wait_for_stop(
+    stop: oneshot::Receiver<()>,
+    mut fatal: mpsc::UnboundedReceiver<String>,
+) -> Option<String> {
+    tokio::select! {
+        _ = stop => None,
+        reason = fatal.recv() => reason,
+    }
+}
+
+/// Registers services that are not entity supervisors and renews their leases.
+async fn keep_leases(
+    registry: Registry,
+    lease: Duration,
+    instances: Vec<LocalInstance>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let mut ids = Vec::new();
+    for instance in &instances {
+        ids.push(registry.register_local(clone_instance(instance)).await?);
+    }
+    Ok(tokio::spawn(async move {
+        let mut tick = tokio::time::interval((lease / 3).max(Duration::from_millis(200)));
+        loop {
+            tick.tick().await;
+            for (instance, id) in instances.iter().zip(ids.iter_mut()) {
+                if !registry.renew(instance.app, id).await.unwrap_or(false) {
+                    if let Ok(new_id) = registry.register_local(clone_instance(instance)).await {
+                        *id = new_id;
+                    }
+                }
+            }
+        }
+    }))
+}
+
+fn clone_instance(instance: &LocalInstance) -> LocalInstance {
+    LocalInstance {
+        app: instance.app,
+        node: instance.node.clone(),
+        actor_name: instance.actor_name.clone(),
+        http_addr: instance.http_addr,
+    }
+}

@@ -1,0 +1,112 @@
+//! API errors: every failure a request can meet, and the one place where each maps to an HTTP
+//! status and a JSON body `{error, message, requestId, ...}`.
+
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+
+use crate::actors::ShopError;
+use crate::domain::Invalid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Invalid(#[from] Invalid),
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(u64),
+    #[error("no route matches this path")]
+    RouteNotFound,
+    #[error("this path does not accept this method")]
+    MethodNotAllowed,
+    #[error("the request did not complete within {0} ms")]
+    Timeout(u128),
+    #[error(transparent)]
+    Shop(#[from] ShopError),
+}
+
+impl ApiError {
+    /// The status and the machine-readable `error` code.
+    fn status(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Invalid(_) | ApiError::Shop(ShopError::Invalid(_)) => {
+                (StatusCode::BAD_REQUEST, "invalid_input")
+            }
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::RouteNotFound | ApiError::Shop(ShopError::NotFound(_)) => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            ApiError::Shop(ShopError::OutOfStock(_)) => (StatusCode::CONFLICT, "out_of_stock"),
+            ApiError::Shop(ShopError::PriceChanged(_)) => (StatusCode::CONFLICT, "price_changed"),
+            ApiError::Shop(ShopError::AlreadyCancelled(_)) => {
+                (StatusCode::CONFLICT, "already_cancelled")
+            }
+            ApiError::Shop(ShopError::SkuTaken(_)) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Shop(ShopError::UnknownSku(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "unknown_sku")
+            }
+            ApiError::Shop(ShopError::IdempotencyMismatch) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+            }
+            ApiError::Shop(ShopError::Unavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+            ApiError::Shop(ShopError::Internal(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        }
+    }
+
+    /// Turns a warp rejection (no route matched) into the matching error.
+    pub fn from_rejection(rejection: &warp::Rejection) -> ApiError {
+        if rejection.is_not_found() {
+            ApiError::RouteNotFound
+        } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+            ApiError::MethodNotAllowed
+        } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+            ApiError::PayloadTooLarge(0)
+        } else if rejection
+            .find::<warp::reject::UnsupportedMediaType>()
+            .is_some()
+        {
+            ApiError::UnsupportedMediaType
+        } else {
+            ApiError::BadRequest(format!("the request was rejected: {rejection:?}"))
+        }
+    }
+
+    pub fn into_response(self, request_id: &str) -> Response {
+        let (status, code) = self.status();
+        if status.is_server_error() {
+            tracing::warn!(request_id, error = %self, "request failed");
+        }
+        let mut body =
+            json!({ "error": code, "message": self.to_string(), "requestId": request_id });
+        match &self {
+            ApiError::Invalid(invalid) => body["field"] = json!(invalid.field),
+            ApiError::Shop(
+                ShopError::OutOfStock(skus)
+                | ShopError::UnknownSku(skus)
+                | ShopError::PriceChanged(skus),
+            ) => body["skuCodes"] = json!(skus),
+            _ => {}
+        }
+        let mut response =
+            warp::reply::with_status(warp::reply::json(&body), status).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert("retry-after", warp::http::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,209 @@
+//! Gateway filters: what every route shares. [`call`] extracts a [`Call`] (context, request id,
+//! headers, query, body stream); [`serve`] runs a handler under the request timeout inside a
+//! tracing span that carries the request id, renders its error as JSON, echoes `X-Request-Id`
+//! and records the request's metrics.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{Stream, StreamExt, TryStreamExt};
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+use warp::http::{HeaderMap, HeaderValue, Method};
+use warp::reply::Response;
+use warp::Filter;
+
+use super::error::ApiError;
+use super::GatewayCtx;
+
+type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, warp::Error>> + Send>>;
+
+/// One request as a handler sees it.
+pub struct Call {
+    pub ctx: Arc<GatewayCtx>,
+    pub request_id: String,
+    pub method: Method,
+    pub headers: HeaderMap,
+    /// The raw query string, empty when there is none.
+    pub query: String,
+    body: BodyStream,
+}
+
+/// The request id: the client's `X-Request-Id` if it is sane, otherwise a new UUID.
+pub fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Extracts a [`Call`]; put it after the path and method filters.
+pub fn call(
+    ctx: Arc<GatewayCtx>,
+) -> impl Filter<Extract = (Call,), Error = warp::Rejection> + Clone {
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    warp::any()
+        .map(move || ctx.clone())
+        .and(warp::method())
+        .and(warp::header::headers_cloned())
+        .and(query)
+        .and(warp::body::stream())
+        .map(|ctx, method, headers: HeaderMap, query, body: _| {
+            let body: BodyStream = Box::pin(TryStreamExt::map_ok(body, |mut chunk: _| {
+                let len = Buf::remaining(&chunk);
+                Buf::copy_to_bytes(&mut chunk, len)
+            }));
+            Call {
+                ctx,
+                request_id: request_id(&headers),
+                method,
+                headers,
+                query,
+                body,
+            }
+        })
+}
+
+impl Call {
+    /// Reads the body (at most the configured size) and parses it as JSON into `T`.
+    pub async fn json<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
+        let content_type = self
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if mime != "application/json"
+            && !(mime.starts_with("application/") && mime.ends_with("+json"))
+        {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let limit = self.ctx.max_body_bytes;
+        let declared = self
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit) {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = self.body.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::BadRequest(format!("the request body could not be read: {e}"))
+            })?;
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!("the body is not valid JSON for this route: {e}"))
+        })
+    }
+
+    /// The query string's pairs, in order (keys may repeat).
+    pub fn query_pairs(&self) -> Result<Vec<(String, String)>, ApiError> {
+        serde_urlencoded::from_str(&self.query)
+            .map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))
+    }
+
+    /// The single value of query parameter `name`, if present.
+    pub fn query_param(&self, name: &str) -> Result<Option<String>, ApiError> {
+        Ok(self
+            .query_pairs()?
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v))
+    }
+
+    /// `?limit=` between 1 and 1000, default 100.
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        match self.query_param("limit")? {
+            None => Ok(100),
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    ApiError::Invalid(crate::domain::Invalid::new(
+                        "limit",
+                        "must be between 1 and 1000",
+                    ))
+                }),
+        }
+    }
+}
+
+/// Runs `handler` for one route: timeout, span with the request id, JSON errors, metrics.
+pub async fn serve<F, Fut>(call: Call, route: &'static str, handler: F) -> Response
+where
+    F: FnOnce(Call) -> Fut,
+    Fut: Future<Output = Result<Response, ApiError>>,
+{
+    let started = Instant::now();
+    let (ctx, request_id, method) = (
+        call.ctx.clone(),
+        call.request_id.clone(),
+        call.method.clone(),
+    );
+    let span = tracing::info_span!("request", request_id = %request_id, %method, route);
+    let timeout = ctx.request_timeout;
+    let result = async {
+        match tokio::time::timeout(timeout, handler(call)).await {
+            Ok(result) => result,
+            Err(_) => Err(ApiError::Timeout(timeout.as_millis())),
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    let response = result.unwrap_or_else(|e| span.in_scope(|| e.into_response(&request_id)));
+    finish(&ctx, route, &method, &request_id, started, response)
+}
+
+/// Echoes the request id and records the request's metrics.
+pub fn finish(
+    ctx: &GatewayCtx,
+    route: &str,
+    method: &Method,
+    request_id: &str,
+    started: Instant,
+    mut response: Response,
+) -> Response {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    let status = response.status().as_str().to_owned();
+    let labels = [route, method.as_str(), status.as_str()];
+    ctx.metrics.http_requests.with_label_values(&labels).inc();
+    ctx.metrics
+        .http_duration
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    tracing::debug!(request_id, route, %status, elapsed_us = started.elapsed().as_micros() as u64, "request done");
+    response
+}
+
+/// A JSON response with `status`.
+pub fn json_response(status: warp::http::StatusCode, body: &serde_json::Value) -> Response {
+    use warp::Reply;
+    warp::reply::with_status(warp::reply::json(body), status).into_response()
+}
+
+/// A 201 with a `Location` header.
+pub fn created(location: String, body: &serde_json::Value) -> Response {
+    let mut response = json_response(warp::http::StatusCode::CREATED, body);
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert("location", value);
+    }
+    response
+}

@@ -1,0 +1,83 @@
+//! Notification routes: `GET /api/notifications` (what the notification service received from
+//! Kafka, oldest first, `?after=` cursor) and `GET /api/notifications/stream` (server-sent
+//! events). Talks to the notification service actor.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use ractor::ActorRef;
+use serde_json::Value;
+use tokio_stream::wrappers::BroadcastStream;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+use warp::Filter;
+
+use super::error::ApiError;
+use super::filters::{call, json_response, serve, Call};
+use super::GatewayCtx;
+use crate::actors::notification::{NotificationMsg, NotificationRecord};
+use crate::actors::{request, ShopError};
+use crate::domain::Invalid;
+use crate::registry::NOTIFICATION_SERVICE;
+
+pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(Response,)> {
+    let list_route = warp::path!("api" / "notifications")
+        .and(warp::get())
+        .and(call(ctx.clone()))
+        .then(|c| serve(c, "/api/notifications", list));
+    let stream_route = warp::path!("api" / "notifications" / "stream")
+        .and(warp::get())
+        .and(call(ctx))
+        .then(|c| serve(c, "/api/notifications/stream", stream));
+    list_route.or(stream_route).unify().boxed()
+}
+
+fn service(call: &Call) -> Result<ActorRef<NotificationMsg>, ApiError> {
+    Ok(call.ctx.directory.resolve(NOTIFICATION_SERVICE)?)
+}
+
+async fn list(call: Call) -> Result<Response, ApiError> {
+    let limit = call.limit()?;
+    let after = match call.query_param("after")? {
+        Some(raw) => Some(
+            raw.parse::<u64>()
+                .map_err(|_| Invalid::new("after", "must be a notification seq"))?,
+        ),
+        None => None,
+    };
+    let actor = service(&call)?;
+    let list = |reply| NotificationMsg::List {
+        after,
+        limit,
+        reply,
+    };
+    let records = request(&actor, list, call.ctx.request_timeout)
+        .await?
+        .map_err(ShopError::Internal)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &Value::Array(records.iter().map(NotificationRecord::to_json).collect()),
+    ))
+}
+
+async fn stream(call: Call) -> Result<Response, ApiError> {
+    let actor = service(&call)?;
+    let receiver = request(&actor, NotificationMsg::Subscribe, call.ctx.request_timeout).await?;
+    let events = BroadcastStream::new(receiver).filter_map(|record| async move {
+        let record = record.ok()?;
+        let event = warp::sse::Event::default()
+            .id(record.seq.to_string())
+            .event(record.event_type.clone());
+        event
+            .json_data(record.to_json())
+            .ok()
+            .map(Ok::<_, Infallible>)
+    });
+    let mut shutdown = call.ctx.shutdown.clone();
+    let events = events.take_until(async move {
+        let _ = shutdown.wait_for(|stopping| *stopping).await;
+    });
+    Ok(warp::sse::reply(warp::sse::keep_alive().stream(events)).into_response())
+}

@@ -1,0 +1,156 @@
+//! Operations routes: `GET /health` (status per component: storage, kafka, registry, actors),
+//! `GET /metrics` (Prometheus text), and, only when fault injection is on, the test hook
+//! `POST /_test/panic/{kind}/{key}` that makes an entity actor panic.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{ActorRef, RpcReplyPort};
+use serde_json::json;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+use warp::Filter;
+
+use super::error::ApiError;
+use super::filters::{call, json_response, serve, Call};
+use super::GatewayCtx;
+use crate::actors::entity::{Entity, SupervisorMsg};
+use crate::actors::notification::NotificationMsg;
+use crate::actors::notifier::NotifierMsg;
+use crate::actors::order::OrderEntity;
+use crate::actors::product::ProductEntity;
+use crate::actors::stock::Stock;
+use crate::actors::{request, ShopError};
+use crate::domain::{OrderNumber, ProductId, Sku};
+use crate::health::{ComponentHealth, Status};
+use crate::registry::NOTIFICATION_SERVICE;
+
+/// How long `/health` waits for each component.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(Response,)> {
+    let health = warp::path!("health")
+        .and(warp::get())
+        .and(call(ctx.clone()))
+        .then(|c| serve(c, "/health", health));
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(call(ctx.clone()))
+        .then(|c| serve(c, "/metrics", metrics));
+    let routes = health.or(metrics).unify();
+    if !ctx.fault_injection {
+        return routes.boxed();
+    }
+    let panic = warp::path!("_test" / "panic" / String / String)
+        .and(warp::post())
+        .and(call(ctx))
+        .then(|kind, key, c| serve(c, "/_test/panic", move |c| inject_panic(c, kind, key)));
+    routes.or(panic).unify().boxed()
+}
+
+async fn probe<M: ractor::Message>(
+    actor: Result<ActorRef<M>, ShopError>,
+    make: impl FnOnce(RpcReplyPort<ComponentHealth>) -> M,
+) -> ComponentHealth {
+    let answer = match actor {
+        Ok(actor) => request(&actor, make, PROBE_TIMEOUT).await,
+        Err(e) => Err(e),
+    };
+    answer.unwrap_or_else(|e| ComponentHealth::down(e.to_string()))
+}
+
+async fn supervisor_health<E: Entity>(ctx: &GatewayCtx) -> ComponentHealth {
+    probe(
+        ctx.directory.resolve::<SupervisorMsg<E>>(E::SERVICE),
+        SupervisorMsg::Health,
+    )
+    .await
+}
+
+/// The worst of `parts`, with their details joined.
+fn worst(parts: Vec<ComponentHealth>) -> ComponentHealth {
+    let rank = |s: Status| match s {
+        Status::Up => 0,
+        Status::Degraded => 1,
+        Status::Down => 2,
+    };
+    let status = parts
+        .iter()
+        .map(|p| p.status)
+        .max_by_key(|s| rank(*s))
+        .unwrap_or(Status::Up);
+    let detail = parts
+        .iter()
+        .map(|p| p.detail.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    ComponentHealth { status, detail }
+}
+
+async fn health(call: Call) -> Result<Response, ApiError> {
+    let ctx = &call.ctx;
+    let notifier = ractor::registry::where_is(format!("{}/notifier", ctx.node))
+        .map(ActorRef::<NotifierMsg>::from)
+        .ok_or_else(|| ShopError::Unavailable("the notifier is not running".into()));
+    let (notifier, notification, product, stock, order) = tokio::join!(
+        probe(notifier, NotifierMsg::Health),
+        probe(
+            ctx.directory
+                .resolve::<NotificationMsg>(NOTIFICATION_SERVICE),
+            NotificationMsg::Health
+        ),
+        supervisor_health::<ProductEntity>(ctx),
+        supervisor_health::<Stock>(ctx),
+        supervisor_health::<OrderEntity>(ctx),
+    );
+    let summary = ctx.directory.registry.summary();
+    let registry = ComponentHealth::up(format!(
+        "{} apps, {} instances up, {} down",
+        summary.apps, summary.instances_up, summary.instances_down
+    ));
+    let components = BTreeMap::from([
+        ("storage", (ctx.storage_probe)()),
+        ("kafka", worst(vec![notifier, notification])),
+        ("registry", registry),
+        ("actors", worst(vec![product, stock, order])),
+    ]);
+    let overall = worst(components.values().cloned().collect()).status;
+    let code = if overall == Status::Down {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    Ok(json_response(
+        code,
+        &json!({ "status": overall, "node": ctx.node, "components": components }),
+    ))
+}
+
+async fn metrics(call: Call) -> Result<Response, ApiError> {
+    let text = call.ctx.metrics.render(&call.ctx.flush_stats);
+    let reply = warp::reply::with_header(
+        text,
+        "content-type",
+        "text/plain; version=0.0.4; charset=utf-8",
+    );
+    Ok(reply.into_response())
+}
+
+async fn inject_panic(call: Call, kind: String, key: String) -> Result<Response, ApiError> {
+    fn send<E: Entity>(call: &Call, key: E::Key) -> Result<(), ApiError> {
+        let supervisor = call.ctx.directory.resolve::<SupervisorMsg<E>>(E::SERVICE)?;
+        supervisor
+            .cast(SupervisorMsg::InjectPanic { key })
+            .map_err(|e| ShopError::Unavailable(e.to_string()))?;
+        Ok(())
+    }
+    match kind.as_str() {
+        "product" => send::<ProductEntity>(&call, ProductId::parse(&key)?)?,
+        "stock" => send::<Stock>(&call, Sku::parse(&key)?)?,
+        "order" => send::<OrderEntity>(&call, OrderNumber::parse(&key)?)?,
+        _ => return Err(ApiError::RouteNotFound),
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}
