@@ -1,0 +1,11 @@
+//! Integration tests: a real server on loopback, a real sled directory per test, Kafka through
+//! the embedded broker, and real `agora` processes for kill -9 and restart.
+//! One binary, so the crate is linked once.
+
+mod integration {
+    pub mod bad_input;
+    pub mod concurrency;
+    pub mod crash;
+    pub mod end_to_end;
+    pub mod support;
+}

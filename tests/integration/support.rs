@@ -1,0 +1,197 @@
+//! `TestApp`: starts agora on a free port with its own data directory and talks to it over HTTP.
+//! In-process for most tests; as a child process (`TestApp::spawn_process`) where a test must
+//! kill it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agora::app::App;
+use agora::config::ServeConfig;
+use reqwest::{Client, Method, Response};
+use serde_json::{json, Value};
+
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    runner: Runner,
+    _dir: Option<tempfile::TempDir>,
+}
+
+enum Runner {
+    InProcess(Option<App>),
+    Process(Child),
+}
+
+impl TestApp {
+    /// A node in this process, with its own data directory and embedded broker.
+    pub async fn spawn() -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = ServeConfig::for_tests(dir.path().to_path_buf());
+        // Actor names are process-wide: every in-process node needs its own.
+        config.node = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let app = agora::app::start(config).await.expect("agora starts");
+        let base = format!("http://{}", app.http_addr);
+        TestApp {
+            base,
+            client: client(),
+            runner: Runner::InProcess(Some(app)),
+            _dir: Some(dir),
+        }
+    }
+
+    /// An `agora serve` child process on `data`, ready once `/health` answers.
+    pub async fn spawn_process(data: &Path, extra_env: &[(&str, &str)]) -> TestApp {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args(["serve", "--http", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .envs(extra_env.iter().copied())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("agora binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.trim().strip_prefix("gateway") {
+                    let url = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .trim_end_matches("/api")
+                        .to_owned();
+                    let _ = tx.send(url);
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("agora prints its gateway address");
+        let app = TestApp {
+            base,
+            client: client(),
+            runner: Runner::Process(child),
+            _dir: None,
+        };
+        app.wait_until(|| async { app.get("/health").await.status().is_success() })
+            .await;
+        app
+    }
+
+    /// Sends SIGKILL to the process: no shutdown, no flush.
+    pub fn kill9(mut self) {
+        if let Runner::Process(child) = &mut self.runner {
+            child.kill().expect("kill -9");
+            child.wait().expect("reaped");
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Runner::InProcess(app) = &mut self.runner {
+            if let Some(app) = app.take() {
+                app.shutdown().await.expect("clean shutdown");
+            }
+        }
+    }
+
+    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Response {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.expect("request is answered")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.json().await.expect("JSON body")
+    }
+
+    /// Creates a product with `quantity` in stock; returns its JSON.
+    pub async fn product(&self, sku: &str, price: f64, quantity: u32) -> Value {
+        let body = json!({"name": format!("Product {sku}"), "description": "test", "price": price, "skuCode": sku, "quantity": quantity});
+        let response = self.post("/api/product", body).await;
+        assert_eq!(response.status(), 201, "create {sku}");
+        response.json().await.expect("JSON body")
+    }
+
+    pub async fn order(&self, lines: &[(&str, u32)]) -> Response {
+        let lines: Vec<Value> = lines
+            .iter()
+            .map(|(sku, qty)| json!({"skuCode": sku, "quantity": qty}))
+            .collect();
+        self.post("/api/order", json!({ "orderLineItemsDtoList": lines }))
+            .await
+    }
+
+    pub async fn stock(&self, sku: &str) -> u64 {
+        let levels = self.json(&format!("/api/inventory?skuCode={sku}")).await;
+        levels[0]["quantity"].as_u64().expect("quantity")
+    }
+
+    /// Every notification received so far, oldest first.
+    pub async fn notifications(&self) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = self
+                .json(&format!("/api/notifications?limit=1000{after}"))
+                .await;
+            let page = page.as_array().expect("array").clone();
+            let Some(last) = page.last() else { return all };
+            after = format!("&after={}", last["seq"]);
+            all.extend(page);
+        }
+    }
+
+    /// Polls `check` every 50 ms until it holds (at most 60 s).
+    pub async fn wait_until<F, Fut>(&self, check: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !check().await {
+            assert!(Instant::now() < deadline, "condition not met within 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client")
+}
+
+/// Counts notifications per (orderNumber, eventType).
+pub fn notification_counts(
+    notifications: &[Value],
+) -> std::collections::HashMap<(String, String), usize> {
+    let mut counts = std::collections::HashMap::new();
+    for n in notifications {
+        let key = (
+            n["orderNumber"].as_str().unwrap_or("").to_owned(),
+            n["eventType"].as_str().unwrap_or("").to_owned(),
+        );
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}
