@@ -18,6 +18,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(u64),
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     #[error("no route matches this path")]
     RouteNotFound,
     #[error("this path does not accept this method")]
@@ -45,6 +47,7 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            ApiError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Shop(ShopError::OutOfStock(_)) => (StatusCode::CONFLICT, "out_of_stock"),
             ApiError::Shop(ShopError::PriceChanged(_)) => (StatusCode::CONFLICT, "price_changed"),
             ApiError::Shop(ShopError::AlreadyCancelled(_)) => {

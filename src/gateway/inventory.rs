@@ -68,9 +68,9 @@ struct StockBody {
     quantity: i64,
 }
 
-async fn set_stock(mut call: Call, sku: String) -> Result<Response, ApiError> {
+async fn set_stock(call: Call, sku: String) -> Result<Response, ApiError> {
     let sku = Sku::parse(&sku)?;
-    let quantity = parse_stock("quantity", call.json::<StockBody>().await?.quantity)?;
+    let quantity = parse_stock("quantity", call.json::<StockBody>()?.quantity)?;
     let level = call
         .ctx
         .entity::<Stock, _>(sku, |reply| StockCommand::SetStock { quantity, reply })

@@ -119,9 +119,9 @@ fn idempotency_key(call: &Call) -> Result<Option<String>, ApiError> {
         })
 }
 
-async fn place(mut call: Call) -> Result<Response, ApiError> {
+async fn place(call: Call) -> Result<Response, ApiError> {
     let key = idempotency_key(&call)?;
-    let lines = call.json::<OrderBody>().await?.validate()?;
+    let lines = call.json::<OrderBody>()?.validate()?;
     let number = key
         .as_deref()
         .map_or_else(OrderNumber::new, OrderNumber::for_idempotency_key);

@@ -99,8 +99,8 @@ pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-async fn create(mut call: Call) -> Result<Response, ApiError> {
-    let (sku, changes, quantity) = call.json::<ProductBody>().await?.validate()?;
+async fn create(call: Call) -> Result<Response, ApiError> {
+    let (sku, changes, quantity) = call.json::<ProductBody>()?.validate()?;
     let id = ProductId::for_sku(&sku);
     let product = Product {
         id,
@@ -173,9 +173,9 @@ async fn get(call: Call, id: String) -> Result<Response, ApiError> {
     ))
 }
 
-async fn update(mut call: Call, id: String) -> Result<Response, ApiError> {
+async fn update(call: Call, id: String) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let body = call.json::<ProductBody>().await?;
+    let body = call.json::<ProductBody>()?;
     if body.quantity.is_some() {
         return Err(Invalid::new("quantity", "set stock with PUT /api/inventory/{skuCode}").into());
     }

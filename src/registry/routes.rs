@@ -29,6 +29,9 @@ use super::Registry;
 /// 405 rejection and an unknown path under /eureka gives warp's not-found rejection (the gateway
 /// turns rejections into JSON errors). Handled errors (404 unknown app/instance, 400 bad body)
 /// are returned as responses with a small JSON body {"error": "...", "message": "..."}.
+/// Largest accepted register body: an InstanceInfo is a few kilobytes.
+const MAX_REGISTER_BODY: u64 = 64 * 1024;
+
 pub fn routes(registry: Registry) -> BoxedFilter<(Response,)> {
     let reg = warp::any().map(move || registry.clone());
     let format = warp::header::headers_cloned().map(|headers: HeaderMap| {
@@ -73,6 +76,7 @@ pub fn routes(registry: Registry) -> BoxedFilter<(Response,)> {
 
     let register = path!("eureka" / "apps" / String)
         .and(warp::post())
+        .and(warp::body::content_length_limit(MAX_REGISTER_BODY))
         .and(warp::body::bytes())
         .and(reg.clone())
         .then(register_instance);

@@ -259,3 +259,30 @@ async fn a_panicking_entity_actor_is_restarted_with_its_state() {
     assert_eq!(app.stock("sturdy").await, 5);
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_entity_actors_are_passivated_and_come_back_from_storage() {
+    let app = TestApp::spawn_with(|config| config.idle_secs = 1).await;
+    let product = app.product("sleepy", 1.0, 3).await;
+    let actors = || async {
+        app.json("/health").await["components"]["actors"]["detail"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        actors().await.contains("1 product actors"),
+        "{}",
+        actors().await
+    );
+    app.wait_until(|| async {
+        actors()
+            .await
+            .starts_with("0 product actors; 0 stock actors")
+    })
+    .await;
+    let path = format!("/api/product/{}", product["id"].as_str().unwrap());
+    assert_eq!(app.json(&path).await, product, "reloaded from sled");
+    assert!(actors().await.contains("1 product actors"));
+    app.shutdown().await;
+}

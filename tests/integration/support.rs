@@ -27,8 +27,14 @@ enum Runner {
 impl TestApp {
     /// A node in this process, with its own data directory and embedded broker.
     pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(|_| {}).await
+    }
+
+    /// [`TestApp::spawn`] with a changed configuration.
+    pub async fn spawn_with(configure: impl FnOnce(&mut ServeConfig)) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = ServeConfig::for_tests(dir.path().to_path_buf());
+        configure(&mut config);
         // Actor names are process-wide: every in-process node needs its own.
         config.node = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let app = agora::app::start(config).await.expect("agora starts");
