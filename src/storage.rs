@@ -4,6 +4,10 @@
 //! Entity actors read and write their own records here; nothing else writes them. A write is
 //! acknowledged to a client only after [`Storage::durable`] returns: that call joins the next
 //! shared flush, so many writers pay for one `fsync` (group commit) and none skips it.
+//!
+//! sled's own flush writes its log with `sync_file_range`, which neither persists file
+//! metadata nor flushes the drive's cache; every flush here adds an `fdatasync` of the log file
+//! so an acknowledged write survives power loss, not only a process crash.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,6 +68,8 @@ pub struct Storage {
     /// eventId → notification sequence: each event is recorded once.
     pub seen_events: sled::Tree,
     flush_tx: mpsc::UnboundedSender<FlushWaiter>,
+    /// sled's log file, opened only to `fdatasync` it after sled's flush.
+    log: Arc<std::fs::File>,
     pub stats: Arc<FlushStats>,
 }
 
@@ -78,6 +84,10 @@ impl Storage {
             .flush_every_ms(Some(1000))
             .open()
             .with_context(|| format!("cannot open the database in {}", dir.display()))?;
+        let log_path = dir.join("db").join("db");
+        let log = std::fs::File::open(&log_path)
+            .with_context(|| format!("cannot open sled's log {}", log_path.display()))?;
+        let log = Arc::new(log);
         let tree = |name: &str| {
             db.open_tree(name)
                 .with_context(|| format!("cannot open tree {name}"))
@@ -93,9 +103,10 @@ impl Storage {
             seen_events: tree("seen_events")?,
             db: db.clone(),
             flush_tx,
+            log: log.clone(),
             stats: stats.clone(),
         };
-        tokio::spawn(run_flusher(db, flush_rx, stats));
+        tokio::spawn(run_flusher(db, log, flush_rx, stats));
         Ok(storage)
     }
 
@@ -113,8 +124,7 @@ impl Storage {
 
     /// Flushes synchronously (shutdown, and the flush-per-write baseline in benches).
     pub fn flush_now(&self) -> Result<(), StorageError> {
-        self.db.flush()?;
-        Ok(())
+        flush(&self.db, &self.log).map_err(StorageError::Flush)
     }
 
     /// A unique, increasing id (survives restarts), for outbox and notification keys.
@@ -129,8 +139,16 @@ impl Storage {
     }
 }
 
+/// sled's flush, then an `fdatasync` of its log (see the module header).
+fn flush(db: &sled::Db, log: &std::fs::File) -> Result<(), String> {
+    db.flush().map_err(|e| e.to_string())?;
+    log.sync_data()
+        .map_err(|e| format!("fdatasync of sled's log: {e}"))
+}
+
 async fn run_flusher(
     db: sled::Db,
+    log: Arc<std::fs::File>,
     mut rx: mpsc::UnboundedReceiver<FlushWaiter>,
     stats: Arc<FlushStats>,
 ) {
@@ -139,12 +157,10 @@ async fn run_flusher(
         while let Ok(more) = rx.try_recv() {
             waiters.push(more);
         }
-        let db = db.clone();
-        let result = match tokio::task::spawn_blocking(move || db.flush()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
+        let (db, log) = (db.clone(), log.clone());
+        let result = tokio::task::spawn_blocking(move || flush(&db, &log))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
         stats.flushes.fetch_add(1, Ordering::Relaxed);
         stats
             .waiters
