@@ -1,0 +1,303 @@
+//! Load benchmark: agora against the ceiling (a warp server doing no work), same machine, same
+//! run, through six scenarios at 1, 8, 64 and 256 keep-alive connections, then an audit of
+//! every order. Results: `target/bench-results/load.json`, `load.svg`, and a markdown table.
+//!
+//! `cargo bench --bench load`. Env: `LOAD_SECS` (measured seconds per point, default 3),
+//! `LOAD_WARMUP_SECS` (default 1), `LOAD_CONNECTIONS` (default `1,8,64,256`), `LOAD_SCENARIOS`
+//! (comma list of names to run; default all).
+
+mod ceiling;
+mod driver;
+mod report;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora::config::ServeConfig;
+use driver::{Call, MakeCall};
+use serde_json::{json, Value};
+
+const PRODUCTS: usize = 1000;
+const INITIAL: u64 = 10_000_000;
+const HOT: &str = "hot";
+
+/// A cheap deterministic spread of `n` over `0..len`.
+fn pick(n: u64, salt: u64, len: usize) -> usize {
+    let mut x = n.wrapping_add(salt).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 29;
+    (x.wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 32) as usize % len
+}
+
+fn order_call(skus: &[&str]) -> Call {
+    let lines: Vec<Value> = skus
+        .iter()
+        .map(|s| json!({"skuCode": s, "quantity": 1}))
+        .collect();
+    Call {
+        post: true,
+        path: "/api/order".into(),
+        body: json!({ "orderLineItemsDtoList": lines }).to_string(),
+    }
+}
+
+fn get(path: String) -> Call {
+    Call {
+        post: false,
+        path,
+        body: String::new(),
+    }
+}
+
+/// The scenarios, each a way to make the n-th request from the catalog's product ids.
+fn scenarios(ids: Arc<Vec<String>>) -> Vec<(&'static str, MakeCall)> {
+    let sku = |i: usize| format!("p{i}");
+    let ids2 = ids.clone();
+    vec![
+        (
+            "get_product",
+            Arc::new(move |n| get(format!("/api/product/{}", ids[pick(n, 1, PRODUCTS)])))
+                as MakeCall,
+        ),
+        (
+            "inventory_3_skus",
+            Arc::new(move |n| {
+                let q: Vec<String> = (0..3)
+                    .map(|k| format!("skuCode={}", sku(pick(n, k, PRODUCTS))))
+                    .collect();
+                get(format!("/api/inventory?{}", q.join("&")))
+            }),
+        ),
+        (
+            "order_1_line",
+            Arc::new(move |n| order_call(&[&sku(pick(n, 2, PRODUCTS))])),
+        ),
+        (
+            "order_3_lines",
+            Arc::new(move |n| {
+                let a = pick(n, 3, PRODUCTS);
+                let (b, c) = (
+                    (a + 1 + pick(n, 4, 300)) % PRODUCTS,
+                    (a + 301 + pick(n, 5, 300)) % PRODUCTS,
+                );
+                order_call(&[&sku(a), &sku(b), &sku(c)])
+            }),
+        ),
+        ("hot_sku", Arc::new(|_| order_call(&[HOT]))),
+        (
+            "mix_80_read_20_order",
+            Arc::new(move |n| {
+                if pick(n, 6, 10) < 8 {
+                    get(format!("/api/product/{}", ids2[pick(n, 7, PRODUCTS)]))
+                } else {
+                    order_call(&[&sku(pick(n, 8, PRODUCTS))])
+                }
+            }),
+        ),
+    ]
+}
+
+fn env_secs(name: &str, default: f64) -> Duration {
+    Duration::from_secs_f64(
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default),
+    )
+}
+
+async fn send(
+    client: &reqwest::Client,
+    base: &str,
+    post: bool,
+    path: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let url = format!("{base}{path}");
+    let request = if post {
+        client.post(url).json(&body)
+    } else {
+        client.get(url)
+    };
+    Ok(request.send().await?.error_for_status()?.json().await?)
+}
+
+async fn seed(client: &reqwest::Client, base: &str) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for i in 0..=PRODUCTS {
+        let sku = if i == PRODUCTS {
+            HOT.to_owned()
+        } else {
+            format!("p{i}")
+        };
+        let body = json!({"name": format!("bench {sku}"), "price": 10, "skuCode": sku, "quantity": INITIAL});
+        let product = send(client, base, true, "/api/product", body).await?;
+        ids.push(product["id"].as_str().unwrap_or_default().to_owned());
+    }
+    ids.pop();
+    Ok(ids)
+}
+
+/// Pages through a list endpoint (`after` cursor from `key`).
+async fn all(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    key: &str,
+) -> anyhow::Result<Vec<Value>> {
+    let (mut out, mut after) = (Vec::new(), String::new());
+    loop {
+        let page = send(
+            client,
+            base,
+            false,
+            &format!("{path}?limit=1000{after}"),
+            Value::Null,
+        )
+        .await?;
+        let page = page.as_array().cloned().unwrap_or_default();
+        let Some(last) = page.last() else {
+            return Ok(out);
+        };
+        after = format!(
+            "&after={}",
+            last[key]
+                .as_str()
+                .map_or_else(|| last[key].to_string(), str::to_owned)
+        );
+        out.extend(page);
+    }
+}
+
+/// Stock + sold = initial for every SKU; every acknowledged order readable; every order's
+/// event recorded exactly once.
+async fn audit(
+    client: &reqwest::Client,
+    base: &str,
+    acked: &[String],
+) -> anyhow::Result<report::Audit> {
+    let orders = all(client, base, "/api/order", "orderNumber").await?;
+    let mut sold: HashMap<String, u64> = HashMap::new();
+    for order in &orders {
+        for line in order["lines"].as_array().into_iter().flatten() {
+            *sold
+                .entry(line["skuCode"].as_str().unwrap_or_default().to_owned())
+                .or_default() += line["quantity"].as_u64().unwrap_or(0);
+        }
+    }
+    let mut oversold = 0;
+    for chunk in (0..=PRODUCTS).collect::<Vec<_>>().chunks(100) {
+        let q: Vec<String> = chunk
+            .iter()
+            .map(|i| {
+                if *i == PRODUCTS {
+                    format!("skuCode={HOT}")
+                } else {
+                    format!("skuCode=p{i}")
+                }
+            })
+            .collect();
+        let levels = send(
+            client,
+            base,
+            false,
+            &format!("/api/inventory?{}", q.join("&")),
+            Value::Null,
+        )
+        .await?;
+        for level in levels.as_array().into_iter().flatten() {
+            let sku = level["skuCode"].as_str().unwrap_or_default();
+            if level["quantity"].as_u64().unwrap_or(0) + sold.get(sku).copied().unwrap_or(0)
+                != INITIAL
+            {
+                oversold += 1;
+            }
+        }
+    }
+    let listed: std::collections::HashSet<&str> = orders
+        .iter()
+        .filter_map(|o| o["orderNumber"].as_str())
+        .collect();
+    let missing = acked
+        .iter()
+        .filter(|n| !listed.contains(n.as_str()))
+        .count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let counts = loop {
+        let notifications = all(client, base, "/api/notifications", "seq").await?;
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        for n in &notifications {
+            *counts
+                .entry(n["orderNumber"].as_str().unwrap_or_default().to_owned())
+                .or_default() += 1;
+        }
+        if counts.len() >= orders.len() || std::time::Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let events_not_once = listed
+        .iter()
+        .filter(|n| counts.get(**n).copied() != Some(1))
+        .count();
+    Ok(report::Audit {
+        orders: orders.len(),
+        acknowledged: acked.len(),
+        missing,
+        skus_unbalanced: oversold,
+        events_not_once,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let (warmup, measure) = (
+        env_secs("LOAD_WARMUP_SECS", 1.0),
+        env_secs("LOAD_SECS", 3.0),
+    );
+    let connections: Vec<usize> = std::env::var("LOAD_CONNECTIONS")
+        .unwrap_or_else(|_| "1,8,64,256".into())
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .collect();
+    let only: Option<Vec<String>> = std::env::var("LOAD_SCENARIOS")
+        .ok()
+        .map(|s| s.split(',').map(str::to_owned).collect());
+    let dir = tempfile::tempdir()?;
+    let mut config = ServeConfig::for_tests(dir.path().to_path_buf());
+    config.fault_injection = false;
+    let app = agora::app::start(config).await?;
+    let agora_addr: SocketAddr = app.http_addr;
+    let base = format!("http://{agora_addr}");
+    let client = reqwest::Client::new();
+    let ids = Arc::new(seed(&client, &base).await?);
+    let ceiling = ceiling::start().await;
+
+    let mut points = Vec::new();
+    let mut acked = Vec::new();
+    for (name, make) in scenarios(ids) {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|s| s == name)) {
+            continue;
+        }
+        for &conns in &connections {
+            let top = driver::run(ceiling, conns, make.clone(), warmup, measure).await;
+            let ours = driver::run(agora_addr, conns, make.clone(), warmup, measure).await;
+            acked.extend(ours.created.iter().filter_map(|b| {
+                serde_json::from_slice::<Value>(b).ok()?["orderNumber"]
+                    .as_str()
+                    .map(str::to_owned)
+            }));
+            let point = report::Point::new(name, conns, &ours, &top);
+            eprintln!("{}", point.line());
+            points.push(point);
+        }
+    }
+    let audit = audit(&client, &base, &acked).await?;
+    app.shutdown().await?;
+    let out = report::write(&points, &audit, measure)?;
+    println!("{}", report::markdown(&points, &audit));
+    println!("results: {}", out.display());
+    anyhow::ensure!(audit.clean(), "the audit failed: {audit:?}");
+    Ok(())
+}

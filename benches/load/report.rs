@@ -1,0 +1,218 @@
+//! Results of a load run: one [`Point`] per scenario and connection count, the audit, and their
+//! outputs: `target/bench-results/load.json`, an SVG chart (throughput and p99 against
+//! connections, one line per scenario), and a markdown table for the README.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::driver::Outcome;
+
+#[derive(Debug, Serialize)]
+pub struct Side {
+    pub requests_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub errors: u64,
+}
+
+impl Side {
+    fn of(outcome: &Outcome) -> Side {
+        let ms = |q| outcome.histogram.value_at_quantile(q) as f64 / 1000.0;
+        Side {
+            requests_per_sec: outcome.per_sec(),
+            p50_ms: ms(0.5),
+            p99_ms: ms(0.99),
+            p999_ms: ms(0.999),
+            errors: outcome.errors,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Point {
+    pub scenario: &'static str,
+    pub connections: usize,
+    pub agora: Side,
+    pub ceiling: Side,
+    /// agora's requests/s over the ceiling's, measured back to back in this run.
+    pub ratio: f64,
+}
+
+impl Point {
+    pub fn new(
+        scenario: &'static str,
+        connections: usize,
+        agora: &Outcome,
+        ceiling: &Outcome,
+    ) -> Point {
+        let (agora, ceiling) = (Side::of(agora), Side::of(ceiling));
+        let ratio = agora.requests_per_sec / ceiling.requests_per_sec.max(1.0);
+        Point {
+            scenario,
+            connections,
+            agora,
+            ceiling,
+            ratio,
+        }
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "{:<22} {:>4} conns  {:>8.0} req/s ({:>5.1}% of {:>7.0})  p50 {:>6.2} ms  p99 {:>6.2} ms  p99.9 {:>7.2} ms  errors {}",
+            self.scenario,
+            self.connections,
+            self.agora.requests_per_sec,
+            self.ratio * 100.0,
+            self.ceiling.requests_per_sec,
+            self.agora.p50_ms,
+            self.agora.p99_ms,
+            self.agora.p999_ms,
+            self.agora.errors
+        )
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Audit {
+    pub orders: usize,
+    pub acknowledged: usize,
+    /// Acknowledged orders that cannot be read back.
+    pub missing: usize,
+    /// SKUs where stock + sold differs from the initial stock.
+    pub skus_unbalanced: usize,
+    /// Orders whose event is not in the notifications exactly once.
+    pub events_not_once: usize,
+}
+
+impl Audit {
+    pub fn clean(&self) -> bool {
+        self.missing == 0
+            && self.skus_unbalanced == 0
+            && self.events_not_once == 0
+            && self.orders == self.acknowledged
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}")
+}
+
+/// Writes the JSON and the SVG; returns the results directory.
+pub fn write(points: &[Point], audit: &Audit, measure: Duration) -> anyhow::Result<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map(|p| p.join("bench-results"))
+        .unwrap_or_else(|| "bench-results".into());
+    std::fs::create_dir_all(&dir)?;
+    let json = serde_json::json!({
+        "machine": machine(),
+        "measured_secs_per_point": measure.as_secs_f64(),
+        "load_generator": "same machine, hyper HTTP/1.1 keep-alive, one task per connection",
+        "points": points,
+        "audit": audit,
+        "audit_clean": audit.clean(),
+    });
+    std::fs::write(dir.join("load.json"), serde_json::to_vec_pretty(&json)?)?;
+    chart(points, &dir.join("load.svg"))?;
+    Ok(dir)
+}
+
+/// What one panel of the chart plots.
+type Metric = fn(&Point) -> f64;
+
+fn chart(points: &[Point], path: &std::path::Path) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (1100, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(550);
+    let mut scenarios: Vec<&str> = points.iter().map(|p| p.scenario).collect();
+    scenarios.dedup();
+    let max_conns = points.iter().map(|p| p.connections).max().unwrap_or(1) as f64;
+    let panels: [(_, &str, Metric); 2] = [
+        (&left, "requests/s", |p| p.agora.requests_per_sec),
+        (&right, "p99 latency (ms)", |p| p.agora.p99_ms),
+    ];
+    for (area, label, value) in panels {
+        let top = points.iter().map(value).fold(1.0, f64::max) * 1.1;
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("agora: {label} vs connections"), ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d((1f64..max_conns * 1.2).log_scale(), 0f64..top)?;
+        chart
+            .configure_mesh()
+            .x_desc("connections")
+            .y_desc(label)
+            .draw()?;
+        for (i, scenario) in scenarios.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let series: Vec<(f64, f64)> = points
+                .iter()
+                .filter(|p| p.scenario == *scenario)
+                .map(|p| (p.connections as f64, value(p)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))?
+                .label(*scenario)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+            chart.draw_series(
+                series
+                    .into_iter()
+                    .map(|xy| Circle::new(xy, 3, color.filled())),
+            )?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// The table for the README.
+pub fn markdown(points: &[Point], audit: &Audit) -> String {
+    let mut out = format!("Machine: {}\n\n", machine());
+    out.push_str("| scenario | conns | agora req/s | ceiling req/s | ratio | p50 ms | p99 ms | p99.9 ms | errors |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for p in points {
+        out.push_str(&format!(
+            "| {} | {} | {:.0} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {} |\n",
+            p.scenario,
+            p.connections,
+            p.agora.requests_per_sec,
+            p.ceiling.requests_per_sec,
+            p.ratio * 100.0,
+            p.agora.p50_ms,
+            p.agora.p99_ms,
+            p.agora.p999_ms,
+            p.agora.errors
+        ));
+    }
+    out.push_str(&format!(
+        "\nAudit: {} orders ({} acknowledged), missing {}, SKUs unbalanced {}, events not exactly once {}: {}\n",
+        audit.orders,
+        audit.acknowledged,
+        audit.missing,
+        audit.skus_unbalanced,
+        audit.events_not_once,
+        if audit.clean() { "clean" } else { "FAILED" }
+    ));
+    out
+}
