@@ -39,6 +39,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct App {
     pub http_addr: SocketAddr,
     pub kafka_brokers: String,
+    /// Finds this node's service actors (for benchmarks and tests that skip HTTP).
+    pub directory: Directory,
     stop: oneshot::Sender<()>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -230,6 +232,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
     Ok(App {
         http_addr,
         kafka_brokers,
+        directory: deps.directory.clone(),
         stop,
         task,
     })
