@@ -23,6 +23,8 @@ use crate::actors::stock::Stock;
 use crate::actors::{recovery, stop_children_first, Deps, Directory};
 use crate::broker::EmbeddedBroker;
 use crate::config::ServeConfig;
+use crate::gateway::auth::Auth;
+use crate::gateway::limit::RateLimit;
 use crate::gateway::{self, GatewayCtx};
 use crate::health::ComponentHealth;
 use crate::metrics::Metrics;
@@ -66,6 +68,7 @@ impl App {
 
 /// Starts a node as configured and prints where each service is.
 pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
+    let auth = Auth::from_config(&config.security)?;
     let storage = Storage::open(&config.data)?;
     let recovered = recovery::recover(&storage).context("crash recovery failed")?;
     tracing::info!(?recovered, "recovery done");
@@ -183,6 +186,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
         max_body_bytes: config.max_body_bytes,
         shutdown: stopping,
         fault_injection: config.fault_injection,
+        auth,
+        rate_limit: (config.security.rate_limit)
+            .map(|rate| RateLimit::start(rate, config.security.rate_burst)),
     });
     let routes = gateway::routes(ctx, registry::routes(registry));
 

@@ -3,8 +3,11 @@
 //! `main` parses it; `app::start` consumes a [`ServeConfig`]. Tests build a `ServeConfig`
 //! directly with [`ServeConfig::for_tests`].
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -87,10 +90,88 @@ pub struct ServeConfig {
     /// Expose the test-only fault hook `POST /_test/panic/{kind}/{key}`. Never in production.
     #[arg(long = "fault-injection", env = "AGORA_FAULT_INJECTION", hide = true)]
     pub fault_injection: bool,
+
+    #[command(flatten)]
+    pub security: SecurityConfig,
+}
+
+/// Who may call the gateway, and how often. Everything is off by default: no option, no check.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SecurityConfig {
+    /// HS256 secret: every /api route then needs a bearer JWT signed with it.
+    #[arg(
+        long = "auth-jwt-secret",
+        env = "AGORA_AUTH_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "auth_jwt_public_key"
+    )]
+    pub auth_jwt_secret: Option<Secret>,
+
+    /// RS256 public key (PEM file): every /api route then needs a bearer JWT signed by its pair.
+    #[arg(long = "auth-jwt-public-key", env = "AGORA_AUTH_JWT_PUBLIC_KEY")]
+    pub auth_jwt_public_key: Option<PathBuf>,
+
+    /// The `iss` a token must carry (checked only when set).
+    #[arg(long = "auth-jwt-issuer", env = "AGORA_AUTH_JWT_ISSUER")]
+    pub auth_jwt_issuer: Option<String>,
+
+    /// The `aud` a token must carry (checked only when set).
+    #[arg(long = "auth-jwt-audience", env = "AGORA_AUTH_JWT_AUDIENCE")]
+    pub auth_jwt_audience: Option<String>,
+
+    /// User for writes to /eureka (HTTP basic auth); reads stay open.
+    #[arg(
+        long = "registry-user",
+        env = "AGORA_REGISTRY_USER",
+        requires = "registry_password"
+    )]
+    pub registry_user: Option<String>,
+
+    /// Password for writes to /eureka.
+    #[arg(
+        long = "registry-password",
+        env = "AGORA_REGISTRY_PASSWORD",
+        hide_env_values = true,
+        requires = "registry_user"
+    )]
+    pub registry_password: Option<Secret>,
+
+    /// Requests per second allowed per client IP (token bucket); off when absent.
+    #[arg(long = "rate-limit", env = "AGORA_RATE_LIMIT")]
+    pub rate_limit: Option<NonZeroU32>,
+
+    /// Bucket size: requests a client may send at once (defaults to the rate).
+    #[arg(long = "rate-burst", env = "AGORA_RATE_BURST", requires = "rate_limit")]
+    pub rate_burst: Option<NonZeroU32>,
+}
+
+/// A secret from the command line or the environment; `Debug` does not show it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
 }
 
 impl ServeConfig {
-    /// A configuration for tests: free port, the given data directory, short timers.
+    /// A configuration for tests: free port, the given data directory, short timers, no
+    /// authentication and no rate limit.
     pub fn for_tests(data: PathBuf) -> ServeConfig {
         ServeConfig {
             http: "127.0.0.1:0".parse().expect("valid address"),
@@ -105,6 +186,7 @@ impl ServeConfig {
             max_restarts: 5,
             restart_window_secs: 10,
             fault_injection: true,
+            security: SecurityConfig::default(),
         }
     }
 

@@ -1,13 +1,17 @@
 //! The HTTP gateway (warp): turns requests into actor messages and replies into JSON.
 //!
 //! Routes live per resource (`product`, `inventory`, `order`, `notification`, `ops`); the
-//! registry contributes `/eureka`. Every route goes through `filters::serve` (request id, timeout,
-//! metrics, JSON errors); requests no route takes are answered here with a JSON 404/405. The
-//! gateway finds actors through the registry ([`Directory`]) and never touches sled.
+//! registry contributes `/eureka`. Before any route, `filters::admit` applies the rate limit
+//! (`limit`) and authentication (`auth`). Every route goes through `filters::serve` (request id,
+//! timeout, metrics, JSON errors); requests refused before routing or taken by no route are
+//! answered here with a JSON 401/429/404/405. The gateway finds actors through the registry
+//! ([`Directory`]) and never touches sled.
 
+pub mod auth;
 pub mod error;
 pub mod filters;
 pub mod inventory;
+pub mod limit;
 pub mod notification;
 pub mod ops;
 pub mod order;
@@ -27,6 +31,7 @@ use crate::health::ComponentHealth;
 use crate::metrics::Metrics;
 use crate::storage::FlushStats;
 use error::ApiError;
+use limit::Allowance;
 
 /// What every handler can reach.
 pub struct GatewayCtx {
@@ -43,6 +48,10 @@ pub struct GatewayCtx {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Whether the test-only fault hook `POST /_test/panic/{kind}/{key}` exists.
     pub fault_injection: bool,
+    /// Who may call what (no checks when nothing is configured).
+    pub auth: auth::Auth,
+    /// The per-client rate limit, if any.
+    pub rate_limit: Option<limit::RateLimit>,
 }
 
 impl GatewayCtx {
@@ -75,7 +84,8 @@ impl GatewayCtx {
     }
 }
 
-/// All routes, with CORS, and JSON answers for requests no route takes.
+/// All routes behind [`filters::admit`], with CORS, and JSON answers for requests refused or
+/// taken by no route.
 pub fn routes(
     ctx: Arc<GatewayCtx>,
     registry: BoxedFilter<(Response,)>,
@@ -89,7 +99,15 @@ pub fn routes(
             "idempotency-key",
             "x-request-id",
         ])
-        .expose_headers(["location", "x-request-id", "x-next-cursor", "retry-after"]);
+        .expose_headers([
+            "location",
+            "x-request-id",
+            "x-next-cursor",
+            "retry-after",
+            "www-authenticate",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+        ]);
     let api = product::routes(ctx.clone())
         .or(inventory::routes(ctx.clone()))
         .unify()
@@ -106,24 +124,34 @@ pub fn routes(
         .map(Ok::<Response, Rejection>)
         .recover(|rejection| async move { Ok::<_, Infallible>(Err(rejection)) })
         .unify();
+    let admitted = filters::admit(ctx.clone())
+        .and(api)
+        .map(|allowance, outcome| (allowance, outcome))
+        .recover(|rejection| async move { Ok::<_, Infallible>((None, Err(rejection))) })
+        .unify();
     warp::header::headers_cloned()
         .and(warp::method())
-        .and(api)
+        .and(admitted)
         .map(
-            move |headers, method, outcome: Result<Response, Rejection>| match outcome {
-                Ok(response) => response,
-                Err(rejection) => {
-                    let request_id = filters::request_id(&headers);
-                    let response = ApiError::from_rejection(&rejection).into_response(&request_id);
-                    filters::finish(
-                        &ctx,
-                        "unmatched",
-                        &method,
-                        &request_id,
-                        Instant::now(),
-                        response,
-                    )
+            move |headers, method, (allowance, outcome): (Option<Allowance>, _)| {
+                let mut response = match outcome {
+                    Ok(response) => response,
+                    Err(rejection) => {
+                        let request_id = filters::request_id(&headers);
+                        let error = ApiError::from_rejection(&rejection);
+                        let route = match error {
+                            ApiError::Unauthorized(_) => "auth",
+                            ApiError::RateLimited(_) => "rate_limit",
+                            _ => "unmatched",
+                        };
+                        let response = error.into_response(&request_id);
+                        filters::finish(&ctx, route, &method, &request_id, Instant::now(), response)
+                    }
+                };
+                if let Some(allowance) = allowance {
+                    allowance.stamp(response.headers_mut());
                 }
+                response
             },
         )
         .boxed()

@@ -5,6 +5,8 @@ use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
+use super::auth::AuthFailure;
+use super::limit::Throttled;
 use crate::actors::ShopError;
 use crate::domain::Invalid;
 
@@ -26,6 +28,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the request did not complete within {0} ms")]
     Timeout(u128),
+    #[error("{}", .0.reason)]
+    Unauthorized(AuthFailure),
+    #[error("too many requests from this client; retry in {} s", .0.retry_after_secs)]
+    RateLimited(Throttled),
     #[error(transparent)]
     Shop(#[from] ShopError),
 }
@@ -47,6 +53,8 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Shop(ShopError::OutOfStock(_)) => (StatusCode::CONFLICT, "out_of_stock"),
             ApiError::Shop(ShopError::PriceChanged(_)) => (StatusCode::CONFLICT, "price_changed"),
@@ -69,9 +77,14 @@ impl ApiError {
         }
     }
 
-    /// Turns a warp rejection (no route matched) into the matching error.
+    /// Turns a warp rejection (refused before routing, or no route matched) into the matching
+    /// error.
     pub fn from_rejection(rejection: &warp::Rejection) -> ApiError {
-        if rejection.is_not_found() {
+        if let Some(failure) = rejection.find::<AuthFailure>() {
+            ApiError::Unauthorized(failure.clone())
+        } else if let Some(throttled) = rejection.find::<Throttled>() {
+            ApiError::RateLimited(*throttled)
+        } else if rejection.is_not_found() {
             ApiError::RouteNotFound
         } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
             ApiError::MethodNotAllowed
@@ -105,10 +118,16 @@ impl ApiError {
         }
         let mut response =
             warp::reply::with_status(warp::reply::json(&body), status).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert("retry-after", warp::http::HeaderValue::from_static("1"));
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Unauthorized(failure) => {
+                headers.insert("www-authenticate", failure.www_authenticate());
+            }
+            ApiError::RateLimited(throttled) => throttled.stamp(headers),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert("retry-after", warp::http::HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         response
     }

@@ -1,9 +1,11 @@
-//! Gateway filters: what every route shares. [`call`] extracts a [`Call`] (context, request id,
-//! headers, query, body stream); [`serve`] runs a handler under the request timeout inside a
-//! tracing span that carries the request id, renders its error as JSON, echoes `X-Request-Id`
-//! and records the request's metrics.
+//! Gateway filters: what every route shares. [`admit`] runs before routing (rate limit, then
+//! authentication); [`call`] extracts a [`Call`] (context, request id, headers, query, body
+//! stream); [`serve`] runs a handler under the request timeout inside a tracing span that
+//! carries the request id, renders its error as JSON, echoes `X-Request-Id` and records the
+//! request's metrics.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,11 +14,13 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
+use warp::filters::path::FullPath;
 use warp::http::{HeaderMap, HeaderValue, Method};
 use warp::reply::Response;
 use warp::Filter;
 
 use super::error::ApiError;
+use super::limit::Allowance;
 use super::GatewayCtx;
 
 /// How far past the limit an oversized body is still read (and dropped), so the client gets its
@@ -50,6 +54,40 @@ pub fn request_id(headers: &HeaderMap) -> String {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Lets a request through to routing or refuses it: the client's rate limit first (every path
+/// but `/health` and `/metrics`), then authentication. Extracts the client's allowance (`None`
+/// when there is no limit); rejects with `Throttled` or `AuthFailure`.
+pub fn admit(
+    ctx: Arc<GatewayCtx>,
+) -> impl Filter<Extract = (Option<Allowance>,), Error = warp::Rejection> + Clone {
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
+        .and_then(
+            move |method: Method,
+                  path: FullPath,
+                  headers: HeaderMap,
+                  remote: Option<SocketAddr>| {
+                let ctx = ctx.clone();
+                async move {
+                    let path = path.as_str();
+                    let allowance = match &ctx.rate_limit {
+                        Some(limit) if !matches!(path.trim_matches('/'), "health" | "metrics") => {
+                            let client = remote.map(|addr| addr.ip());
+                            Some(limit.check(client).map_err(warp::reject::custom)?)
+                        }
+                        _ => None,
+                    };
+                    ctx.auth
+                        .check(&method, path, &headers)
+                        .map_err(warp::reject::custom)?;
+                    Ok::<_, warp::Rejection>(allowance)
+                }
+            },
+        )
 }
 
 /// Extracts a [`Call`]; put it after the path and method filters.
