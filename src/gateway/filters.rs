@@ -276,6 +276,16 @@ pub fn json_response(status: warp::http::StatusCode, body: &serde_json::Value) -
     warp::reply::with_status(warp::reply::json(body), status).into_response()
 }
 
+/// One page of a list: a 200 with the items, and `X-Next-Cursor` (the `?after=` of the next
+/// page) when the page was full.
+pub fn page(items: Vec<serde_json::Value>, next_cursor: Option<String>) -> Response {
+    let mut response = json_response(warp::http::StatusCode::OK, &serde_json::Value::Array(items));
+    if let Some(value) = next_cursor.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert("x-next-cursor", value);
+    }
+    response
+}
+
 /// A 201 with a `Location` header.
 pub fn created(location: String, body: &serde_json::Value) -> Response {
     let mut response = json_response(warp::http::StatusCode::CREATED, body);

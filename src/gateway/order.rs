@@ -11,7 +11,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::error::ApiError;
-use super::filters::{call, created, json_response, serve, Call};
+use super::filters::{call, created, json_response, page, serve, Call};
 use super::GatewayCtx;
 use crate::actors::order::{OrderCommand, OrderEntity, OrderQuery, RequestedLine};
 use crate::actors::ShopError;
@@ -152,20 +152,11 @@ async fn list(call: Call) -> Result<Response, ApiError> {
             reply,
         })
         .await?;
-    let mut response = json_response(
-        StatusCode::OK,
-        &Value::Array(orders.iter().map(order_json).collect()),
-    );
-    if let Some(last) = orders.last().filter(|_| orders.len() == limit) {
-        response.headers_mut().insert(
-            "x-next-cursor",
-            last.number
-                .to_string()
-                .parse()
-                .expect("uuid is a header value"),
-        );
-    }
-    Ok(response)
+    let next = orders
+        .last()
+        .filter(|_| orders.len() == limit)
+        .map(|o| o.number.to_string());
+    Ok(page(orders.iter().map(order_json).collect(), next))
 }
 
 fn parse_number(raw: &str) -> Result<OrderNumber, ApiError> {

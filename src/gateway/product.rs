@@ -11,7 +11,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::error::ApiError;
-use super::filters::{call, created, json_response, serve, Call};
+use super::filters::{call, created, json_response, page, serve, Call};
 use super::GatewayCtx;
 use crate::actors::product::{
     ProductChanges, ProductCommand, ProductEntity, ProductQuery, ProductView,
@@ -134,21 +134,11 @@ async fn list(call: Call) -> Result<Response, ApiError> {
             reply,
         })
         .await?;
-    let body = Value::Array(views.iter().map(view_json).collect());
-    let mut response = json_response(StatusCode::OK, &body);
-    if views.len() == limit {
-        if let Some(last) = views.last() {
-            response.headers_mut().insert(
-                "x-next-cursor",
-                last.product
-                    .id
-                    .to_string()
-                    .parse()
-                    .expect("uuid is a header value"),
-            );
-        }
-    }
-    Ok(response)
+    let next = views
+        .last()
+        .filter(|_| views.len() == limit)
+        .map(|v| v.product.id.to_string());
+    Ok(page(views.iter().map(view_json).collect(), next))
 }
 
 async fn with_quantity(ctx: &GatewayCtx, product: Product) -> Result<ProductView, ApiError> {
