@@ -7,5 +7,6 @@ mod integration {
     pub mod concurrency;
     pub mod crash;
     pub mod end_to_end;
+    pub mod faults;
     pub mod support;
 }
