@@ -8,5 +8,6 @@ mod integration {
     pub mod crash;
     pub mod end_to_end;
     pub mod faults;
+    pub mod fuzzed;
     pub mod support;
 }
