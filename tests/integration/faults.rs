@@ -1,5 +1,5 @@
 //! Faults under load: kill -9 of a real process at random moments while clients order
-//! (`AGORA_SOAK_KILLS` sets how many kills; 6 by default), the embedded Kafka broker going down
+//! (`AGORA_SOAK_KILLS` sets how many kills; 10 by default), the embedded Kafka broker going down
 //! and up mid-load, an unreachable Kafka, and an entity actor panicking past its restart limit.
 //! Whatever happens, an acknowledged order exists, no SKU is oversold and every order's event is
 //! announced exactly once.
@@ -108,7 +108,7 @@ async fn acknowledged_orders_survive_repeated_kill_9_under_load() {
     let kills: u32 = std::env::var("AGORA_SOAK_KILLS")
         .ok()
         .and_then(|k| k.parse().ok())
-        .unwrap_or(6);
+        .unwrap_or(10);
     let seed = seed();
     eprintln!("kill -9 under load: {kills} kills, AGORA_FAULT_SEED={seed}");
     let started = Instant::now();
