@@ -43,11 +43,18 @@ pub struct App {
     pub kafka_brokers: String,
     /// Finds this node's service actors (for benchmarks and tests that skip HTTP).
     pub directory: Directory,
+    /// The embedded broker, when no `--kafka-brokers` was given (tests take it down and up).
+    broker: Option<Arc<EmbeddedBroker>>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
 impl App {
+    /// The embedded Kafka broker, if this node started one.
+    pub fn embedded_broker(&self) -> Option<Arc<EmbeddedBroker>> {
+        self.broker.clone()
+    }
+
     /// Stops gracefully and waits until everything is flushed.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
@@ -84,7 +91,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
             let broker = EmbeddedBroker::start(&config.topic)
                 .context("cannot start the embedded Kafka broker")?;
             let servers = broker.bootstrap_servers();
-            (Some(broker), servers)
+            (Some(Arc::new(broker)), servers)
         }
     };
     let listener = tokio::net::TcpListener::bind(config.http)
@@ -211,6 +218,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
     println!("  storage       {}", config.data.display());
 
     let (stop, stop_rx) = oneshot::channel();
+    let app_broker = broker.clone();
     let task = tokio::spawn(async move {
         let (drain_tx, drain_rx) = oneshot::channel::<()>();
         let server = warp::serve(routes).incoming(listener).graceful(async move {
@@ -239,6 +247,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
         http_addr,
         kafka_brokers,
         directory: deps.directory.clone(),
+        broker: app_broker,
         stop,
         task,
     })

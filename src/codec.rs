@@ -25,8 +25,14 @@ pub enum CodecError {
     Encode(#[from] bincode::error::EncodeError),
 }
 
-fn config() -> bincode::config::Configuration {
-    bincode::config::standard()
+/// The most a record may claim to hold while decoding. bincode preallocates what a length
+/// prefix says, so without a limit one corrupt prefix asks for exabytes: a capacity-overflow
+/// panic, or an allocation failure that aborts the whole process. Records are far smaller.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+
+/// The limit is checked only while decoding, so the bytes written are the same as without it.
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_RECORD_BYTES>()
 }
 
 /// Encodes a value as `[FORMAT_VERSION, bincode bytes...]`.
@@ -70,5 +76,33 @@ mod tests {
             decode::<(String, u32, Vec<i64>)>(&long),
             Err(CodecError::Trailing(1))
         ));
+    }
+
+    #[test]
+    fn a_corrupt_length_prefix_is_an_error_not_an_abort() {
+        // Found by the `decode_record` fuzz target: a string whose length prefix says 2^64 - 3.
+        let mut bytes = vec![FORMAT_VERSION];
+        bytes.extend([0xfd; 40]);
+        assert!(matches!(
+            decode::<crate::domain::Product>(&bytes),
+            Err(CodecError::Decode(_))
+        ));
+        assert!(decode::<String>(&[FORMAT_VERSION, 0xfc, 0, 0, 0, 0x40]).is_err());
+    }
+
+    proptest::proptest! {
+        /// Garbage read back from disk is an error, never a panic (the cargo-fuzz target
+        /// `decode_record` explores this far deeper).
+        #[test]
+        fn garbage_decodes_to_an_error_or_a_value(
+            version in proptest::prop_oneof![proptest::strategy::Just(FORMAT_VERSION), proptest::num::u8::ANY],
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+        ) {
+            let bytes: Vec<u8> = std::iter::once(version).chain(body).collect();
+            let _ = decode::<crate::domain::Product>(&bytes);
+            let _ = decode::<crate::domain::StockLevel>(&bytes);
+            let _ = decode::<crate::domain::Order>(&bytes);
+            let _ = decode::<crate::domain::OrderEvent>(&bytes);
+        }
     }
 }

@@ -7,6 +7,8 @@ mod integration {
     pub mod concurrency;
     pub mod crash;
     pub mod end_to_end;
+    pub mod faults;
+    pub mod fuzzed;
     pub mod security;
     pub mod support;
 }

@@ -19,8 +19,9 @@ use crate::domain::{
     line_json, parse_line_quantity, Invalid, Order, OrderNumber, Price, Sku, MAX_ORDER_LINES,
 };
 
+/// The body of `POST /api/order` (public for the request fuzz target).
 #[derive(Deserialize)]
-struct OrderBody {
+pub struct OrderBody {
     #[serde(rename = "orderLineItemsDtoList")]
     lines: Vec<LineBody>,
 }
@@ -34,7 +35,7 @@ struct LineBody {
 }
 
 impl OrderBody {
-    fn validate(self) -> Result<Vec<RequestedLine>, Invalid> {
+    pub fn validate(self) -> Result<Vec<RequestedLine>, Invalid> {
         if self.lines.is_empty() {
             return Err(Invalid::new(
                 "orderLineItemsDtoList",

@@ -22,9 +22,11 @@ use crate::domain::{
     parse_stock, Description, Invalid, Price, Product, ProductId, ProductName, Sku,
 };
 
+/// The body of `POST /api/product` and `PUT /api/product/{id}` (public for the request fuzz
+/// target).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ProductBody {
+pub struct ProductBody {
     name: String,
     #[serde(default)]
     description: String,
@@ -34,7 +36,7 @@ struct ProductBody {
 }
 
 impl ProductBody {
-    fn validate(self) -> Result<(Sku, ProductChanges, Option<u32>), Invalid> {
+    pub fn validate(self) -> Result<(Sku, ProductChanges, Option<u32>), Invalid> {
         let name = ProductName::parse(&self.name)?;
         let sku = match &self.sku_code {
             Some(raw) => Sku::parse(raw)?,

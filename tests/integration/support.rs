@@ -5,9 +5,11 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agora::app::App;
+use agora::broker::EmbeddedBroker;
 use agora::config::ServeConfig;
 use reqwest::{Client, Method, Response};
 use serde_json::{json, Value};
@@ -103,6 +105,14 @@ impl TestApp {
         }
     }
 
+    /// The embedded Kafka broker of an in-process node, to take it down and up.
+    pub fn embedded_broker(&self) -> Arc<EmbeddedBroker> {
+        match &self.runner {
+            Runner::InProcess(Some(app)) => app.embedded_broker().expect("an embedded broker"),
+            _ => panic!("only an in-process node exposes its embedded broker"),
+        }
+    }
+
     pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Response {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
@@ -149,6 +159,50 @@ impl TestApp {
     pub async fn stock(&self, sku: &str) -> u64 {
         let levels = self.json(&format!("/api/inventory?skuCode={sku}")).await;
         levels[0]["quantity"].as_u64().expect("quantity")
+    }
+
+    /// Every order, following the `X-Next-Cursor` pages.
+    pub async fn all_orders(&self) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut path = "/api/order?limit=1000".to_owned();
+        loop {
+            let response = self.get(&path).await;
+            assert!(response.status().is_success(), "GET {path}");
+            let next = response
+                .headers()
+                .get("x-next-cursor")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let page: Vec<Value> = response.json().await.expect("JSON array");
+            all.extend(page);
+            match next {
+                Some(cursor) => path = format!("/api/order?limit=1000&after={cursor}"),
+                None => return all,
+            }
+        }
+    }
+
+    /// The status of one `/health` component (`"UP"`, `"DEGRADED"`, `"DOWN"`) and its detail.
+    pub async fn health_of(&self, component: &str) -> (String, String) {
+        let health: Value = self.get("/health").await.json().await.expect("JSON");
+        let part = &health["components"][component];
+        (
+            part["status"].as_str().unwrap_or("").to_owned(),
+            part["detail"].as_str().unwrap_or("").to_owned(),
+        )
+    }
+
+    /// The value of one series in `/metrics`, e.g. `agora_outbox_depth` (0 when absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self
+            .get("/metrics")
+            .await
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |value| value.trim().parse().expect("a number"))
     }
 
     /// Every notification received so far, oldest first.
