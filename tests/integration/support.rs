@@ -187,6 +187,16 @@ impl TestApp {
     }
 }
 
+/// A child process does not outlive its test, even one that fails.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Runner::Process(child) = &mut self.runner {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn client() -> Client {
     Client::builder()
         .timeout(Duration::from_secs(30))
