@@ -8,6 +8,7 @@ mod integration {
     pub mod crash;
     pub mod ecosystem;
     pub mod end_to_end;
+    pub mod eureka_interop;
     pub mod security;
     pub mod support;
 }
