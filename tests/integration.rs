@@ -6,7 +6,9 @@ mod integration {
     pub mod bad_input;
     pub mod concurrency;
     pub mod crash;
+    pub mod ecosystem;
     pub mod end_to_end;
+    pub mod eureka_interop;
     pub mod faults;
     pub mod fuzzed;
     pub mod security;

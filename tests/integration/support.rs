@@ -16,6 +16,8 @@ use serde_json::{json, Value};
 
 pub struct TestApp {
     pub base: String,
+    /// The node's Kafka bootstrap servers (its embedded broker unless configured otherwise).
+    pub kafka_brokers: String,
     pub client: Client,
     runner: Runner,
     _dir: Option<tempfile::TempDir>,
@@ -43,13 +45,15 @@ impl TestApp {
         let base = format!("http://{}", app.http_addr);
         TestApp {
             base,
+            kafka_brokers: app.kafka_brokers.clone(),
             client: client(),
             runner: Runner::InProcess(Some(app)),
             _dir: Some(dir),
         }
     }
 
-    /// An `agora serve` child process on `data`, ready once `/health` answers.
+    /// An `agora serve` child process on `data`, ready once `/health` answers. Its gateway and
+    /// Kafka addresses come from its start-up lines.
     pub async fn spawn_process(data: &Path, extra_env: &[(&str, &str)]) -> TestApp {
         let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
             .args(["serve", "--http", "127.0.0.1:0", "--data"])
@@ -63,23 +67,26 @@ impl TestApp {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut gateway = String::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.trim().strip_prefix("gateway") {
-                    let url = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or("")
-                        .trim_end_matches("/api")
-                        .to_owned();
-                    let _ = tx.send(url);
+                let mut words = line.split_whitespace();
+                match (words.next(), words.next()) {
+                    (Some("gateway"), Some(url)) => {
+                        url.trim_end_matches("/api").clone_into(&mut gateway)
+                    }
+                    (Some("kafka"), Some(brokers)) => {
+                        let _ = tx.send((std::mem::take(&mut gateway), brokers.to_owned()));
+                    }
+                    _ => {}
                 }
             }
         });
-        let base = rx
+        let (base, kafka_brokers) = rx
             .recv_timeout(Duration::from_secs(60))
-            .expect("agora prints its gateway address");
+            .expect("agora prints its gateway and Kafka addresses");
         let app = TestApp {
             base,
+            kafka_brokers,
             client: client(),
             runner: Runner::Process(child),
             _dir: None,
@@ -230,6 +237,16 @@ impl TestApp {
         while !check().await {
             assert!(Instant::now() < deadline, "condition not met within 60 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A child process does not outlive its test, even one that fails.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Runner::Process(child) = &mut self.runner {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
