@@ -223,7 +223,8 @@ async fn audit(
         .iter()
         .filter(|n| !listed.contains(n.as_str()))
         .count();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    // Events trail the orders: wait while they keep arriving, give up after 30 s without progress.
+    let (mut deadline, mut seen) = (std::time::Instant::now() + Duration::from_secs(30), 0);
     let counts = loop {
         let notifications = all(client, base, "/api/notifications", "seq").await?;
         let mut counts: HashMap<String, u64> = HashMap::new();
@@ -234,6 +235,12 @@ async fn audit(
         }
         if counts.len() >= orders.len() || std::time::Instant::now() > deadline {
             break counts;
+        }
+        if counts.len() > seen {
+            (seen, deadline) = (
+                counts.len(),
+                std::time::Instant::now() + Duration::from_secs(30),
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use futures::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -32,6 +33,8 @@ const RECENT: Duration = Duration::from_secs(30);
 const FEED_CAPACITY: usize = 1024;
 /// Wait before handing an event to the actor again after it failed to record it.
 const RETRY: Duration = Duration::from_secs(1);
+/// Most messages recorded with one flush.
+const BATCH: usize = 500;
 
 /// One event as the notification service recorded it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,10 +107,10 @@ pub enum NotificationMsg {
     Subscribe(RpcReplyPort<broadcast::Receiver<NotificationRecord>>),
     /// Is the consumer running?
     Health(RpcReplyPort<ComponentHealth>),
-    /// From the consumer task: record this event (once) and make it durable; the task commits
-    /// the offset when the reply is `Ok`.
+    /// From the consumer task: record these events (each once) and make them durable with one
+    /// flush; the task commits their offsets when the reply is `Ok`.
     Received {
-        event: ReceivedEvent,
+        events: Vec<ReceivedEvent>,
         reply: RpcReplyPort<Result<(), String>>,
     },
     /// From the consumer task or librdkafka: something went wrong.
@@ -233,12 +236,12 @@ impl Actor for NotificationService {
             NotificationMsg::Health(reply) => {
                 let _ = reply.send(state.health());
             }
-            NotificationMsg::Received { event, reply } => {
+            NotificationMsg::Received { events, reply } => {
                 state.last_error = None;
-                match state.record(event).await {
+                match state.record(events).await {
                     Ok(recorded) => {
                         let _ = reply.send(Ok(()));
-                        state.announce(recorded);
+                        recorded.into_iter().for_each(|r| state.announce(r));
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot record a notification");
@@ -282,8 +285,18 @@ enum Recorded {
 }
 
 impl NotificationState {
-    /// Records the event unless its id was seen, in one transaction, and waits until durable.
-    async fn record(&self, event: ReceivedEvent) -> Result<Recorded, StorageError> {
+    /// Records each event unless its id was seen, then waits until all are durable (one flush).
+    async fn record(&self, events: Vec<ReceivedEvent>) -> Result<Vec<Recorded>, StorageError> {
+        let recorded = events
+            .into_iter()
+            .map(|e| self.record_one(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.storage.durable().await?;
+        Ok(recorded)
+    }
+
+    /// Records one event unless its id was seen, in one transaction (not yet durable).
+    fn record_one(&self, event: ReceivedEvent) -> Result<Recorded, StorageError> {
         let seen = &self.storage.seen_events;
         if seen.contains_key(event.event_id.as_bytes())? {
             return Ok(Recorded::Duplicate(event.order_number));
@@ -310,7 +323,6 @@ impl NotificationState {
         if !inserted.map_err(StorageError::from)? {
             return Ok(Recorded::Duplicate(record.order_number));
         }
-        self.storage.durable().await?;
         Ok(Recorded::New(record))
     }
 
@@ -361,38 +373,50 @@ async fn consume(
     let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
 }
 
-/// Handles one message; false when the actor is gone.
+/// Handles the next messages: the first to arrive and up to [`BATCH`] more already waiting,
+/// recorded with one flush; false when the actor is gone.
 async fn next(consumer: &EventConsumer, service: &ActorRef<NotificationMsg>) -> bool {
-    let message = match consumer.recv().await {
-        Ok(message) => message,
+    let mut messages = match consumer.recv().await {
+        Ok(message) => vec![message],
         Err(e) => {
             return service
                 .cast(NotificationMsg::ConsumerError(e.to_string()))
-                .is_ok();
+                .is_ok()
         }
     };
-    match parse_event(message.payload()) {
-        Err(reason) => tracing::warn!(
-            partition = message.partition(),
-            offset = message.offset(),
-            %reason,
-            "Kafka message skipped"
-        ),
-        Ok(event) => loop {
-            let event = event.clone();
-            match ractor::call!(service, |reply| NotificationMsg::Received { event, reply }) {
+    while messages.len() < BATCH {
+        match consumer.recv().now_or_never() {
+            Some(Ok(message)) => messages.push(message),
+            _ => break,
+        }
+    }
+    let mut events = Vec::with_capacity(messages.len());
+    for message in &messages {
+        match parse_event(message.payload()) {
+            Ok(event) => events.push(event),
+            Err(reason) => tracing::warn!(
+                partition = message.partition(),
+                offset = message.offset(),
+                %reason,
+                "Kafka message skipped"
+            ),
+        }
+    }
+    if !events.is_empty() {
+        loop {
+            let events = events.clone();
+            match ractor::call!(service, |reply| NotificationMsg::Received { events, reply }) {
                 Ok(Ok(())) => break,
                 Ok(Err(_)) => tokio::time::sleep(RETRY).await,
                 Err(_) => return false,
             }
-        },
+        }
     }
-    if let Err(e) = consumer.commit_message(&message, CommitMode::Async) {
-        return service
-            .cast(NotificationMsg::ConsumerError(format!(
-                "offset commit: {e}"
-            )))
-            .is_ok();
+    for message in &messages {
+        if let Err(e) = consumer.commit_message(message, CommitMode::Async) {
+            let error = NotificationMsg::ConsumerError(format!("offset commit: {e}"));
+            return service.cast(error).is_ok();
+        }
     }
     true
 }
