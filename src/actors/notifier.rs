@@ -178,7 +178,12 @@ impl Actor for Notifier {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             NotifierMsg::OutboxChanged => state.pump(&myself, false)?,
-            NotifierMsg::Tick => state.pump(&myself, true)?,
+            NotifierMsg::Tick => {
+                state.pump(&myself, true)?;
+                // `outbox.len()` walks the whole tree: once a tick, never once per event (with a
+                // backlog of 100k events that turned every delivery into a scan).
+                state.metrics.outbox_depth.set(state.depth());
+            }
             NotifierMsg::Health(reply) => {
                 let _ = reply.send(state.health());
             }
@@ -207,7 +212,6 @@ impl Actor for Notifier {
                 state.fail(error);
             }
         }
-        state.metrics.outbox_depth.set(state.depth());
         Ok(())
     }
 
