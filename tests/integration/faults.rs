@@ -282,7 +282,9 @@ async fn a_node_with_unreachable_kafka_takes_orders_and_reports_degraded() {
     }
     app.wait_until(|| async { app.health_of("kafka").await.0 == "DEGRADED" })
         .await;
-    assert_eq!(app.metric("agora_outbox_depth").await, 3.0);
+    // The gauge is refreshed once a notifier tick.
+    app.wait_until(|| async { app.metric("agora_outbox_depth").await == 3.0 })
+        .await;
     assert_eq!(app.stock("u1").await, 7);
     app.shutdown().await;
 }
