@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use agora::actors::entity::{Entity, SupervisorMsg};
+use agora::actors::entity::{ask_entity, Entity, SupervisorMsg};
 use agora::actors::order::{OrderCommand, OrderEntity, RequestedLine};
 use agora::actors::product::{ProductCommand, ProductEntity};
 use agora::actors::stock::{Stock, StockCommand};
-use agora::actors::{ask, Directory, Reply};
+use agora::actors::{Directory, Reply};
 use agora::config::ServeConfig;
 use agora::domain::{Description, OrderNumber, Price, Product, ProductId, ProductName, Sku};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -51,16 +51,9 @@ async fn entity<E: Entity, T: Send + 'static>(
     let supervisor = directory
         .resolve::<SupervisorMsg<E>>(E::SERVICE)
         .expect("service is up");
-    ask(
-        &supervisor,
-        |reply| SupervisorMsg::Deliver {
-            key,
-            command: command(reply),
-        },
-        TIMEOUT,
-    )
-    .await
-    .expect("entity answers")
+    ask_entity(&supervisor, key, command, TIMEOUT)
+        .await
+        .expect("entity answers")
 }
 
 fn actors(c: &mut Criterion) {

@@ -272,28 +272,15 @@ async fn keep_leases(
 ) -> anyhow::Result<JoinHandle<()>> {
     let mut ids = Vec::new();
     for instance in &instances {
-        ids.push(registry.register_local(clone_instance(instance)).await?);
+        ids.push(registry.register_local(instance.clone()).await?);
     }
     Ok(tokio::spawn(async move {
         let mut tick = tokio::time::interval((lease / 3).max(Duration::from_millis(200)));
         loop {
             tick.tick().await;
             for (instance, id) in instances.iter().zip(ids.iter_mut()) {
-                if !registry.renew(instance.app, id).await.unwrap_or(false) {
-                    if let Ok(new_id) = registry.register_local(clone_instance(instance)).await {
-                        *id = new_id;
-                    }
-                }
+                registry.keep_registered(instance, id).await;
             }
         }
     }))
-}
-
-fn clone_instance(instance: &LocalInstance) -> LocalInstance {
-    LocalInstance {
-        app: instance.app,
-        node: instance.node.clone(),
-        actor_name: instance.actor_name.clone(),
-        http_addr: instance.http_addr,
-    }
 }

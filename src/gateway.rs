@@ -25,7 +25,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
-use crate::actors::entity::{Entity, SupervisorMsg};
+use crate::actors::entity::{ask_entity, Entity, SupervisorMsg};
 use crate::actors::{ask, Directory, Reply as ReplyPort};
 use crate::health::ComponentHealth;
 use crate::metrics::Metrics;
@@ -62,11 +62,7 @@ impl GatewayCtx {
         command: impl FnOnce(ReplyPort<T>) -> E::Command,
     ) -> Result<T, ApiError> {
         let supervisor = self.directory.resolve::<SupervisorMsg<E>>(E::SERVICE)?;
-        let message = |reply| SupervisorMsg::Deliver {
-            key,
-            command: command(reply),
-        };
-        Ok(ask(&supervisor, message, self.request_timeout).await?)
+        Ok(ask_entity(&supervisor, key, command, self.request_timeout).await?)
     }
 
     /// Sends a kind-wide query to the supervisor of kind `E`.

@@ -132,6 +132,20 @@ impl Registry {
         self.ask(|reply| RegistryMsg::Renew { key, reply }).await
     }
 
+    /// Keeps one of this node's services registered: renews its lease, or registers it again
+    /// (updating `id`) when the registry no longer knows it, as Eureka clients do on a 404.
+    pub async fn keep_registered(&self, instance: &LocalInstance, id: &mut String) {
+        if self.renew(instance.app, id).await.unwrap_or(false) {
+            return;
+        }
+        match self.register_local(instance.clone()).await {
+            Ok(new_id) => *id = new_id,
+            Err(e) => {
+                tracing::warn!(service = instance.app, error = %e, "cannot register with the registry")
+            }
+        }
+    }
+
     /// Marks an instance DOWN-and-removed at shutdown (Eureka cancel).
     pub async fn cancel(&self, app: &str, instance_id: &str) -> anyhow::Result<bool> {
         let key = Key::new(app, instance_id);

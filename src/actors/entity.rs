@@ -20,7 +20,7 @@ use ractor::{
 };
 use tokio::task::JoinHandle;
 
-use super::{Deps, ShopError};
+use super::{ask, Deps, Reply, ShopError};
 use crate::health::ComponentHealth;
 use crate::registry::LocalInstance;
 use crate::storage::StorageError;
@@ -128,6 +128,20 @@ pub enum SupervisorMsg<E: Entity> {
 }
 
 impl<E: Entity> ractor::Message for SupervisorMsg<E> {}
+
+/// Sends `command` to the entity `key` through its kind's supervisor and waits for the reply.
+pub async fn ask_entity<E: Entity, T: Send + 'static>(
+    supervisor: &ActorRef<SupervisorMsg<E>>,
+    key: E::Key,
+    command: impl FnOnce(Reply<T>) -> E::Command,
+    timeout: Duration,
+) -> Result<T, ShopError> {
+    let message = |reply| SupervisorMsg::Deliver {
+        key,
+        command: command(reply),
+    };
+    ask(supervisor, message, timeout).await
+}
 
 /// When to stop restarting: more than `max_restarts` failures of one key within `window`.
 #[derive(Debug, Clone, Copy)]
@@ -354,16 +368,11 @@ impl<E: Entity> SupervisorState<E> {
     }
 
     async fn renew_lease(&mut self) {
+        let instance = self.local_instance();
         let registry = &self.args.deps.directory.registry;
-        match registry.renew(E::SERVICE, &self.instance_id).await {
-            Ok(true) => {}
-            Ok(false) | Err(_) => match registry.register_local(self.local_instance()).await {
-                Ok(id) => self.instance_id = id,
-                Err(e) => {
-                    tracing::warn!(service = E::SERVICE, error = %e, "cannot register with the registry")
-                }
-            },
-        }
+        registry
+            .keep_registered(&instance, &mut self.instance_id)
+            .await;
     }
 
     fn local_instance(&self) -> LocalInstance {

@@ -13,10 +13,10 @@ use futures::future::join_all;
 use ractor::{ActorProcessingErr, ActorRef};
 use sled::Transactional;
 
-use super::entity::{Entity, SupervisorMsg};
+use super::entity::{ask_entity, Entity, SupervisorMsg};
 use super::product::{ProductCommand, ProductEntity};
 use super::stock::{Stock, StockCommand};
-use super::{ask, Deps, Reply, ShopError};
+use super::{Deps, Reply, ShopError};
 use crate::actors::notifier::NotifierMsg;
 use crate::domain::{
     now_ms, EventType, Order, OrderEvent, OrderLine, OrderNumber, OrderStatus, Price, ProductId,
@@ -214,11 +214,8 @@ async fn price_lines(
         .directory
         .resolve::<SupervisorMsg<ProductEntity>>(PRODUCT_SERVICE)?;
     let lookups = wanted.keys().map(|sku| {
-        let command = |reply| SupervisorMsg::Deliver {
-            key: ProductId::for_sku(sku),
-            command: ProductCommand::Get { reply },
-        };
-        ask(&products, command, deps.call_timeout)
+        let get = |reply| ProductCommand::Get { reply };
+        ask_entity(&products, ProductId::for_sku(sku), get, deps.call_timeout)
     });
     let (mut lines, mut unknown, mut changed) = (Vec::new(), Vec::new(), Vec::new());
     for ((sku, (quantity, asked)), found) in wanted.iter().zip(join_all(lookups).await) {
@@ -254,15 +251,12 @@ async fn reserve_all(
     lines: &[OrderLine],
 ) -> Result<(), ShopError> {
     let reservations = lines.iter().map(|line| {
-        let command = |reply| SupervisorMsg::Deliver {
-            key: line.sku.clone(),
-            command: StockCommand::ReserveStock {
-                order: number,
-                quantity: line.quantity,
-                reply,
-            },
+        let reserve = |reply| StockCommand::ReserveStock {
+            order: number,
+            quantity: line.quantity,
+            reply,
         };
-        ask(stock, command, deps.call_timeout)
+        ask_entity(stock, line.sku.clone(), reserve, deps.call_timeout)
     });
     let results = join_all(reservations).await;
     if results.iter().all(Result::is_ok) {
@@ -270,14 +264,11 @@ async fn reserve_all(
     }
     // Release every line, including those whose answer was lost: release is idempotent.
     let releases = lines.iter().map(|line| {
-        let command = |reply| SupervisorMsg::Deliver {
-            key: line.sku.clone(),
-            command: StockCommand::ReleaseReservation {
-                order: number,
-                reply,
-            },
+        let release = |reply| StockCommand::ReleaseReservation {
+            order: number,
+            reply,
         };
-        ask(stock, command, deps.call_timeout)
+        ask_entity(stock, line.sku.clone(), release, deps.call_timeout)
     });
     join_all(releases).await;
     let mut short = Vec::new();
@@ -313,15 +304,12 @@ async fn cancel(
     }
     let stock: StockRef = deps.directory.resolve(INVENTORY_SERVICE)?;
     let returns = order.lines.iter().map(|line| {
-        let command = |reply| SupervisorMsg::Deliver {
-            key: line.sku.clone(),
-            command: StockCommand::ReturnStock {
-                order: number,
-                quantity: line.quantity,
-                reply,
-            },
+        let give_back = |reply| StockCommand::ReturnStock {
+            order: number,
+            quantity: line.quantity,
+            reply,
         };
-        ask(&stock, command, deps.call_timeout)
+        ask_entity(&stock, line.sku.clone(), give_back, deps.call_timeout)
     });
     join_all(returns)
         .await

@@ -4,10 +4,9 @@
 
 use ractor::ActorProcessingErr;
 
-use super::entity::Entity;
+use super::entity::{ask_entity, Entity, SupervisorMsg};
 use super::stock::{Stock, StockCommand};
-use super::{ask, Deps, Reply, ShopError};
-use crate::actors::entity::SupervisorMsg;
+use super::{Deps, Reply, ShopError};
 use crate::domain::{Description, Price, Product, ProductId, ProductName, Sku};
 use crate::registry::{INVENTORY_SERVICE, PRODUCT_SERVICE};
 use crate::storage::{self, StorageError};
@@ -160,11 +159,10 @@ async fn seed_stock(deps: &Deps, sku: &Sku, quantity: Option<u32>) -> Result<u32
     let stock = deps
         .directory
         .resolve::<SupervisorMsg<Stock>>(INVENTORY_SERVICE)?;
-    let command = |reply| SupervisorMsg::Deliver {
-        key: sku.clone(),
-        command: StockCommand::SeedStock { quantity, reply },
-    };
-    Ok(ask(&stock, command, deps.call_timeout).await?.quantity)
+    let seed = |reply| StockCommand::SeedStock { quantity, reply };
+    Ok(ask_entity(&stock, sku.clone(), seed, deps.call_timeout)
+        .await?
+        .quantity)
 }
 
 async fn save_durably(
