@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
+use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
 /// A field that failed validation, with a message a client can act on.
@@ -39,6 +41,19 @@ pub const MAX_PRICE_CENTS: i64 = 100_000_000_000;
 /// A stock keeping unit code: 1 to 64 characters of `A-Z a-z 0-9 _ - .`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Sku(String);
+
+/// What [`Sku::parse`] accepts, for the OpenAPI document.
+impl PartialSchema for Sku {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(r"^[A-Za-z0-9_.\-]{1,64}$"))
+            .examples(["iphone_13"])
+            .into()
+    }
+}
+
+impl ToSchema for Sku {}
 
 impl Sku {
     pub fn parse(raw: &str) -> Result<Sku, Invalid> {
@@ -164,12 +179,29 @@ impl Price {
         }
     }
 
+    /// The price as JSON shows it.
+    pub fn amount(self) -> Amount {
+        Amount(self)
+    }
+
     pub fn times(self, quantity: u32) -> Price {
         Price(self.0 * i64::from(quantity))
     }
 
     pub fn sum(prices: impl IntoIterator<Item = Price>) -> Price {
         Price(prices.into_iter().map(|p| p.0).sum())
+    }
+}
+
+/// A price as the API and the events show it: a JSON number in currency units with at most two
+/// decimals (`19.9`, `1000`). (`Price` itself serializes as cents, for storage.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(value_type = f64, example = 19.9)]
+pub struct Amount(Price);
+
+impl Serialize for Amount {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.to_json().serialize(serializer)
     }
 }
 
@@ -292,7 +324,9 @@ pub struct OrderLine {
     pub quantity: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// An order's status; JSON shows it in capitals (`PLACED`), storage by its position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(rename_all = "UPPERCASE")]
 pub enum OrderStatus {
     Placed,
     Cancelled,
@@ -369,19 +403,32 @@ impl OrderEvent {
             "eventId": self.event_id.to_string(),
             "eventType": self.event_type.as_str(),
             "orderNumber": self.order_number.to_string(),
-            "lines": self.lines.iter().map(line_json).collect::<Vec<_>>(),
-            "total": self.total.to_json(),
+            "lines": self.lines.iter().map(LineJson::from).collect::<Vec<_>>(),
+            "total": self.total.amount(),
             "timestamp": self.timestamp_ms,
         })
     }
 }
 
-pub fn line_json(line: &OrderLine) -> serde_json::Value {
-    serde_json::json!({
-        "skuCode": line.sku.as_str(),
-        "price": line.price.to_json(),
-        "quantity": line.quantity,
-    })
+/// An order line as JSON shows it, in API answers and in events.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LineJson {
+    #[schema(value_type = Sku)]
+    pub sku_code: String,
+    /// The unit price.
+    pub price: Amount,
+    pub quantity: u32,
+}
+
+impl From<&OrderLine> for LineJson {
+    fn from(line: &OrderLine) -> LineJson {
+        LineJson {
+            sku_code: line.sku.as_str().to_owned(),
+            price: line.price.amount(),
+            quantity: line.quantity,
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch.

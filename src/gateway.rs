@@ -1,8 +1,9 @@
 //! The HTTP gateway (warp): turns requests into actor messages and replies into JSON.
 //!
 //! Routes live per resource (`product`, `inventory`, `order`, `notification`, `ops`); the
-//! registry contributes `/eureka`. Before any route, `filters::admit` applies the rate limit
-//! (`limit`) and authentication (`auth`). Every route goes through `filters::serve` (request id,
+//! registry contributes `/eureka`, and `openapi` describes all of them at `/openapi.json`.
+//! Before any route, `filters::admit` applies the rate limit (`limit`) and authentication
+//! (`auth`). Every route goes through `filters::serve` (request id,
 //! timeout, metrics, JSON errors); requests refused before routing or taken by no route are
 //! answered here with a JSON 401/429/404/405. The gateway finds actors through the registry
 //! ([`Directory`]) and never touches sled.
@@ -13,6 +14,7 @@ pub mod filters;
 pub mod inventory;
 pub mod limit;
 pub mod notification;
+pub mod openapi;
 pub mod ops;
 pub mod order;
 pub mod product;
@@ -21,7 +23,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use warp::filters::path::FullPath;
 use warp::filters::BoxedFilter;
+use warp::http::header::ALLOW;
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
@@ -113,6 +118,8 @@ pub fn routes(
         .unify()
         .or(ops::routes(ctx.clone()))
         .unify()
+        .or(openapi::routes(ctx.clone()))
+        .unify()
         .or(registry)
         .unify()
         .with(cors)
@@ -127,22 +134,13 @@ pub fn routes(
         .unify();
     warp::header::headers_cloned()
         .and(warp::method())
+        .and(warp::path::full())
         .and(admitted)
         .map(
-            move |headers, method, (allowance, outcome): (Option<Allowance>, _)| {
+            move |headers, method, path: FullPath, (allowance, outcome): (Option<Allowance>, _)| {
                 let mut response = match outcome {
                     Ok(response) => response,
-                    Err(rejection) => {
-                        let request_id = filters::request_id(&headers);
-                        let error = ApiError::from_rejection(&rejection);
-                        let route = match error {
-                            ApiError::Unauthorized(_) => "auth",
-                            ApiError::RateLimited(_) => "rate_limit",
-                            _ => "unmatched",
-                        };
-                        let response = error.into_response(&request_id);
-                        filters::finish(&ctx, route, &method, &request_id, Instant::now(), response)
-                    }
+                    Err(rejection) => refused(&ctx, &headers, &method, &path, &rejection),
                 };
                 if let Some(allowance) = allowance {
                     allowance.stamp(response.headers_mut());
@@ -151,4 +149,31 @@ pub fn routes(
             },
         )
         .boxed()
+}
+
+/// The answer to a request refused before routing or taken by no route: its JSON error, with
+/// the `Allow` header on a 405.
+fn refused(
+    ctx: &GatewayCtx,
+    headers: &HeaderMap,
+    method: &Method,
+    path: &FullPath,
+    rejection: &Rejection,
+) -> Response {
+    let request_id = filters::request_id(headers);
+    let error = ApiError::from_rejection(rejection);
+    let route = match error {
+        ApiError::Unauthorized(_) => "auth",
+        ApiError::RateLimited(_) => "rate_limit",
+        _ => "unmatched",
+    };
+    let mut response = error.into_response(&request_id);
+    let allow = (response.status() == StatusCode::METHOD_NOT_ALLOWED)
+        .then(|| openapi::allowed_methods(path.as_str()))
+        .flatten()
+        .and_then(|allow| HeaderValue::from_str(&allow).ok());
+    if let Some(allow) = allow {
+        response.headers_mut().insert(ALLOW, allow);
+    }
+    filters::finish(ctx, route, method, &request_id, Instant::now(), response)
 }

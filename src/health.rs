@@ -1,10 +1,12 @@
 //! Health: the status each component reports for `GET /health`.
 //!
-//! Actors answer a health request with a [`ComponentHealth`]; the gateway gathers them.
+//! Actors answer a health request with a [`ComponentHealth`]; the gateway gathers them (and its
+//! OpenAPI document describes them).
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Status {
     Up,
@@ -14,7 +16,7 @@ pub enum Status {
     Down,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ComponentHealth {
     pub status: Status,
     /// One line a human can act on.

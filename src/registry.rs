@@ -33,7 +33,7 @@ use self::actor::{Key, RegistryActor, RegistryArgs, RegistryMsg};
 use self::instance::{Instance, Status};
 use self::snapshot::Snapshot;
 
-pub use self::routes::routes;
+pub use self::routes::{routes, RegistryApi};
 
 pub const PRODUCT_SERVICE: &str = "PRODUCT-SERVICE";
 pub const INVENTORY_SERVICE: &str = "INVENTORY-SERVICE";

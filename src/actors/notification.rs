@@ -49,19 +49,33 @@ pub struct NotificationRecord {
     pub payload: String,
 }
 
+/// A record as the API shows it (`GET /api/notifications` and its event stream).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationJson {
+    pub seq: u64,
+    pub event_id: String,
+    pub event_type: String,
+    pub order_number: String,
+    /// Milliseconds since the Unix epoch.
+    pub received_at: u64,
+    /// The Kafka value as received: the event's JSON (or its text, if it was not JSON).
+    pub event: serde_json::Value,
+}
+
 impl NotificationRecord {
-    /// `{"seq", "eventId", "eventType", "orderNumber", "receivedAt", "event": <payload parsed>}`
-    pub fn to_json(&self) -> serde_json::Value {
+    /// The record with its payload parsed.
+    pub fn to_json(&self) -> NotificationJson {
         let event = serde_json::from_str(&self.payload)
             .unwrap_or_else(|_| serde_json::Value::String(self.payload.clone()));
-        serde_json::json!({
-            "seq": self.seq,
-            "eventId": self.event_id,
-            "eventType": self.event_type,
-            "orderNumber": self.order_number,
-            "receivedAt": self.received_ms,
-            "event": event,
-        })
+        NotificationJson {
+            seq: self.seq,
+            event_id: self.event_id.clone(),
+            event_type: self.event_type.clone(),
+            order_number: self.order_number.clone(),
+            received_at: self.received_ms,
+            event,
+        }
     }
 }
 
@@ -462,7 +476,7 @@ mod tests {
             received_ms: 5,
             payload: r#"{"orderNumber":"o"}"#.into(),
         };
-        let json = record.to_json();
+        let json = serde_json::to_value(record.to_json()).unwrap();
         assert_eq!(json["event"]["orderNumber"], "o");
         assert_eq!(json["seq"], 7);
         assert_eq!(json["receivedAt"], 5);
@@ -486,7 +500,7 @@ mod tests {
         let record = &p.records().await[0];
         assert_eq!(record.event_id, sent.event_id.to_string());
         assert_eq!(record.order_number, sent.order_number.to_string());
-        assert_eq!(record.to_json()["event"], sent.to_json());
+        assert_eq!(record.to_json().event, sent.to_json());
         assert_eq!(feed.recv().await.unwrap(), *record);
         assert_eq!(p.metrics.kafka_delivered.get(), 1);
         assert_eq!(p.metrics.outbox_depth.get(), 0);

@@ -1,7 +1,9 @@
 //! API errors: every failure a request can meet, and the one place where each maps to an HTTP
-//! status and a JSON body `{error, message, requestId, ...}`.
+//! status and a JSON body, [`ErrorBody`] (`{error, message, requestId, ...}`), which the OpenAPI
+//! document (`openapi.rs`) describes for every error response.
 
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
@@ -34,6 +36,25 @@ pub enum ApiError {
     RateLimited(Throttled),
     #[error(transparent)]
     Shop(#[from] ShopError),
+}
+
+/// The body of every error answer of the gateway.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// A machine-readable code, e.g. `not_found`, `invalid_input`, `out_of_stock`.
+    #[schema(example = "out_of_stock")]
+    pub error: &'static str,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The request's id, as in the `X-Request-Id` header and the logs.
+    pub request_id: String,
+    /// The field that failed validation (`invalid_input` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The SKUs concerned (`out_of_stock`, `unknown_sku`, `price_changed` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sku_codes: Option<Vec<String>>,
 }
 
 impl ApiError {
@@ -105,17 +126,25 @@ impl ApiError {
         if status.is_server_error() {
             tracing::warn!(request_id, error = %self, "request failed");
         }
-        let mut body =
-            json!({ "error": code, "message": self.to_string(), "requestId": request_id });
-        match &self {
-            ApiError::Invalid(invalid) => body["field"] = json!(invalid.field),
+        let field = match &self {
+            ApiError::Invalid(invalid) => Some(invalid.field.clone()),
+            _ => None,
+        };
+        let sku_codes = match &self {
             ApiError::Shop(
                 ShopError::OutOfStock(skus)
                 | ShopError::UnknownSku(skus)
                 | ShopError::PriceChanged(skus),
-            ) => body["skuCodes"] = json!(skus),
-            _ => {}
-        }
+            ) => Some(skus.clone()),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: code,
+            message: self.to_string(),
+            request_id: request_id.to_owned(),
+            field,
+            sku_codes,
+        };
         let mut response =
             warp::reply::with_status(warp::reply::json(&body), status).into_response();
         let headers = response.headers_mut();

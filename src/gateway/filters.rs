@@ -1,8 +1,9 @@
 //! Gateway filters: what every route shares. [`admit`] runs before routing (rate limit, then
 //! authentication); [`call`] extracts a [`Call`] (context, request id, headers, query, body
-//! stream); [`serve`] runs a handler under the request timeout inside a tracing span that
-//! carries the request id, renders its error as JSON, echoes `X-Request-Id` and records the
-//! request's metrics.
+//! stream, parsed as JSON by [`Call::json`], with [`WholeNumber`] for integer fields);
+//! [`serve`] runs a handler under the request timeout inside a tracing span that carries the
+//! request id, renders its error as JSON, echoes `X-Request-Id` and records the request's
+//! metrics.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, Unexpected};
+use serde::{Deserialize, Deserializer};
 use tracing::Instrument;
 use warp::filters::path::FullPath;
 use warp::http::{HeaderMap, HeaderValue, Method};
@@ -33,6 +35,57 @@ enum Body {
     TooLarge,
     Failed(String),
     TimedOut,
+}
+
+/// The query of a list route, `?limit=&after=`, as the OpenAPI document describes it; read by
+/// [`Call::limit`] and the route's own `after` parsing.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Paging {
+    /// Items per page.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    pub limit: Option<u32>,
+    /// Where the previous page ended: its `X-Next-Cursor`.
+    #[param(format = "uuid")]
+    pub after: Option<String>,
+}
+
+/// An integer in a request body: a JSON integer, or a number with a zero fraction (`3.0`), which
+/// JSON Schema counts as an integer too. Anything else does not deserialize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WholeNumber(pub i64);
+
+impl<'de> Deserialize<'de> for WholeNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<WholeNumber, D::Error> {
+        struct Whole;
+        impl de::Visitor<'_> for Whole {
+            type Value = WholeNumber;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an integer")
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<WholeNumber, E> {
+                Ok(WholeNumber(n))
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<WholeNumber, E> {
+                let fits = i64::try_from(n).map(WholeNumber);
+                fits.map_err(|_| E::invalid_value(Unexpected::Unsigned(n), &self))
+            }
+
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<WholeNumber, E> {
+                // Below 2^63 in size, so the cast is exact.
+                let whole = n.fract() == 0.0 && n.abs() < 9.223_372_036_854_776e18;
+                if whole {
+                    Ok(WholeNumber(n as i64))
+                } else {
+                    Err(E::invalid_type(Unexpected::Float(n), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(Whole)
+    }
 }
 
 /// One request as a handler sees it.
@@ -271,15 +324,15 @@ pub fn finish(
 }
 
 /// A JSON response with `status`.
-pub fn json_response(status: warp::http::StatusCode, body: &serde_json::Value) -> Response {
+pub fn json_response(status: warp::http::StatusCode, body: &impl serde::Serialize) -> Response {
     use warp::Reply;
     warp::reply::with_status(warp::reply::json(body), status).into_response()
 }
 
 /// One page of a list: a 200 with the items, and `X-Next-Cursor` (the `?after=` of the next
 /// page) when the page was full.
-pub fn page(items: Vec<serde_json::Value>, next_cursor: Option<String>) -> Response {
-    let mut response = json_response(warp::http::StatusCode::OK, &serde_json::Value::Array(items));
+pub fn page(items: &[impl serde::Serialize], next_cursor: Option<String>) -> Response {
+    let mut response = json_response(warp::http::StatusCode::OK, &items);
     if let Some(value) = next_cursor.and_then(|c| HeaderValue::from_str(&c).ok()) {
         response.headers_mut().insert("x-next-cursor", value);
     }
@@ -287,10 +340,27 @@ pub fn page(items: Vec<serde_json::Value>, next_cursor: Option<String>) -> Respo
 }
 
 /// A 201 with a `Location` header.
-pub fn created(location: String, body: &serde_json::Value) -> Response {
+pub fn created(location: String, body: &impl serde::Serialize) -> Response {
     let mut response = json_response(warp::http::StatusCode::CREATED, body);
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert("location", value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WholeNumber;
+
+    #[test]
+    fn whole_numbers_may_have_a_zero_fraction() {
+        let parse = |text| serde_json::from_str::<WholeNumber>(text).map(|n| n.0);
+        assert_eq!(parse("3").unwrap(), 3);
+        assert_eq!(parse("-3").unwrap(), -3);
+        assert_eq!(parse("1664.0").unwrap(), 1664);
+        assert_eq!(parse("1e3").unwrap(), 1000);
+        for bad in ["1.5", "\"3\"", "null", "1e19", "9223372036854775808"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
 }

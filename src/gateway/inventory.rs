@@ -4,15 +4,15 @@
 use std::sync::Arc;
 
 use futures::future::join_all;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
-use super::error::ApiError;
-use super::filters::{call, json_response, serve, Call};
+use super::error::{ApiError, ErrorBody};
+use super::filters::{call, json_response, serve, Call, WholeNumber};
 use super::GatewayCtx;
 use crate::actors::stock::{Stock, StockCommand};
 use crate::domain::{parse_stock, Invalid, Sku, StockLevel};
@@ -20,8 +20,25 @@ use crate::domain::{parse_stock, Invalid, Sku, StockLevel};
 /// Most SKUs one inventory query may name.
 const MAX_SKUS_PER_QUERY: usize = 100;
 
-fn level_json(level: &StockLevel) -> Value {
-    json!({ "skuCode": level.sku.as_str(), "inStock": level.quantity > 0, "quantity": level.quantity })
+/// A SKU's stock as the API shows it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StockJson {
+    #[schema(value_type = Sku)]
+    sku_code: String,
+    in_stock: bool,
+    /// Units available to order.
+    quantity: u32,
+}
+
+impl From<&StockLevel> for StockJson {
+    fn from(level: &StockLevel) -> StockJson {
+        StockJson {
+            sku_code: level.sku.as_str().to_owned(),
+            in_stock: level.quantity > 0,
+            quantity: level.quantity,
+        }
+    }
 }
 
 pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(Response,)> {
@@ -36,6 +53,13 @@ pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(Response,)> {
     query.or(set).unify().boxed()
 }
 
+/// The stock of each SKU named (`?skuCode=a&skuCode=b`); SKUs without stock are left out.
+#[utoipa::path(get, path = "/api/inventory", operation_id = "checkStock",
+    params(("skuCode" = Option<Vec<Sku>>, Query, explode, description = "Up to 100 SKUs")),
+    responses(
+        (status = 200, description = "The stock of the SKUs known", body = Vec<StockJson>),
+        (status = 400, description = "A bad SKU or too many (`invalid_input`)", body = ErrorBody),
+    ))]
 async fn check(call: Call) -> Result<Response, ApiError> {
     let skus = call
         .query_pairs()?
@@ -57,23 +81,32 @@ async fn check(call: Call) -> Result<Response, ApiError> {
     let mut found = Vec::new();
     for level in join_all(lookups).await {
         if let Some(level) = level? {
-            found.push(level_json(&level));
+            found.push(StockJson::from(&level));
         }
     }
-    Ok(json_response(StatusCode::OK, &Value::Array(found)))
+    Ok(json_response(StatusCode::OK, &found))
 }
 
-#[derive(Deserialize)]
-struct StockBody {
-    quantity: i64,
+/// The body of `PUT /api/inventory/{skuCode}`.
+#[derive(Deserialize, ToSchema)]
+pub struct StockBody {
+    /// The new stock level.
+    #[schema(value_type = i64, minimum = 0, maximum = 1000000000)]
+    quantity: WholeNumber,
 }
 
+/// Sets a SKU's stock (a product need not exist for it).
+#[utoipa::path(put, path = "/api/inventory/{skuCode}", operation_id = "setStock",
+    params(("skuCode" = Sku, Path)), request_body = StockBody,
+    responses(
+        (status = 200, description = "The stock as set", body = StockJson),
+    ))]
 async fn set_stock(call: Call, sku: String) -> Result<Response, ApiError> {
     let sku = Sku::parse(&sku)?;
-    let quantity = parse_stock("quantity", call.json::<StockBody>()?.quantity)?;
+    let quantity = parse_stock("quantity", call.json::<StockBody>()?.quantity.0)?;
     let level = call
         .ctx
         .entity::<Stock, _>(sku, |reply| StockCommand::SetStock { quantity, reply })
         .await?;
-    Ok(json_response(StatusCode::OK, &level_json(&level)))
+    Ok(json_response(StatusCode::OK, &StockJson::from(&level)))
 }

@@ -7,17 +7,16 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use ractor::ActorRef;
-use serde_json::Value;
 use tokio_stream::wrappers::BroadcastStream;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::filters::{call, json_response, serve, Call};
 use super::GatewayCtx;
-use crate::actors::notification::{NotificationMsg, NotificationRecord};
+use crate::actors::notification::{NotificationJson, NotificationMsg, NotificationRecord};
 use crate::actors::{request, ShopError};
 use crate::domain::Invalid;
 use crate::registry::NOTIFICATION_SERVICE;
@@ -38,6 +37,17 @@ fn service(call: &Call) -> Result<ActorRef<NotificationMsg>, ApiError> {
     Ok(call.ctx.directory.resolve(NOTIFICATION_SERVICE)?)
 }
 
+/// What the notification service received from Kafka, oldest first.
+#[utoipa::path(get, path = "/api/notifications", operation_id = "listNotifications",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Items per page"),
+        ("after" = Option<u64>, Query, description = "The `seq` the previous page ended with"),
+    ),
+    responses(
+        (status = 200, description = "One page", body = Vec<NotificationJson>),
+        (status = 400, description = "A bad `limit` or `after` (`invalid_input`)",
+            body = ErrorBody),
+    ))]
 async fn list(call: Call) -> Result<Response, ApiError> {
     let limit = call.limit()?;
     let after = match call.query_param("after")? {
@@ -56,12 +66,15 @@ async fn list(call: Call) -> Result<Response, ApiError> {
     let records = request(&actor, list, call.ctx.request_timeout)
         .await?
         .map_err(ShopError::Internal)?;
-    Ok(json_response(
-        StatusCode::OK,
-        &Value::Array(records.iter().map(NotificationRecord::to_json).collect()),
-    ))
+    let records: Vec<NotificationJson> = records.iter().map(NotificationRecord::to_json).collect();
+    Ok(json_response(StatusCode::OK, &records))
 }
 
+/// New notifications as server-sent events (`id` = seq, `event` = event type, `data` = the
+/// notification's JSON); the stream does not end.
+#[utoipa::path(get, path = "/api/notifications/stream", operation_id = "streamNotifications",
+    responses((status = 200, description = "An endless event stream",
+        content_type = "text/event-stream", body = String)))]
 async fn stream(call: Call) -> Result<Response, ApiError> {
     let actor = service(&call)?;
     let receiver = request(&actor, NotificationMsg::Subscribe, call.ctx.request_timeout).await?;

@@ -2,12 +2,12 @@
 //! `GET /metrics` (Prometheus text), and, only when fault injection is on, the test hook
 //! `POST /_test/panic/{kind}/{key}` that makes an entity actor panic.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{ActorRef, RpcReplyPort};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
@@ -69,8 +69,27 @@ async fn supervisor_health<E: Entity>(ctx: &GatewayCtx) -> ComponentHealth {
     .await
 }
 
+/// The answer of `GET /health`.
+#[derive(Serialize, ToSchema)]
+pub struct HealthJson {
+    /// The worst of the components' statuses.
+    status: Status,
+    node: String,
+    components: Components,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Components {
+    storage: ComponentHealth,
+    /// The notifier and the notification service.
+    kafka: ComponentHealth,
+    registry: ComponentHealth,
+    /// The product, stock and order supervisors.
+    actors: ComponentHealth,
+}
+
 /// The worst of `parts`, with their details joined.
-fn worst(parts: Vec<ComponentHealth>) -> ComponentHealth {
+fn worst(parts: &[&ComponentHealth]) -> ComponentHealth {
     let rank = |s: Status| match s {
         Status::Up => 0,
         Status::Degraded => 1,
@@ -89,6 +108,11 @@ fn worst(parts: Vec<ComponentHealth>) -> ComponentHealth {
     ComponentHealth { status, detail }
 }
 
+/// The status of each component; 503 when one is DOWN.
+#[utoipa::path(get, path = "/health", responses(
+    (status = 200, description = "UP or DEGRADED", body = HealthJson),
+    (status = 503, description = "A component is DOWN", body = HealthJson),
+))]
 async fn health(call: Call) -> Result<Response, ApiError> {
     let ctx = &call.ctx;
     let notifier = ractor::registry::where_is(format!("{}/notifier", ctx.node))
@@ -110,24 +134,36 @@ async fn health(call: Call) -> Result<Response, ApiError> {
         "{} apps, {} instances up, {} down",
         summary.apps, summary.instances_up, summary.instances_down
     ));
-    let components = BTreeMap::from([
-        ("storage", (ctx.storage_probe)()),
-        ("kafka", worst(vec![notifier, notification])),
-        ("registry", registry),
-        ("actors", worst(vec![product, stock, order])),
-    ]);
-    let overall = worst(components.values().cloned().collect()).status;
+    let components = Components {
+        storage: (ctx.storage_probe)(),
+        kafka: worst(&[&notifier, &notification]),
+        registry,
+        actors: worst(&[&product, &stock, &order]),
+    };
+    let overall = worst(&[
+        &components.storage,
+        &components.kafka,
+        &components.registry,
+        &components.actors,
+    ])
+    .status;
     let code = if overall == Status::Down {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
     };
-    Ok(json_response(
-        code,
-        &json!({ "status": overall, "node": ctx.node, "components": components }),
-    ))
+    let body = HealthJson {
+        status: overall,
+        node: ctx.node.clone(),
+        components,
+    };
+    Ok(json_response(code, &body))
 }
 
+/// Counters and histograms in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, description = "Prometheus text", content_type = "text/plain", body = String),
+))]
 async fn metrics(call: Call) -> Result<Response, ApiError> {
     let text = call.ctx.metrics.render(&call.ctx.flush_stats);
     let reply = warp::reply::with_header(

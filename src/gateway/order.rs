@@ -3,35 +3,44 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
-use super::error::ApiError;
-use super::filters::{call, created, json_response, page, serve, Call};
+use super::error::{ApiError, ErrorBody};
+use super::filters::{call, created, json_response, page, serve, Call, Paging, WholeNumber};
 use super::GatewayCtx;
 use crate::actors::order::{OrderCommand, OrderEntity, OrderQuery, RequestedLine};
 use crate::actors::ShopError;
 use crate::domain::{
-    line_json, parse_line_quantity, Invalid, Order, OrderNumber, Price, Sku, MAX_ORDER_LINES,
+    parse_line_quantity, Amount, Invalid, LineJson, Order, OrderNumber, OrderStatus, Price, Sku,
+    MAX_ORDER_LINES,
 };
 
 /// The body of `POST /api/order` (public for the request fuzz target).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct OrderBody {
+    /// 1 to 100 lines; lines of one SKU are added up.
     #[serde(rename = "orderLineItemsDtoList")]
+    #[schema(min_items = 1, max_items = 100)]
     lines: Vec<LineBody>,
 }
 
-#[derive(Deserialize)]
+/// One line of an order to place.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct LineBody {
+pub struct LineBody {
+    #[schema(value_type = Sku)]
     sku_code: String,
+    /// The unit price the client expects; when it differs from the catalog's the order is
+    /// refused with `price_changed`. Absent: the catalog's.
+    #[schema(value_type = Option<f64>, minimum = 0, maximum = 1000000000)]
     price: Option<serde_json::Number>,
-    quantity: i64,
+    #[schema(value_type = i64, minimum = 1, maximum = 10000)]
+    quantity: WholeNumber,
 }
 
 impl OrderBody {
@@ -59,7 +68,7 @@ impl OrderBody {
                     .price
                     .map(|p| Price::parse(&field("price"), &p))
                     .transpose()?;
-                let quantity = parse_line_quantity(&field("quantity"), line.quantity)?;
+                let quantity = parse_line_quantity(&field("quantity"), line.quantity.0)?;
                 Ok(RequestedLine {
                     sku,
                     price,
@@ -70,14 +79,31 @@ impl OrderBody {
     }
 }
 
-pub fn order_json(order: &Order) -> Value {
-    json!({
-        "orderNumber": order.number.to_string(),
-        "status": order.status.as_str(),
-        "lines": order.lines.iter().map(line_json).collect::<Vec<_>>(),
-        "total": order.total.to_json(),
-        "createdAt": order.created_ms,
-    })
+/// An order as the API shows it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderJson {
+    #[schema(format = "uuid")]
+    order_number: String,
+    #[schema(value_type = OrderStatus)]
+    status: &'static str,
+    lines: Vec<LineJson>,
+    /// The sum of price × quantity over the lines.
+    total: Amount,
+    /// Milliseconds since the Unix epoch.
+    created_at: u64,
+}
+
+impl From<&Order> for OrderJson {
+    fn from(order: &Order) -> OrderJson {
+        OrderJson {
+            order_number: order.number.to_string(),
+            status: order.status.as_str(),
+            lines: order.lines.iter().map(LineJson::from).collect(),
+            total: order.total.amount(),
+            created_at: order.created_ms,
+        }
+    }
 }
 
 pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(Response,)> {
@@ -120,6 +146,20 @@ fn idempotency_key(call: &Call) -> Result<Option<String>, ApiError> {
         })
 }
 
+/// Places an order: every line is reserved, or none. With an `Idempotency-Key`, a retry gets
+/// the same order.
+#[utoipa::path(post, path = "/api/order", operation_id = "placeOrder", request_body = OrderBody,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255)),
+    responses(
+        (status = 201, description = "Placed (or, with `Idempotent-Replayed: true`, placed before)",
+            body = OrderJson, headers(
+                ("location" = String, description = "The order's URL"),
+                ("idempotent-replayed" = String, description = "`true` on a replay"))),
+        (status = 409, description = "`out_of_stock` or `price_changed`, with `skuCodes`",
+            body = ErrorBody),
+        (status = 422, description = "`unknown_sku` with `skuCodes`, or `idempotency_key_reused`",
+            body = ErrorBody),
+    ))]
 async fn place(call: Call) -> Result<Response, ApiError> {
     let key = idempotency_key(&call)?;
     let lines = call.json::<OrderBody>()?.validate()?;
@@ -130,7 +170,8 @@ async fn place(call: Call) -> Result<Response, ApiError> {
         .ctx
         .entity::<OrderEntity, _>(number, |reply| OrderCommand::Place { lines, reply })
         .await?;
-    let mut response = created(format!("/api/order/{number}"), &order_json(&placed.order));
+    let body = OrderJson::from(&placed.order);
+    let mut response = created(format!("/api/order/{number}"), &body);
     if !placed.created {
         response
             .headers_mut()
@@ -139,6 +180,12 @@ async fn place(call: Call) -> Result<Response, ApiError> {
     Ok(response)
 }
 
+/// Lists orders, oldest first, a page at a time.
+#[utoipa::path(get, path = "/api/order", operation_id = "listOrders", params(Paging), responses(
+    (status = 200, description = "One page", body = Vec<OrderJson>, headers(
+        ("x-next-cursor" = String, description = "The `after` of the next page, when full"))),
+    (status = 400, description = "A bad `limit` or `after` (`invalid_input`)", body = ErrorBody),
+))]
 async fn list(call: Call) -> Result<Response, ApiError> {
     let limit = call.limit()?;
     let after = call
@@ -157,27 +204,43 @@ async fn list(call: Call) -> Result<Response, ApiError> {
         .last()
         .filter(|_| orders.len() == limit)
         .map(|o| o.number.to_string());
-    Ok(page(orders.iter().map(order_json).collect(), next))
+    let orders: Vec<OrderJson> = orders.iter().map(OrderJson::from).collect();
+    Ok(page(&orders, next))
 }
 
 fn parse_number(raw: &str) -> Result<OrderNumber, ApiError> {
     OrderNumber::parse(raw).map_err(|_| ShopError::NotFound(format!("order {raw}")).into())
 }
 
+/// One order.
+#[utoipa::path(get, path = "/api/order/{orderNumber}", operation_id = "getOrder",
+    params(("orderNumber" = String, Path, format = "uuid")),
+    responses(
+        (status = 200, description = "The order", body = OrderJson),
+        (status = 404, description = "No such order (`not_found`)", body = ErrorBody),
+    ))]
 async fn get(call: Call, number: String) -> Result<Response, ApiError> {
     let number = parse_number(&number)?;
     let order = call
         .ctx
         .entity::<OrderEntity, _>(number, |reply| OrderCommand::Get { reply })
         .await?;
-    Ok(json_response(StatusCode::OK, &order_json(&order)))
+    Ok(json_response(StatusCode::OK, &OrderJson::from(&order)))
 }
 
+/// Cancels an order; its units go back to stock once.
+#[utoipa::path(post, path = "/api/order/{orderNumber}/cancel", operation_id = "cancelOrder",
+    params(("orderNumber" = String, Path, format = "uuid")),
+    responses(
+        (status = 200, description = "The order, cancelled", body = OrderJson),
+        (status = 404, description = "No such order (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Cancelled before (`already_cancelled`)", body = ErrorBody),
+    ))]
 async fn cancel(call: Call, number: String) -> Result<Response, ApiError> {
     let number = parse_number(&number)?;
     let order = call
         .ctx
         .entity::<OrderEntity, _>(number, |reply| OrderCommand::Cancel { reply })
         .await?;
-    Ok(json_response(StatusCode::OK, &order_json(&order)))
+    Ok(json_response(StatusCode::OK, &OrderJson::from(&order)))
 }

@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
-use super::error::ApiError;
-use super::filters::{call, created, json_response, page, serve, Call};
+use super::error::{ApiError, ErrorBody};
+use super::filters::{call, created, json_response, page, serve, Call, Paging, WholeNumber};
 use super::GatewayCtx;
 use crate::actors::product::{
     ProductChanges, ProductCommand, ProductEntity, ProductQuery, ProductView,
@@ -19,20 +19,30 @@ use crate::actors::product::{
 use crate::actors::stock::{Stock, StockCommand};
 use crate::actors::ShopError;
 use crate::domain::{
-    parse_stock, Description, Invalid, Price, Product, ProductId, ProductName, Sku,
+    parse_stock, Amount, Description, Invalid, Price, Product, ProductId, ProductName, Sku,
 };
 
 /// The body of `POST /api/product` and `PUT /api/product/{id}` (public for the request fuzz
 /// target).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductBody {
+    /// 1 to 200 characters after trimming.
+    #[schema(example = "iPhone 13", min_length = 1, max_length = 200)]
     name: String,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     description: String,
+    /// In currency units, at most two decimals.
+    #[schema(value_type = f64, minimum = 0, maximum = 1000000000, example = 1000)]
     price: serde_json::Number,
+    /// Derived from the name when absent (`iPhone 13` → `iphone_13`); on `PUT` it may only
+    /// repeat the product's own.
+    #[schema(value_type = Option<Sku>)]
     sku_code: Option<String>,
-    quantity: Option<i64>,
+    /// Stock to start with (`POST` only; set stock later with `PUT /api/inventory/{skuCode}`).
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1000000000)]
+    quantity: Option<WholeNumber>,
 }
 
 impl ProductBody {
@@ -49,22 +59,38 @@ impl ProductBody {
         };
         let quantity = self
             .quantity
-            .map(|q| parse_stock("quantity", q))
+            .map(|q| parse_stock("quantity", q.0))
             .transpose()?;
         Ok((sku, changes, quantity))
     }
 }
 
-pub fn view_json(view: &ProductView) -> Value {
-    let p = &view.product;
-    json!({
-        "id": p.id.to_string(),
-        "skuCode": p.sku.as_str(),
-        "name": p.name.as_str(),
-        "description": p.description.as_str(),
-        "price": p.price.to_json(),
-        "quantity": view.quantity,
-    })
+/// A product as the API shows it, with the units in stock.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductJson {
+    #[schema(format = "uuid")]
+    id: String,
+    #[schema(value_type = Sku)]
+    sku_code: String,
+    name: String,
+    description: String,
+    price: Amount,
+    quantity: u32,
+}
+
+impl From<&ProductView> for ProductJson {
+    fn from(view: &ProductView) -> ProductJson {
+        let p = &view.product;
+        ProductJson {
+            id: p.id.to_string(),
+            sku_code: p.sku.as_str().to_owned(),
+            name: p.name.as_str().to_owned(),
+            description: p.description.as_str().to_owned(),
+            price: p.price.amount(),
+            quantity: view.quantity,
+        }
+    }
 }
 
 pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(Response,)> {
@@ -101,6 +127,13 @@ pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+/// Creates a product, and its stock when `quantity` is given.
+#[utoipa::path(post, path = "/api/product", operation_id = "createProduct",
+    request_body = ProductBody, responses(
+    (status = 201, description = "Created", body = ProductJson,
+        headers(("location" = String, description = "The product's URL"))),
+    (status = 409, description = "A product has this SKU (`conflict`)", body = ErrorBody),
+))]
 async fn create(call: Call) -> Result<Response, ApiError> {
     let (sku, changes, quantity) = call.json::<ProductBody>()?.validate()?;
     let id = ProductId::for_sku(&sku);
@@ -119,9 +152,18 @@ async fn create(call: Call) -> Result<Response, ApiError> {
             reply,
         })
         .await?;
-    Ok(created(format!("/api/product/{id}"), &view_json(&view)))
+    Ok(created(
+        format!("/api/product/{id}"),
+        &ProductJson::from(&view),
+    ))
 }
 
+/// Lists products in id order, a page at a time.
+#[utoipa::path(get, path = "/api/product", operation_id = "listProducts", params(Paging), responses(
+    (status = 200, description = "One page", body = Vec<ProductJson>, headers(
+        ("x-next-cursor" = String, description = "The `after` of the next page, when full"))),
+    (status = 400, description = "A bad `limit` or `after` (`invalid_input`)", body = ErrorBody),
+))]
 async fn list(call: Call) -> Result<Response, ApiError> {
     let limit = call.limit()?;
     let after = call
@@ -140,7 +182,8 @@ async fn list(call: Call) -> Result<Response, ApiError> {
         .last()
         .filter(|_| views.len() == limit)
         .map(|v| v.product.id.to_string());
-    Ok(page(views.iter().map(view_json).collect(), next))
+    let views: Vec<ProductJson> = views.iter().map(ProductJson::from).collect();
+    Ok(page(&views, next))
 }
 
 async fn with_quantity(ctx: &GatewayCtx, product: Product) -> Result<ProductView, ApiError> {
@@ -153,18 +196,29 @@ async fn with_quantity(ctx: &GatewayCtx, product: Product) -> Result<ProductView
     })
 }
 
+/// One product.
+#[utoipa::path(get, path = "/api/product/{id}", operation_id = "getProduct",
+    params(("id" = String, Path, format = "uuid")), responses(
+    (status = 200, description = "The product", body = ProductJson),
+    (status = 404, description = "No such product (`not_found`)", body = ErrorBody),
+))]
 async fn get(call: Call, id: String) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let product = call
         .ctx
         .entity::<ProductEntity, _>(id, |reply| ProductCommand::Get { reply })
         .await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &view_json(&with_quantity(&call.ctx, product).await?),
-    ))
+    let view = with_quantity(&call.ctx, product).await?;
+    Ok(json_response(StatusCode::OK, &ProductJson::from(&view)))
 }
 
+/// Changes a product's name, description and price.
+#[utoipa::path(put, path = "/api/product/{id}", operation_id = "updateProduct",
+    params(("id" = String, Path, format = "uuid")), request_body = ProductBody,
+    responses(
+        (status = 200, description = "The product as changed", body = ProductJson),
+        (status = 404, description = "No such product (`not_found`)", body = ErrorBody),
+    ))]
 async fn update(call: Call, id: String) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let body = call.json::<ProductBody>()?;
@@ -180,12 +234,16 @@ async fn update(call: Call, id: String) -> Result<Response, ApiError> {
         .ctx
         .entity::<ProductEntity, _>(id, |reply| ProductCommand::Update { changes, reply })
         .await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &view_json(&with_quantity(&call.ctx, product).await?),
-    ))
+    let view = with_quantity(&call.ctx, product).await?;
+    Ok(json_response(StatusCode::OK, &ProductJson::from(&view)))
 }
 
+/// Deletes a product (its stock stays).
+#[utoipa::path(delete, path = "/api/product/{id}", operation_id = "deleteProduct",
+    params(("id" = String, Path, format = "uuid")), responses(
+    (status = 204, description = "Deleted"),
+    (status = 404, description = "No such product (`not_found`)", body = ErrorBody),
+))]
 async fn delete(call: Call, id: String) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     call.ctx

@@ -18,7 +18,8 @@ const DEFAULT_SECURE_PORT: u64 = 7002;
 const DEFAULT_DATA_CENTER_CLASS: &str = "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo";
 
 /// An instance's status, as Eureka spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, utoipa::ToSchema)]
+#[schema(as = InstanceStatus, rename_all = "SCREAMING_SNAKE_CASE")]
 pub(crate) enum Status {
     Up,
     Down,

@@ -17,11 +17,14 @@ use warp::reply::Response;
 use warp::{path, Filter};
 
 use ractor::RpcReplyPort;
+use utoipa::{IntoParams, OpenApi};
 
 use super::actor::{Key, RegistryMsg};
 use super::dashboard;
 use super::instance::{BadInstance, Instance, Status};
-use super::wire::{self, Format};
+use super::wire::{
+    self, ApplicationJson, ApplicationsJson, Format, InstanceEnvelope, RegistryError,
+};
 use super::Registry;
 
 /// Every route under /eureka (Eureka REST API + the HTML dashboard at GET /eureka/web).
@@ -44,16 +47,17 @@ pub fn routes(registry: Registry) -> BoxedFilter<(Response,)> {
     let full = path!("eureka" / "apps")
         .and(warp::get())
         .and(read.clone())
-        .map(|r: Registry, f| wire::applications(&r.snapshot().view(|_| true), f));
+        .map(all_apps);
     let delta = path!("eureka" / "apps" / "delta")
         .and(warp::get())
         .and(read.clone())
-        .map(|r: Registry, f| wire::applications(&r.snapshot().delta(), f));
+        .map(delta);
     let get_app = path!("eureka" / "apps" / String)
         .and(warp::get())
         .and(read.clone())
         .map(app_of);
-    let get_instance = path!("eureka" / "apps" / String / String)
+    let instance = || path!("eureka" / "apps" / String / String).map(InstancePath::new);
+    let get_instance = instance()
         .and(warp::get())
         .and(read.clone())
         .map(instance_of);
@@ -64,15 +68,15 @@ pub fn routes(registry: Registry) -> BoxedFilter<(Response,)> {
     let vips = path!("eureka" / "vips" / String)
         .and(warp::get())
         .and(read.clone())
-        .map(|vip: String, r: Registry, f| by_vip(&vip, &r, f, false));
+        .map(by_vip);
     let svips = path!("eureka" / "svips" / String)
         .and(warp::get())
         .and(read)
-        .map(|vip: String, r: Registry, f| by_vip(&vip, &r, f, true));
+        .map(by_secure_vip);
     let web = path!("eureka" / "web")
         .and(warp::get())
         .and(reg.clone())
-        .map(|r: Registry| dashboard::page(&r.snapshot()));
+        .map(web);
 
     let register = path!("eureka" / "apps" / String)
         .and(warp::post())
@@ -80,37 +84,25 @@ pub fn routes(registry: Registry) -> BoxedFilter<(Response,)> {
         .and(warp::body::bytes())
         .and(reg.clone())
         .then(register_instance);
-    let renew = path!("eureka" / "apps" / String / String)
-        .and(warp::put())
-        .and(reg.clone())
-        .then(|app, id, r| update(r, app, id, |key, reply| RegistryMsg::Renew { key, reply }));
-    let cancel = path!("eureka" / "apps" / String / String)
-        .and(warp::delete())
-        .and(reg.clone())
-        .then(|app, id, r| update(r, app, id, |key, reply| RegistryMsg::Cancel { key, reply }));
-    let status = path!("eureka" / "apps" / String / String / "status");
-    let override_status = status
+    let renew = instance().and(warp::put()).and(reg.clone()).then(renew);
+    let cancel = instance().and(warp::delete()).and(reg.clone()).then(cancel);
+    let status = || path!("eureka" / "apps" / String / String / "status").map(InstancePath::new);
+    let override_status = status()
         .and(warp::put())
         .and(query())
         .and(reg.clone())
         .then(set_override);
-    let remove_override = status
+    let remove_override = status()
         .and(warp::delete())
         .and(query())
         .and(reg.clone())
         .then(remove_override);
     let metadata = path!("eureka" / "apps" / String / String / "metadata")
+        .map(InstancePath::new)
         .and(warp::put())
         .and(query())
         .and(reg)
-        .then(|app, id, entries, r| {
-            let update_metadata = |key, reply| RegistryMsg::UpdateMetadata {
-                key,
-                entries,
-                reply,
-            };
-            update(r, app, id, update_metadata)
-        });
+        .then(update_metadata);
 
     let rest = [
         delta.boxed(),
@@ -132,6 +124,53 @@ pub fn routes(registry: Registry) -> BoxedFilter<(Response,)> {
         .fold(full.boxed(), |all, next| all.or(next).unify().boxed())
 }
 
+/// The OpenAPI description of these routes (the gateway's document includes it).
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        all_apps,
+        delta,
+        app_of,
+        instance_of,
+        instance_by_id,
+        by_vip,
+        by_secure_vip,
+        web,
+        register_instance,
+        renew,
+        cancel,
+        set_override,
+        remove_override,
+        update_metadata,
+    ),
+    components(schemas(Status))
+)]
+pub struct RegistryApi;
+
+/// Every application and its instances.
+#[utoipa::path(get, path = "/eureka/apps", responses(
+    (status = 200, description = "The registry", content(
+        (ApplicationsJson = "application/json"), ("application/xml"))),
+))]
+fn all_apps(registry: Registry, format: Format) -> Response {
+    wire::applications(&registry.snapshot().view(|_| true), format)
+}
+
+/// What changed lately (registrations, changes, cancels), for clients that poll.
+#[utoipa::path(get, path = "/eureka/apps/delta", responses(
+    (status = 200, description = "The recent changes", content(
+        (ApplicationsJson = "application/json"), ("application/xml"))),
+))]
+fn delta(registry: Registry, format: Format) -> Response {
+    wire::applications(&registry.snapshot().delta(), format)
+}
+
+/// One application and its instances.
+#[utoipa::path(get, path = "/eureka/apps/{appId}", params(("appId" = String, Path)), responses(
+    (status = 200, description = "The application", content(
+        (ApplicationJson = "application/json"), ("application/xml"))),
+    (status = 404, description = "No such application", body = RegistryError),
+))]
 fn app_of(app: String, registry: Registry, format: Format) -> Response {
     let app = decode(&app).to_ascii_uppercase();
     let snapshot = registry.snapshot();
@@ -142,14 +181,28 @@ fn app_of(app: String, registry: Registry, format: Format) -> Response {
     }
 }
 
-fn instance_of(app: String, id: String, registry: Registry, format: Format) -> Response {
-    let key = target(&app, &id);
+/// One instance of an application.
+#[utoipa::path(get, path = "/eureka/apps/{appId}/{instanceId}", params(InstancePath), responses(
+    (status = 200, description = "The instance", content(
+        (InstanceEnvelope = "application/json"), ("application/xml"))),
+    (status = 404, description = "No such instance", body = RegistryError),
+))]
+fn instance_of(path: InstancePath, registry: Registry, format: Format) -> Response {
+    let key = path.key();
     match registry.snapshot().find(&key.app, &key.id) {
         Some(record) => wire::instance(&record.info, record.action, format),
         None => unknown_instance(&key.app, &key.id),
     }
 }
 
+/// One instance, whatever its application.
+#[utoipa::path(get, path = "/eureka/instances/{instanceId}",
+    params(("instanceId" = String, Path)),
+    responses(
+        (status = 200, description = "The instance", content(
+            (InstanceEnvelope = "application/json"), ("application/xml"))),
+        (status = 404, description = "No such instance", body = RegistryError),
+    ))]
 fn instance_by_id(id: String, registry: Registry, format: Format) -> Response {
     let id = decode(&id);
     let snapshot = registry.snapshot();
@@ -160,7 +213,23 @@ fn instance_by_id(id: String, registry: Registry, format: Format) -> Response {
     }
 }
 
-fn by_vip(vip: &str, registry: &Registry, format: Format, secure: bool) -> Response {
+/// The instances that serve a VIP address.
+#[utoipa::path(get, path = "/eureka/vips/{vipAddress}", params(("vipAddress" = String, Path)),
+    responses((status = 200, description = "The instances", content(
+        (ApplicationsJson = "application/json"), ("application/xml")))))]
+fn by_vip(vip: String, registry: Registry, format: Format) -> Response {
+    vip_apps(&vip, &registry, format, false)
+}
+
+/// The instances that serve a secure VIP address.
+#[utoipa::path(get, path = "/eureka/svips/{svipAddress}", params(("svipAddress" = String, Path)),
+    responses((status = 200, description = "The instances", content(
+        (ApplicationsJson = "application/json"), ("application/xml")))))]
+fn by_secure_vip(vip: String, registry: Registry, format: Format) -> Response {
+    vip_apps(&vip, &registry, format, true)
+}
+
+fn vip_apps(vip: &str, registry: &Registry, format: Format, secure: bool) -> Response {
     let vip = decode(vip);
     wire::applications(
         &registry.snapshot().view(|i| i.serves_vip(&vip, secure)),
@@ -168,6 +237,21 @@ fn by_vip(vip: &str, registry: &Registry, format: Format, secure: bool) -> Respo
     )
 }
 
+/// The dashboard: every application and instance, for a person.
+#[utoipa::path(get, path = "/eureka/web", responses(
+    (status = 200, description = "An HTML page", content_type = "text/html", body = String),
+))]
+fn web(registry: Registry) -> Response {
+    dashboard::page(&registry.snapshot())
+}
+
+/// Registers an instance (Eureka's `InstanceInfo` in JSON); its lease starts.
+#[utoipa::path(post, path = "/eureka/apps/{appId}", params(("appId" = String, Path)),
+    request_body = InstanceEnvelope,
+    responses(
+        (status = 204, description = "Registered"),
+        (status = 400, description = "Not an instance, or of another app", body = RegistryError),
+    ))]
 async fn register_instance(app: String, body: Bytes, registry: Registry) -> Response {
     let app = decode(&app).to_ascii_uppercase();
     let parsed = Instance::from_register_body(&body).and_then(|instance| {
@@ -191,9 +275,31 @@ async fn register_instance(app: String, body: Bytes, registry: Registry) -> Resp
     }
 }
 
+/// Renews an instance's lease (Eureka's heartbeat).
+#[utoipa::path(put, path = "/eureka/apps/{appId}/{instanceId}", params(InstancePath),
+    responses((status = 200, description = "Renewed")))]
+async fn renew(path: InstancePath, registry: Registry) -> Response {
+    let renew = |key, reply| RegistryMsg::Renew { key, reply };
+    update(registry, path, renew).await
+}
+
+/// Removes an instance (Eureka's cancel, on a client's shutdown).
+#[utoipa::path(delete, path = "/eureka/apps/{appId}/{instanceId}", params(InstancePath),
+    responses((status = 200, description = "Removed")))]
+async fn cancel(path: InstancePath, registry: Registry) -> Response {
+    let cancel = |key, reply| RegistryMsg::Cancel { key, reply };
+    update(registry, path, cancel).await
+}
+
+/// Overrides an instance's status (e.g. `OUT_OF_SERVICE`).
+#[utoipa::path(put, path = "/eureka/apps/{appId}/{instanceId}/status",
+    params(InstancePath, ("value" = Status, Query)),
+    responses(
+        (status = 200, description = "Done"),
+        (status = 400, description = "No valid `value`", body = RegistryError),
+    ))]
 async fn set_override(
-    app: String,
-    id: String,
+    path: InstancePath,
     query: BTreeMap<String, String>,
     registry: Registry,
 ) -> Response {
@@ -204,29 +310,51 @@ async fn set_override(
         );
     };
     let set = move |key, reply| RegistryMsg::OverrideStatus { key, status, reply };
-    update(registry, app, id, set).await
+    update(registry, path, set).await
 }
 
+/// Removes a status override; `value`, if given, becomes the instance's status.
+#[utoipa::path(delete, path = "/eureka/apps/{appId}/{instanceId}/status",
+    params(InstancePath, ("value" = Option<Status>, Query)),
+    responses((status = 200, description = "Done")))]
 async fn remove_override(
-    app: String,
-    id: String,
+    path: InstancePath,
     query: BTreeMap<String, String>,
     registry: Registry,
 ) -> Response {
     let status = query.get("value").and_then(|v| Status::parse(v));
     let remove = move |key, reply| RegistryMsg::RemoveOverride { key, status, reply };
-    update(registry, app, id, remove).await
+    update(registry, path, remove).await
+}
+
+/// Sets metadata entries of an instance (`?key=value&...`).
+#[utoipa::path(put, path = "/eureka/apps/{appId}/{instanceId}/metadata",
+    params(
+        InstancePath,
+        ("entries" = inline(BTreeMap<String, String>), Query, style = Form, explode),
+    ),
+    responses((status = 200, description = "Done")))]
+async fn update_metadata(
+    path: InstancePath,
+    entries: BTreeMap<String, String>,
+    registry: Registry,
+) -> Response {
+    let set = |key, reply| RegistryMsg::UpdateMetadata {
+        key,
+        entries,
+        reply,
+    };
+    update(registry, path, set).await
 }
 
 /// Sends the request `build` makes for the instance named in the path: 200 if it was known,
 /// 404 if not, 503 if the registry actor did not answer.
 async fn update(
     registry: Registry,
-    app: String,
-    id: String,
+    path: InstancePath,
     build: impl FnOnce(Key, RpcReplyPort<bool>) -> RegistryMsg,
 ) -> Response {
-    let key = target(&app, &id);
+    let key = path.key();
     let (app, id) = (key.app.clone(), key.id.clone());
     match registry.ask(|reply| build(key, reply)).await {
         Ok(true) => wire::empty(StatusCode::OK),
@@ -247,9 +375,27 @@ fn unavailable(e: &anyhow::Error) -> Response {
     wire::error(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}"))
 }
 
-/// The instance named by a path's app and id segments, decoded.
-fn target(app: &str, id: &str) -> Key {
-    Key::new(&decode(app), &decode(id))
+/// An instance named in a path, `/eureka/apps/{appId}/{instanceId}` and below: percent-encoded
+/// segments (`127.0.0.1%3Aapp%3A8080`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path, rename_all = "camelCase")]
+struct InstancePath {
+    app_id: String,
+    instance_id: String,
+}
+
+impl InstancePath {
+    fn new(app_id: String, instance_id: String) -> InstancePath {
+        InstancePath {
+            app_id,
+            instance_id,
+        }
+    }
+
+    /// The instance's key, decoded.
+    fn key(&self) -> Key {
+        Key::new(&decode(&self.app_id), &decode(&self.instance_id))
+    }
 }
 
 /// Percent-decodes a path segment (`+` stays `+`; a `%` without two hex digits stays as is).

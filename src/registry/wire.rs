@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 use warp::http::header::{HeaderValue, CONTENT_TYPE};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -109,16 +111,67 @@ pub(crate) fn instance_nodes(i: &Instance, action: Action) -> Vec<(&'static str,
     ]
 }
 
+/// `{"applications": {...}}`: the JSON of `GET /eureka/apps`, its delta and the VIP queries.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ApplicationsJson {
+    applications: AppsJson,
+}
+
+#[derive(Serialize, ToSchema)]
+struct AppsJson {
+    /// The registry's version (a delta's clients compare it).
+    #[serde(rename = "versions__delta")]
+    version_delta: String,
+    /// `UP_2_DOWN_1_`: instance counts per status.
+    #[serde(rename = "apps__hashcode")]
+    apps_hashcode: String,
+    application: Vec<AppJson>,
+}
+
+/// `{"application": {...}}`: the JSON of `GET /eureka/apps/{appId}`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ApplicationJson {
+    application: AppJson,
+}
+
+/// An application and its instances.
+#[derive(Serialize, ToSchema)]
+struct AppJson {
+    name: String,
+    instance: Vec<InstanceJson>,
+}
+
+/// `{"instance": {...}}`: the JSON of one instance, and the body a client registers with.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct InstanceEnvelope {
+    instance: InstanceJson,
+}
+
+/// An instance as Eureka describes it: `instanceId`, `hostName`, `app`, `ipAddr`, `status`,
+/// `port`, `securePort`, `dataCenterInfo`, `leaseInfo`, `metadata`, `vipAddress`, ...
+#[derive(Serialize, ToSchema)]
+#[schema(value_type = Object)]
+struct InstanceJson(Map<String, Value>);
+
+/// A handled error of the registry.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RegistryError {
+    /// The status's reason phrase, e.g. `Not Found`.
+    error: &'static str,
+    message: String,
+}
+
 /// `{"applications": {...}}` or `<applications>`.
 pub(crate) fn applications(view: &AppsView<'_>, format: Format) -> Response {
     match format {
         Format::Json => {
-            let apps: Vec<Value> = view.apps.iter().map(app_json).collect();
-            let body = serde_json::json!({"applications": {
-                "versions__delta": view.version.to_string(),
-                "apps__hashcode": view.hashcode,
-                "application": apps,
-            }});
+            let body = ApplicationsJson {
+                applications: AppsJson {
+                    version_delta: view.version.to_string(),
+                    apps_hashcode: view.hashcode.clone(),
+                    application: view.apps.iter().map(app_json).collect(),
+                },
+            };
             json_response(StatusCode::OK, &body)
         }
         Format::Xml => xml_response(xml::applications(view)),
@@ -128,10 +181,12 @@ pub(crate) fn applications(view: &AppsView<'_>, format: Format) -> Response {
 /// `{"application": {...}}` or `<application>`.
 pub(crate) fn application(app: &AppView<'_>, format: Format) -> Response {
     match format {
-        Format::Json => json_response(
-            StatusCode::OK,
-            &serde_json::json!({"application": app_json(app)}),
-        ),
+        Format::Json => {
+            let body = ApplicationJson {
+                application: app_json(app),
+            };
+            json_response(StatusCode::OK, &body)
+        }
         Format::Xml => xml_response(xml::application(app)),
     }
 }
@@ -140,7 +195,9 @@ pub(crate) fn application(app: &AppView<'_>, format: Format) -> Response {
 pub(crate) fn instance(info: &Instance, action: Action, format: Format) -> Response {
     match format {
         Format::Json => {
-            let body = serde_json::json!({"instance": instance_json(info, action)});
+            let body = InstanceEnvelope {
+                instance: instance_json(info, action),
+            };
             json_response(StatusCode::OK, &body)
         }
         Format::Xml => xml_response(xml::instance(info, action)),
@@ -149,8 +206,10 @@ pub(crate) fn instance(info: &Instance, action: Action, format: Format) -> Respo
 
 /// A handled error: `{"error": "...", "message": "..."}`.
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    let error = status.canonical_reason().unwrap_or("error");
-    let body = serde_json::json!({"error": error, "message": message.into()});
+    let body = RegistryError {
+        error: status.canonical_reason().unwrap_or("error"),
+        message: message.into(),
+    };
     json_response(status, &body)
 }
 
@@ -161,22 +220,24 @@ pub(crate) fn empty(status: StatusCode) -> Response {
     response
 }
 
-fn app_json(app: &AppView<'_>) -> Value {
-    let instances: Vec<Value> = app
-        .instances
-        .iter()
-        .map(|(info, action)| instance_json(info, *action))
-        .collect();
-    serde_json::json!({"name": app.name, "instance": instances})
+fn app_json(app: &AppView<'_>) -> AppJson {
+    AppJson {
+        name: app.name.to_owned(),
+        instance: app
+            .instances
+            .iter()
+            .map(|(info, action)| instance_json(info, *action))
+            .collect(),
+    }
 }
 
-fn instance_json(info: &Instance, action: Action) -> Value {
+fn instance_json(info: &Instance, action: Action) -> InstanceJson {
     let mut object = group_json(instance_nodes(info, action));
     // Eureka's Jackson codec writes the camel-case name; older clients read the lower-case one.
     if let Some(status) = object.get("overriddenstatus").cloned() {
         object.insert("overriddenStatus".to_owned(), status);
     }
-    Value::Object(object)
+    InstanceJson(object)
 }
 
 fn group_json(nodes: Vec<(&'static str, Node<'_>)>) -> Map<String, Value> {
@@ -206,8 +267,9 @@ fn node_json(node: Node<'_>) -> Value {
     }
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    typed_response(status, "application/json", body.to_string())
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+    let text = serde_json::to_string(body).expect("a JSON value serializes");
+    typed_response(status, "application/json", text)
 }
 
 fn xml_response(body: String) -> Response {

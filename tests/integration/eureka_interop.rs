@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-use super::support::TestApp;
+use super::support::{agora_python, TestApp};
 
 const APP: &str = "INTEROP-SVC";
 
@@ -65,10 +65,7 @@ async fn instance_status(app: &TestApp, id: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn py_eureka_client_registers_renews_discovers_and_cancels() {
-    let Ok(python) = std::env::var("AGORA_PYTHON") else {
-        eprintln!(
-            "skipped: AGORA_PYTHON is not set (.ci/run sets it to its py-eureka-client venv)"
-        );
+    let Some(python) = agora_python("py-eureka-client") else {
         return;
     };
     let app = TestApp::spawn().await;

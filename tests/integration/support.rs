@@ -3,7 +3,7 @@
 //! kill it.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -249,6 +249,16 @@ impl Drop for TestApp {
             let _ = child.wait();
         }
     }
+}
+
+/// The Python of the virtualenv `.ci/run` makes (`AGORA_PYTHON`), with `tool` installed; `None`,
+/// after saying why the test is skipped, where it is not set (as under a plain `cargo test`).
+pub fn agora_python(tool: &str) -> Option<PathBuf> {
+    let python = std::env::var_os("AGORA_PYTHON").map(PathBuf::from);
+    if python.is_none() {
+        eprintln!("skipped: AGORA_PYTHON is not set (.ci/run sets it to its venv with {tool})");
+    }
+    python
 }
 
 fn client() -> Client {
