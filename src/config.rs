@@ -87,6 +87,11 @@ pub struct ServeConfig {
     )]
     pub restart_window_secs: u64,
 
+    /// OpenTelemetry collector (OTLP/HTTP base URL, e.g. http://localhost:4318) to export the
+    /// request spans to; no export when absent.
+    #[arg(long = "otlp-endpoint", env = "AGORA_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     /// Expose the test-only fault hook `POST /_test/panic/{kind}/{key}`. Never in production.
     #[arg(long = "fault-injection", env = "AGORA_FAULT_INJECTION", hide = true)]
     pub fault_injection: bool,
@@ -185,6 +190,7 @@ impl ServeConfig {
             max_body_bytes: 64 * 1024,
             max_restarts: 5,
             restart_window_secs: 10,
+            otlp_endpoint: None,
             fault_injection: true,
             security: SecurityConfig::default(),
         }

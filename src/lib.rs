@@ -17,3 +17,4 @@ pub mod health;
 pub mod metrics;
 pub mod registry;
 pub mod storage;
+pub mod telemetry;

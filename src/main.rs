@@ -1,5 +1,5 @@
-//! The `agora` command: parses the command line, sets up logging, and runs a node until
-//! SIGINT or SIGTERM.
+//! The `agora` command: parses the command line, sets up logging (and span export), and runs a
+//! node until SIGINT or SIGTERM.
 
 use clap::Parser;
 
@@ -7,18 +7,19 @@ use agora::config::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,librdkafka=warn,rdkafka=warn".into()),
-        )
-        .init();
     match Cli::parse().command {
         Command::Serve(config) => {
-            agora::app::start(config)
-                .await?
-                .run_until(shutdown_signal())
-                .await
+            let telemetry = agora::telemetry::init(config.otlp_endpoint.as_deref(), &config.node)?;
+            let run = async {
+                agora::app::start(config)
+                    .await?
+                    .run_until(shutdown_signal())
+                    .await
+            };
+            let result = run.await;
+            // Sending the last spans blocks, and needs the runtime's workers free.
+            tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
+            result
         }
     }
 }

@@ -12,6 +12,7 @@ mod integration {
     pub mod faults;
     pub mod fuzzed;
     pub mod openapi;
+    pub mod otlp;
     pub mod security;
     pub mod support;
 }
