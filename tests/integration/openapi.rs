@@ -17,8 +17,7 @@ use super::support::{agora_python, TestApp};
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
                       response_headers_conformance,response_schema_conformance";
 
-/// Test cases per operation and phase: enough for a few thousand requests in all, in well under
-/// a minute.
+/// Test cases per operation and phase: about 1,300 requests in all, in 10 to 15 s.
 const MAX_EXAMPLES: &str = "25";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
