@@ -35,6 +35,9 @@ use super::Registry;
 /// Largest accepted register body: an InstanceInfo is a few kilobytes.
 const MAX_REGISTER_BODY: u64 = 64 * 1024;
 
+/// A query string, by key.
+type QueryPairs = BTreeMap<String, String>;
+
 pub fn routes(registry: Registry) -> BoxedFilter<(Response,)> {
     let reg = warp::any().map(move || registry.clone());
     let format = warp::header::headers_cloned().map(|headers: HeaderMap| {
@@ -42,7 +45,7 @@ pub fn routes(registry: Registry) -> BoxedFilter<(Response,)> {
     });
     // What a query reads: the registry's latest snapshot, in the format the client asked for.
     let read = reg.clone().and(format);
-    let query = warp::query::<BTreeMap<String, String>>;
+    let query = warp::query::<QueryPairs>;
 
     let full = path!("eureka" / "apps")
         .and(warp::get())
@@ -298,11 +301,7 @@ async fn cancel(path: InstancePath, registry: Registry) -> Response {
         (status = 200, description = "Done"),
         (status = 400, description = "No valid `value`", body = RegistryError),
     ))]
-async fn set_override(
-    path: InstancePath,
-    query: BTreeMap<String, String>,
-    registry: Registry,
-) -> Response {
+async fn set_override(path: InstancePath, query: QueryPairs, registry: Registry) -> Response {
     let Some(status) = query.get("value").and_then(|v| Status::parse(v)) else {
         return wire::error(
             StatusCode::BAD_REQUEST,
@@ -317,11 +316,7 @@ async fn set_override(
 #[utoipa::path(delete, path = "/eureka/apps/{appId}/{instanceId}/status",
     params(InstancePath, ("value" = Option<Status>, Query)),
     responses((status = 200, description = "Done")))]
-async fn remove_override(
-    path: InstancePath,
-    query: BTreeMap<String, String>,
-    registry: Registry,
-) -> Response {
+async fn remove_override(path: InstancePath, query: QueryPairs, registry: Registry) -> Response {
     let status = query.get("value").and_then(|v| Status::parse(v));
     let remove = move |key, reply| RegistryMsg::RemoveOverride { key, status, reply };
     update(registry, path, remove).await
@@ -334,11 +329,7 @@ async fn remove_override(
         ("entries" = inline(BTreeMap<String, String>), Query, style = Form, explode),
     ),
     responses((status = 200, description = "Done")))]
-async fn update_metadata(
-    path: InstancePath,
-    entries: BTreeMap<String, String>,
-    registry: Registry,
-) -> Response {
+async fn update_metadata(path: InstancePath, entries: QueryPairs, registry: Registry) -> Response {
     let set = |key, reply| RegistryMsg::UpdateMetadata {
         key,
         entries,
