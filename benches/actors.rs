@@ -4,17 +4,13 @@
 
 use std::time::Duration;
 
-use agora::actors::entity::{ask_entity, Entity, SupervisorMsg};
-use agora::actors::order::{OrderCommand, OrderEntity, RequestedLine};
-use agora::actors::product::{ProductCommand, ProductEntity};
-use agora::actors::stock::{Stock, StockCommand};
-use agora::actors::{Directory, Reply};
+use agora::actors::order::{PlaceOrder, RequestedLine};
+use agora::actors::product::CreateProduct;
+use agora::actors::stock::GetStock;
 use agora::config::ServeConfig;
 use agora::domain::{Description, OrderNumber, Price, Product, ProductId, ProductName, Sku};
 use criterion::{criterion_group, criterion_main, Criterion};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-
-const TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Echo;
 
@@ -43,19 +39,6 @@ impl Actor for Echo {
     }
 }
 
-async fn entity<E: Entity, T: Send + 'static>(
-    directory: &Directory,
-    key: E::Key,
-    command: impl FnOnce(Reply<T>) -> E::Command,
-) -> T {
-    let supervisor = directory
-        .resolve::<SupervisorMsg<E>>(E::SERVICE)
-        .expect("service is up");
-    ask_entity(&supervisor, key, command, TIMEOUT)
-        .await
-        .expect("entity answers")
-}
-
 fn actors(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -73,15 +56,12 @@ fn actors(c: &mut Criterion) {
         price: Price::from_cents(100).unwrap(),
     };
     let directory = app.directory.clone();
-    rt.block_on(entity::<ProductEntity, _>(
-        &directory,
-        product.id,
-        |reply| ProductCommand::Create {
-            product,
-            quantity: Some(1_000_000_000),
-            reply,
-        },
-    ));
+    let create = CreateProduct {
+        product,
+        quantity: Some(1_000_000_000),
+    };
+    rt.block_on(directory.ask(ProductId::for_sku(&sku), create))
+        .expect("product created");
     let (echo, _) = rt.block_on(Actor::spawn(None, Echo, ())).unwrap();
 
     c.bench_function("actor/call_round_trip", |b| {
@@ -89,9 +69,8 @@ fn actors(c: &mut Criterion) {
             .iter(|| async { ractor::call_t!(echo, Ping, 5000).unwrap() })
     });
     c.bench_function("actor/entity_call_via_supervisor", |b| {
-        b.to_async(&rt).iter(|| {
-            entity::<Stock, _>(&directory, sku.clone(), |reply| StockCommand::Get { reply })
-        })
+        b.to_async(&rt)
+            .iter(|| async { directory.ask(sku.clone(), GetStock {}).await.unwrap() })
     });
     c.bench_function("saga/place_order_1_line_durable", |b| {
         b.to_async(&rt).iter(|| {
@@ -100,9 +79,8 @@ fn actors(c: &mut Criterion) {
                 price: None,
                 quantity: 1,
             }];
-            entity::<OrderEntity, _>(&directory, OrderNumber::new(), |reply| {
-                OrderCommand::Place { lines, reply }
-            })
+            let place = directory.ask(OrderNumber::new(), PlaceOrder { lines });
+            async { place.await.unwrap() }
         })
     });
     rt.block_on(app.shutdown()).unwrap();

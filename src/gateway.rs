@@ -25,8 +25,9 @@ use warp::filters::BoxedFilter;
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
-use crate::actors::entity::{ask_entity, Entity, SupervisorMsg};
-use crate::actors::{ask, Directory, Reply as ReplyPort};
+use crate::actors::entity::{EntityRequest, KeyOf};
+use crate::actors::Directory;
+use crate::cluster::remote::RemoteRequest;
 use crate::health::ComponentHealth;
 use crate::metrics::Metrics;
 use crate::storage::FlushStats;
@@ -48,6 +49,9 @@ pub struct GatewayCtx {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Whether the test-only fault hook `POST /_test/panic/{kind}/{key}` exists.
     pub fault_injection: bool,
+    /// Whether this node runs the gateway role (the `/api` routes); ops and registry routes
+    /// are always served.
+    pub serves_api: bool,
     /// Who may call what (no checks when nothing is configured).
     pub auth: auth::Auth,
     /// The per-client rate limit, if any.
@@ -55,28 +59,16 @@ pub struct GatewayCtx {
 }
 
 impl GatewayCtx {
-    /// Sends `command` to the entity `key` of kind `E` and waits for its reply.
-    pub async fn entity<E: Entity, T: Send + 'static>(
+    /// Sends `request` to the entity `key`, on whichever node owns it, and waits for its reply.
+    pub async fn ask<R: EntityRequest>(
         &self,
-        key: E::Key,
-        command: impl FnOnce(ReplyPort<T>) -> E::Command,
-    ) -> Result<T, ApiError> {
-        let supervisor = self.directory.resolve::<SupervisorMsg<E>>(E::SERVICE)?;
-        Ok(ask_entity(&supervisor, key, command, self.request_timeout).await?)
-    }
-
-    /// Sends a kind-wide query to the supervisor of kind `E`.
-    pub async fn query<E: Entity, T: Send + 'static>(
-        &self,
-        query: impl FnOnce(ReplyPort<T>) -> E::Query,
-    ) -> Result<T, ApiError> {
-        let supervisor = self.directory.resolve::<SupervisorMsg<E>>(E::SERVICE)?;
-        Ok(ask(
-            &supervisor,
-            |reply| SupervisorMsg::Query(query(reply)),
-            self.request_timeout,
-        )
-        .await?)
+        key: KeyOf<R>,
+        request: R,
+    ) -> Result<R::Response, ApiError>
+    where
+        RemoteRequest: From<(KeyOf<R>, R)>,
+    {
+        Ok(self.directory.ask(key, request).await?)
     }
 }
 
@@ -103,14 +95,26 @@ pub fn routes(
             "www-authenticate",
             "x-ratelimit-limit",
             "x-ratelimit-remaining",
+            "x-partial-results",
         ]);
-    let api = product::routes(ctx.clone())
+    let shop = product::routes(ctx.clone())
         .or(inventory::routes(ctx.clone()))
         .unify()
         .or(order::routes(ctx.clone()))
         .unify()
         .or(notification::routes(ctx.clone()))
-        .unify()
+        .unify();
+    let serves_api = ctx.serves_api;
+    let shop = warp::any()
+        .and_then(move || async move {
+            match serves_api {
+                true => Ok(()),
+                false => Err(warp::reject::not_found()),
+            }
+        })
+        .untuple_one()
+        .and(shop);
+    let api = shop
         .or(ops::routes(ctx.clone()))
         .unify()
         .or(registry)

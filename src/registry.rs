@@ -12,6 +12,7 @@
 mod actor;
 mod dashboard;
 mod instance;
+mod replication;
 mod routes;
 mod snapshot;
 #[cfg(test)]
@@ -33,6 +34,7 @@ use self::actor::{Key, RegistryActor, RegistryArgs, RegistryMsg};
 use self::instance::{Instance, Status};
 use self::snapshot::Snapshot;
 
+pub use self::replication::Replication;
 pub use self::routes::routes;
 
 pub const PRODUCT_SERVICE: &str = "PRODUCT-SERVICE";
@@ -156,6 +158,40 @@ impl Registry {
     /// `app`, preferring one on this node. The gateway resolves actors with this.
     pub fn actor_name(&self, app: &str) -> Option<String> {
         self.snapshot.borrow().actor_name(app)
+    }
+
+    /// Whether `node` has an UP instance: its heartbeats (lease renewals) are arriving.
+    pub fn node_up(&self, node: &str) -> bool {
+        self.snapshot().records().any(|r| {
+            r.info.status == Status::Up && r.info.metadata.get("node").is_some_and(|n| n == node)
+        })
+    }
+
+    /// The nodes with an instance of `app`, each with whether one of them is UP.
+    pub fn nodes_of(&self, app: &str) -> BTreeMap<String, bool> {
+        let mut nodes = BTreeMap::new();
+        let snapshot = self.snapshot();
+        for record in snapshot
+            .apps
+            .get(&app.to_ascii_uppercase())
+            .into_iter()
+            .flat_map(|a| a.values())
+        {
+            if let Some(node) = record.info.metadata.get("node") {
+                *nodes.entry(node.clone()).or_insert(false) |= record.info.status == Status::Up;
+            }
+        }
+        nodes
+    }
+
+    /// Sends every change made on this node to `sink` from now on.
+    pub fn replicate_to(&self, sink: tokio::sync::mpsc::UnboundedSender<Replication>) {
+        let _ = self.actor.cast(RegistryMsg::ReplicateTo(sink));
+    }
+
+    /// Applies a change a peer made.
+    pub fn apply_replicated(&self, change: Replication) {
+        let _ = self.actor.cast(RegistryMsg::Replicated(change));
     }
 
     pub fn summary(&self) -> RegistrySummary {

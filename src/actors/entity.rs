@@ -20,7 +20,11 @@ use ractor::{
 };
 use tokio::task::JoinHandle;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use super::{ask, Deps, Reply, ShopError};
+use crate::config::Role;
 use crate::health::ComponentHealth;
 use crate::registry::LocalInstance;
 use crate::storage::StorageError;
@@ -31,7 +35,10 @@ pub trait Entity: Send + Sync + Sized + 'static {
     const SERVICE: &'static str;
     /// Short name for actor names, logs and metrics.
     const KIND: &'static str;
-    type Key: Clone + Eq + Hash + Display + Send + Sync + 'static;
+    /// The role whose members own this kind's partitions.
+    const ROLE: Role;
+    /// Its text decides the partition; it crosses nodes inside remote requests.
+    type Key: Clone + Eq + Hash + Display + Serialize + DeserializeOwned + Send + Sync + 'static;
     type Command: Send + 'static;
     /// Kind-wide reads (lists) that no single entity answers.
     type Query: Send + 'static;
@@ -54,6 +61,40 @@ pub trait Entity: Send + Sync + Sized + 'static {
 
     /// Answers a command that cannot be delivered with `error`.
     fn reject(command: Self::Command, error: ShopError);
+}
+
+/// A request to one entity that can travel to the node owning its key: it and its answer are
+/// serialisable, so [`crate::actors::Directory::ask`] serves it locally or through the cluster.
+pub trait EntityRequest: Serialize + DeserializeOwned + Send + 'static {
+    type Entity: Entity;
+    type Response: Serialize + DeserializeOwned + Send + 'static;
+    /// Whether it writes: a remote owner makes its writes durable before it answers.
+    const WRITES: bool;
+
+    fn into_command(self, reply: Reply<Self::Response>) -> <Self::Entity as Entity>::Command;
+}
+
+/// The key type of a request's entity.
+pub type KeyOf<R> = <<R as EntityRequest>::Entity as Entity>::Key;
+
+/// Implements [`EntityRequest`] for request structs whose command variant has the same name
+/// and fields plus `reply`.
+#[macro_export]
+macro_rules! entity_requests {
+    ($entity:ty, $command:ident { $($request:ident { $($field:ident),* } -> $response:ty, writes: $writes:expr;)* }) => {
+        $(
+            impl $crate::actors::entity::EntityRequest for $request {
+                type Entity = $entity;
+                type Response = $response;
+                const WRITES: bool = $writes;
+
+                fn into_command(self, reply: $crate::actors::Reply<$response>) -> $command {
+                    let $request { $($field),* } = self;
+                    $command::$request { $($field,)* reply }
+                }
+            }
+        )*
+    };
 }
 
 /// A message to one entity actor.

@@ -278,10 +278,25 @@ pub fn json_response(status: warp::http::StatusCode, body: &serde_json::Value) -
 
 /// One page of a list: a 200 with the items, and `X-Next-Cursor` (the `?after=` of the next
 /// page) when the page was full.
-pub fn page(items: Vec<serde_json::Value>, next_cursor: Option<String>) -> Response {
+/// A JSON array; `missing` names the nodes whose part is absent (a cluster node that did not
+/// answer), said in `X-Partial-Results` and a `Warning`.
+pub fn page(
+    items: Vec<serde_json::Value>,
+    next_cursor: Option<String>,
+    missing: &[String],
+) -> Response {
     let mut response = json_response(warp::http::StatusCode::OK, &serde_json::Value::Array(items));
     if let Some(value) = next_cursor.and_then(|c| HeaderValue::from_str(&c).ok()) {
         response.headers_mut().insert("x-next-cursor", value);
+    }
+    if !missing.is_empty() {
+        let nodes = missing.join(",");
+        let warning = format!("199 agora \"partial list: no answer from {nodes}\"");
+        for (name, value) in [("x-partial-results", nodes), ("warning", warning)] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
     }
     response
 }

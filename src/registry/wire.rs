@@ -170,7 +170,7 @@ fn app_json(app: &AppView<'_>) -> Value {
     serde_json::json!({"name": app.name, "instance": instances})
 }
 
-fn instance_json(info: &Instance, action: Action) -> Value {
+pub(crate) fn instance_json(info: &Instance, action: Action) -> Value {
     let mut object = group_json(instance_nodes(info, action));
     // Eureka's Jackson codec writes the camel-case name; older clients read the lower-case one.
     if let Some(status) = object.get("overriddenstatus").cloned() {
