@@ -234,7 +234,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
         max_body_bytes: config.max_body_bytes,
         shutdown: stopping,
         fault_injection: config.fault_injection,
-        serves_api: config.runs(Role::Gateway),
+        roles: config.cluster.roles.clone(),
         auth,
         rate_limit: (config.security.rate_limit)
             .map(|rate| RateLimit::start(rate, config.security.rate_burst)),

@@ -28,6 +28,7 @@ use warp::{Filter, Rejection};
 use crate::actors::entity::{EntityRequest, KeyOf};
 use crate::actors::Directory;
 use crate::cluster::remote::RemoteRequest;
+use crate::config::Role;
 use crate::health::ComponentHealth;
 use crate::metrics::Metrics;
 use crate::storage::FlushStats;
@@ -49,9 +50,9 @@ pub struct GatewayCtx {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Whether the test-only fault hook `POST /_test/panic/{kind}/{key}` exists.
     pub fault_injection: bool,
-    /// Whether this node runs the gateway role (the `/api` routes); ops and registry routes
-    /// are always served.
-    pub serves_api: bool,
+    /// What this node runs; without the gateway role it serves no `/api` routes (ops and
+    /// registry routes always).
+    pub roles: Vec<Role>,
     /// Who may call what (no checks when nothing is configured).
     pub auth: auth::Auth,
     /// The per-client rate limit, if any.
@@ -104,7 +105,7 @@ pub fn routes(
         .unify()
         .or(notification::routes(ctx.clone()))
         .unify();
-    let serves_api = ctx.serves_api;
+    let serves_api = ctx.roles.contains(&Role::Gateway);
     let shop = warp::any()
         .and_then(move || async move {
             match serves_api {

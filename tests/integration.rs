@@ -4,6 +4,7 @@
 
 mod integration {
     pub mod bad_input;
+    pub mod cluster;
     pub mod concurrency;
     pub mod crash;
     pub mod ecosystem;
