@@ -25,6 +25,7 @@ use crate::broker::EmbeddedBroker;
 use crate::config::ServeConfig;
 use crate::gateway::auth::Auth;
 use crate::gateway::limit::RateLimit;
+use crate::gateway::upstream::Upstream;
 use crate::gateway::{self, GatewayCtx};
 use crate::health::ComponentHealth;
 use crate::metrics::Metrics;
@@ -76,6 +77,7 @@ impl App {
 /// Starts a node as configured and prints where each service is.
 pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
     let auth = Auth::from_config(&config.security)?;
+    let upstream = Upstream::load(config.routes.as_deref())?;
     let storage = Storage::open(&config.data)?;
     let recovered = recovery::recover(&storage).context("crash recovery failed")?;
     tracing::info!(?recovered, "recovery done");
@@ -196,7 +198,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
         auth,
         rate_limit: (config.security.rate_limit)
             .map(|rate| RateLimit::start(rate, config.security.rate_burst)),
+        upstream,
     });
+    let routes_loaded = ctx.upstream.route_count();
     let routes = gateway::routes(ctx, registry::routes(registry));
 
     println!("agora node {} is up", config.node);
@@ -206,6 +210,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
     println!("  inventory     http://{http_addr}/api/inventory");
     println!("  order         http://{http_addr}/api/order");
     println!("  notification  http://{http_addr}/api/notifications  (group {NOTIFICATION_GROUP})");
+    if let Some(file) = &config.routes {
+        println!(
+            "  routes        http://{http_addr}/gateway/routes  ({} from {})",
+            routes_loaded,
+            file.display()
+        );
+    }
     let kind = if broker.is_some() {
         "embedded broker"
     } else {
