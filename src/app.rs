@@ -27,6 +27,7 @@ use crate::cluster::{settler, Cluster};
 use crate::config::{Role, ServeConfig};
 use crate::gateway::auth::Auth;
 use crate::gateway::limit::RateLimit;
+use crate::gateway::upstream::Upstream;
 use crate::gateway::{self, GatewayCtx};
 use crate::health::ComponentHealth;
 use crate::metrics::Metrics;
@@ -87,6 +88,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
     )
     .map_err(|e| anyhow::anyhow!("cluster layout: {e}"))?;
     let layout = Arc::new(layout);
+    let upstream = Upstream::load(config.routes.as_deref())?;
     let storage = Storage::open(&config.data)?;
     storage.pin_layout(&layout.fingerprint())?;
     let recovered = recovery::recover(&storage, &layout).context("crash recovery failed")?;
@@ -238,7 +240,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
         auth,
         rate_limit: (config.security.rate_limit)
             .map(|rate| RateLimit::start(rate, config.security.rate_burst)),
+        upstream,
     });
+    let routes_loaded = ctx.upstream.route_count();
     let routes = gateway::routes(ctx, registry::routes(registry));
 
     println!("agora node {} is up", config.node);
@@ -248,6 +252,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
     println!("  inventory     http://{http_addr}/api/inventory");
     println!("  order         http://{http_addr}/api/order");
     println!("  notification  http://{http_addr}/api/notifications  (group {NOTIFICATION_GROUP})");
+    if let Some(file) = &config.routes {
+        println!(
+            "  routes        http://{http_addr}/gateway/routes  ({} from {})",
+            routes_loaded,
+            file.display()
+        );
+    }
     let kind = if broker.is_some() {
         "embedded broker"
     } else {

@@ -88,6 +88,11 @@ pub struct ServeConfig {
     )]
     pub restart_window_secs: u64,
 
+    /// TOML file of gateway routes (`Path`/`Method` predicates, `StripPrefix`/`RewritePath`
+    /// filters, `lb://APP` or `http://host:port` targets); checked at start.
+    #[arg(long = "routes", env = "AGORA_ROUTES")]
+    pub routes: Option<PathBuf>,
+
     /// Expose the test-only fault hook `POST /_test/panic/{kind}/{key}`. Never in production.
     #[arg(long = "fault-injection", env = "AGORA_FAULT_INJECTION", hide = true)]
     pub fault_injection: bool,
@@ -306,6 +311,7 @@ impl ServeConfig {
             max_body_bytes: 64 * 1024,
             max_restarts: 5,
             restart_window_secs: 10,
+            routes: None,
             fault_injection: true,
             security: SecurityConfig::default(),
             cluster: ClusterConfig::default(),

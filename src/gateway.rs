@@ -1,7 +1,8 @@
 //! The HTTP gateway (warp): turns requests into actor messages and replies into JSON.
 //!
 //! Routes live per resource (`product`, `inventory`, `order`, `notification`, `ops`); the
-//! registry contributes `/eureka`. Before any route, `filters::admit` applies the rate limit
+//! registry contributes `/eureka`. After all of them come the configured routes of `--routes`
+//! (`upstream`: `GET /gateway/routes`, then requests forwarded to other services). Before any route, `filters::admit` applies the rate limit
 //! (`limit`) and authentication (`auth`). Every route goes through `filters::serve` (request id,
 //! timeout, metrics, JSON errors); requests refused before routing or taken by no route are
 //! answered here with a JSON 401/429/404/405. The gateway finds actors through the registry
@@ -16,6 +17,7 @@ pub mod notification;
 pub mod ops;
 pub mod order;
 pub mod product;
+pub mod upstream;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -57,6 +59,8 @@ pub struct GatewayCtx {
     pub auth: auth::Auth,
     /// The per-client rate limit, if any.
     pub rate_limit: Option<limit::RateLimit>,
+    /// The configured routes (`--routes`), tried after every built-in route.
+    pub upstream: upstream::Upstream,
 }
 
 impl GatewayCtx {
@@ -119,6 +123,8 @@ pub fn routes(
         .or(ops::routes(ctx.clone()))
         .unify()
         .or(registry)
+        .unify()
+        .or(upstream::routes(ctx.clone()))
         .unify()
         .with(cors)
         .map(Reply::into_response)

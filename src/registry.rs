@@ -3,8 +3,8 @@
 //! This node's services register through [`Registry::register_local`] and renew their leases;
 //! external Eureka clients (Spring, py-eureka-client, eureka-js-client) use the REST API under
 //! `/eureka` served by [`routes`], and people look at the dashboard at `/eureka/web`. The gateway
-//! resolves which actor serves an app with [`Registry::actor_name`] and shows
-//! [`Registry::summary`] on `/health`.
+//! resolves which actor serves an app with [`Registry::actor_name`], balances its `lb://` routes
+//! over [`Registry::up_instances`], and shows [`Registry::summary`] on `/health`.
 //!
 //! One actor (`actor.rs`) owns the state in memory, as Eureka's is; it publishes immutable
 //! snapshots (`snapshot.rs`) that queries read without a round trip.
@@ -192,6 +192,13 @@ impl Registry {
     /// Applies a change a peer made.
     pub fn apply_replicated(&self, change: Replication) {
         let _ = self.actor.cast(RegistryMsg::Replicated(change));
+    }
+
+    /// From the latest snapshot: the address (IP, else host name) and port of every UP instance
+    /// of `app` (any case) with its port enabled, in instance-id order. The gateway's `lb://`
+    /// routes balance over these.
+    pub fn up_instances(&self, app: &str) -> Vec<(String, u16)> {
+        self.snapshot().up_addresses(app)
     }
 
     pub fn summary(&self) -> RegistrySummary {

@@ -12,6 +12,7 @@ mod integration {
     pub mod eureka_interop;
     pub mod faults;
     pub mod fuzzed;
+    pub mod gateway_routes;
     pub mod security;
     pub mod support;
 }

@@ -1,6 +1,6 @@
 //! Gateway filters: what every route shares. [`admit`] runs before routing (rate limit, then
 //! authentication); [`call`] extracts a [`Call`] (context, request id, headers, query, body
-//! stream); [`serve`] runs a handler under the request timeout inside a tracing span that
+//! stream); [`serve`] runs a handler under the request timeout (or, [`serve_within`], a route's own) inside a tracing span that
 //! carries the request id, renders its error as JSON, echoes `X-Request-Id` and records the
 //! request's metrics.
 
@@ -173,19 +173,21 @@ impl Call {
         {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let body = match &self.body {
-            Body::Read(body) => body,
-            Body::TooLarge => return Err(ApiError::PayloadTooLarge(self.ctx.max_body_bytes)),
-            Body::TimedOut => return Err(ApiError::BodyTimeout),
-            Body::Failed(e) => {
-                return Err(ApiError::BadRequest(format!(
-                    "the request body could not be read: {e}"
-                )))
-            }
-        };
-        serde_json::from_slice(body).map_err(|e| {
+        serde_json::from_slice(self.body()?).map_err(|e| {
             ApiError::BadRequest(format!("the body is not valid JSON for this route: {e}"))
         })
+    }
+
+    /// The body as read (at most the configured size), whatever its content type.
+    pub fn body(&self) -> Result<&Bytes, ApiError> {
+        match &self.body {
+            Body::Read(body) => Ok(body),
+            Body::TooLarge => Err(ApiError::PayloadTooLarge(self.ctx.max_body_bytes)),
+            Body::TimedOut => Err(ApiError::BodyTimeout),
+            Body::Failed(e) => Err(ApiError::BadRequest(format!(
+                "the request body could not be read: {e}"
+            ))),
+        }
     }
 
     /// The query string's pairs, in order (keys may repeat).
@@ -221,8 +223,24 @@ impl Call {
     }
 }
 
-/// Runs `handler` for one route: timeout, span with the request id, JSON errors, metrics.
+/// Runs `handler` for one route: the node's request timeout, span with the request id, JSON
+/// errors, metrics.
 pub async fn serve<F, Fut>(call: Call, route: &'static str, handler: F) -> Response
+where
+    F: FnOnce(Call) -> Fut,
+    Fut: Future<Output = Result<Response, ApiError>>,
+{
+    let timeout = call.ctx.request_timeout;
+    serve_within(call, route, timeout, handler).await
+}
+
+/// [`serve`] with a timeout of the route's own (a gateway route's retries and timeouts).
+pub async fn serve_within<F, Fut>(
+    call: Call,
+    route: &str,
+    timeout: Duration,
+    handler: F,
+) -> Response
 where
     F: FnOnce(Call) -> Fut,
     Fut: Future<Output = Result<Response, ApiError>>,
@@ -234,7 +252,6 @@ where
         call.method.clone(),
     );
     let span = tracing::info_span!("request", request_id = %request_id, %method, route);
-    let timeout = ctx.request_timeout;
     let result = async {
         match tokio::time::timeout(timeout, handler(call)).await {
             Ok(result) => result,
