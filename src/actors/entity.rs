@@ -61,6 +61,11 @@ pub trait Entity: Send + Sync + Sized + 'static {
 
     /// Answers a command that cannot be delivered with `error`.
     fn reject(command: Self::Command, error: ShopError);
+
+    /// Whether the actor stays in memory after a command (until idle). An entity rarely asked
+    /// twice, or a key that does not exist, is passivated at once: live actors then stay
+    /// bounded by the working set, not by how many keys were ever asked for.
+    fn keep_alive(state: &Self::State) -> bool;
 }
 
 /// A request to one entity that can travel to the node owning its key: it and its answer are
@@ -114,20 +119,26 @@ struct Loaded<E: Entity> {
     deps: Deps,
     key: E::Key,
     state: E::State,
+    supervisor: ActorRef<SupervisorMsg<E>>,
 }
 
 impl<E: Entity> Actor for EntityActor<E> {
     type Msg = EntityMsg<E>;
     type State = Loaded<E>;
-    type Arguments = (Deps, E::Key);
+    type Arguments = (Deps, E::Key, ActorRef<SupervisorMsg<E>>);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        (deps, key): (Deps, E::Key),
+        (deps, key, supervisor): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let state = E::load(&deps, &key)?;
-        Ok(Loaded { deps, key, state })
+        Ok(Loaded {
+            deps,
+            key,
+            state,
+            supervisor,
+        })
     }
 
     async fn handle(
@@ -138,7 +149,15 @@ impl<E: Entity> Actor for EntityActor<E> {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             EntityMsg::Command(command) => {
-                E::handle(&loaded.deps, &loaded.key, &mut loaded.state, command).await
+                E::handle(&loaded.deps, &loaded.key, &mut loaded.state, command).await?;
+                if !E::keep_alive(&loaded.state) {
+                    let done = SupervisorMsg::Release {
+                        key: loaded.key.clone(),
+                        actor: myself.get_id(),
+                    };
+                    let _ = loaded.supervisor.cast(done);
+                }
+                Ok(())
             }
             EntityMsg::Passivate => {
                 myself.stop(Some("passivated".into()));
@@ -163,6 +182,11 @@ pub enum SupervisorMsg<E: Entity> {
     },
     /// Passivate entities idle for longer than the idle timeout.
     SweepIdle,
+    /// The entity actor `actor` of `key` need not stay in memory: passivate it.
+    Release {
+        key: E::Key,
+        actor: ActorId,
+    },
     /// Renew this service's registry lease.
     RenewLease,
     Health(RpcReplyPort<ComponentHealth>),
@@ -240,13 +264,22 @@ pub async fn spawn_supervisor<E: Entity>(
     Ok(actor)
 }
 
+/// Tells an active actor to stop after the commands it already has; commands that arrive
+/// meanwhile wait in the slot for its successor.
+fn passivate<E: Entity>(slot: &mut Slot<E>) {
+    if let Slot::Active { actor, .. } = slot {
+        let _ = actor.cast(EntityMsg::Passivate);
+        *slot = Slot::Waiting { buffer: Vec::new() };
+    }
+}
+
 impl<E: Entity> SupervisorState<E> {
     async fn spawn_entity(
         &mut self,
         myself: &ActorRef<SupervisorMsg<E>>,
         key: &E::Key,
     ) -> Result<ActorRef<EntityMsg<E>>, ShopError> {
-        let args = (self.args.deps.clone(), key.clone());
+        let args = (self.args.deps.clone(), key.clone(), myself.clone());
         let (actor, _) =
             Actor::spawn_linked(None, EntityActor::<E>(PhantomData), args, myself.get_cell())
                 .await
@@ -305,11 +338,18 @@ impl<E: Entity> SupervisorState<E> {
     fn sweep_idle(&mut self) {
         let now = Instant::now();
         for slot in self.slots.values_mut() {
-            if let Slot::Active { actor, last_used } = slot {
+            if let Slot::Active { last_used, .. } = slot {
                 if now.duration_since(*last_used) >= self.args.idle {
-                    let _ = actor.cast(EntityMsg::Passivate);
-                    *slot = Slot::Waiting { buffer: Vec::new() };
+                    passivate(slot);
                 }
+            }
+        }
+    }
+
+    fn release(&mut self, key: &E::Key, id: ActorId) {
+        if let Some(slot @ Slot::Active { .. }) = self.slots.get_mut(key) {
+            if matches!(slot, Slot::Active { actor, .. } if actor.get_id() == id) {
+                passivate(slot);
             }
         }
     }
@@ -494,6 +534,7 @@ impl<E: Entity> Actor for EntitySupervisor<E> {
                 }
             }
             SupervisorMsg::SweepIdle => state.sweep_idle(),
+            SupervisorMsg::Release { key, actor } => state.release(&key, actor),
             SupervisorMsg::RenewLease => state.renew_lease().await,
             SupervisorMsg::Health(reply) => {
                 let _ = reply.send(state.health());

@@ -163,6 +163,11 @@ impl Entity for OrderEntity {
         let _ = reply.send(result);
     }
 
+    /// An order is written once and seldom read again: its actor does not stay.
+    fn keep_alive(_state: &Self::State) -> bool {
+        false
+    }
+
     fn reject(command: OrderCommand, error: ShopError) {
         match command {
             OrderCommand::PlaceOrder { reply, .. } => drop(reply.send(Err(error))),

@@ -174,6 +174,11 @@ impl Entity for ProductEntity {
         let _ = reply.send(list().map_err(ShopError::from));
     }
 
+    /// Unknown ids are not kept: a scan of random ids leaves no actors behind.
+    fn keep_alive(state: &Self::State) -> bool {
+        state.is_some()
+    }
+
     fn reject(command: ProductCommand, error: ShopError) {
         match command {
             ProductCommand::GetProduct { reply } | ProductCommand::UpdateProduct { reply, .. } => {

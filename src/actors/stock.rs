@@ -210,6 +210,11 @@ impl Entity for Stock {
 
     async fn query(_deps: Deps, _query: ()) {}
 
+    /// Unknown SKUs are not kept: a scan of random SKUs leaves no actors behind.
+    fn keep_alive(state: &Self::State) -> bool {
+        state.is_some()
+    }
+
     fn reject(command: StockCommand, error: ShopError) {
         match command {
             StockCommand::GetStock { reply } => drop(reply.send(Err(error))),
