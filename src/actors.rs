@@ -1,8 +1,9 @@
 //! Actors: the supervised entities (one actor per product, per SKU's stock, per order), the
 //! root supervisor, the notifier and the notification service.
 //!
-//! The gateway talks to a kind's supervisor (found through the registry by the [`Directory`]);
-//! the supervisor forwards each command to the entity actor for its key, spawning it on demand.
+//! Requests go through the [`Directory`]: to the kind's supervisor on this node (found through
+//! the registry) when this node owns the key, or through the cluster to the owning node's.
+//! The supervisor forwards each command to the entity actor for its key, spawning it on demand.
 //! Replies come back through reply ports as `Result<_, ShopError>`.
 
 pub mod entity;
@@ -17,14 +18,22 @@ pub mod stock;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::join_all;
 use ractor::{ActorCell, ActorRef, RpcReplyPort};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
+use self::entity::{ask_entity, Entity, EntityRequest, KeyOf, SupervisorMsg};
+use crate::cluster::layout::Layout;
+use crate::cluster::links::Links;
+use crate::cluster::remote::{ListRequest, RemoteRequest};
+use crate::config::Role;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::storage::{Storage, StorageError};
 
 /// What an entity command can fail with; the gateway maps each variant to one HTTP status.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 pub enum ShopError {
     #[error("{0} not found")]
     NotFound(String),
@@ -102,17 +111,142 @@ pub struct Deps {
     pub storage: Storage,
     pub directory: Directory,
     pub metrics: Arc<Metrics>,
-    /// Timeout of one call from an actor to another.
-    pub call_timeout: Duration,
 }
 
-/// Finds this node's service actors by asking the registry which actor serves a service.
+/// Finds the actor that serves a request: this node's, through the registry, or the owning
+/// node's, through the cluster.
 #[derive(Clone)]
 pub struct Directory {
     pub registry: Registry,
+    pub layout: Arc<Layout>,
+    /// Calls to other nodes; `None` when the node runs alone.
+    pub links: Option<Links>,
+    /// Timeout of one call to an actor of this node.
+    pub call_timeout: Duration,
+}
+
+/// A kind-wide list gathered from every node that owns part of it.
+#[derive(Debug)]
+pub struct Gathered<T> {
+    pub items: Vec<T>,
+    /// Nodes that did not answer: the list lacks their part.
+    pub missing: Vec<String>,
 }
 
 impl Directory {
+    /// A directory for a node that runs alone.
+    pub fn single(registry: Registry, node: &str, call_timeout: Duration) -> Directory {
+        let layout = Layout::new(node, 1, Vec::new(), &Role::ALL).expect("a one-node layout");
+        Directory {
+            registry,
+            layout: Arc::new(layout),
+            links: None,
+            call_timeout,
+        }
+    }
+
+    /// Sends `request` to the entity `key`, on whichever node owns it, and waits for the answer.
+    pub async fn ask<R: EntityRequest>(
+        &self,
+        key: KeyOf<R>,
+        request: R,
+    ) -> Result<R::Response, ShopError>
+    where
+        RemoteRequest: From<(KeyOf<R>, R)>,
+    {
+        let Some(owner) = self.owner::<R::Entity>(&key)? else {
+            return self.ask_here(key, request).await;
+        };
+        self.remote()?
+            .call(&owner, RemoteRequest::from((key, request)))
+            .await
+    }
+
+    /// Sends `request` to the entity `key` on this node.
+    pub async fn ask_here<R: EntityRequest>(
+        &self,
+        key: KeyOf<R>,
+        request: R,
+    ) -> Result<R::Response, ShopError> {
+        let service = <R::Entity as Entity>::SERVICE;
+        let supervisor = self.resolve::<SupervisorMsg<R::Entity>>(service)?;
+        let command = |reply| request.into_command(reply);
+        ask_entity(&supervisor, key, command, self.call_timeout).await
+    }
+
+    /// `None` when this node owns `key`, else the owner's name.
+    fn owner<E: Entity>(&self, key: &E::Key) -> Result<Option<String>, ShopError> {
+        if self.layout.is_single() {
+            return Ok(None);
+        }
+        let owner = self
+            .layout
+            .owner(E::ROLE, &key.to_string())
+            .ok_or_else(|| {
+                ShopError::Unavailable(format!("no member of the cluster runs {:?}", E::ROLE))
+            })?;
+        Ok((owner != self.layout.node()).then(|| owner.to_owned()))
+    }
+
+    fn remote(&self) -> Result<&Links, ShopError> {
+        self.links
+            .as_ref()
+            .ok_or_else(|| ShopError::Unavailable("this node is not in a cluster".into()))
+    }
+
+    /// Asks each of `nodes` for its part of `list` (this node's part through `here`), at once,
+    /// and collects what answered. Fails only if this node's own part fails.
+    pub async fn gather<T: DeserializeOwned>(
+        &self,
+        nodes: Vec<String>,
+        list: ListRequest,
+        here: impl std::future::Future<Output = Result<Vec<T>, ShopError>>,
+    ) -> Result<Gathered<T>, ShopError> {
+        let own = nodes.iter().any(|n| n == self.layout.node());
+        let others: Vec<String> = nodes
+            .into_iter()
+            .filter(|n| n != self.layout.node())
+            .collect();
+        let calls = others.iter().map(|node| async {
+            match self.remote() {
+                Ok(links) => {
+                    links
+                        .call::<Vec<T>>(node, RemoteRequest::List(list.clone()))
+                        .await
+                }
+                Err(e) => Err(e),
+            }
+        });
+        let (mine, theirs) = futures::join!(
+            async {
+                match own {
+                    true => here.await,
+                    false => Ok(Vec::new()),
+                }
+            },
+            join_all(calls)
+        );
+        let mut gathered = Gathered {
+            items: mine?,
+            missing: Vec::new(),
+        };
+        for (node, answer) in others.into_iter().zip(theirs) {
+            match answer {
+                Ok(items) => gathered.items.extend(items),
+                Err(e) => {
+                    tracing::warn!(node, error = %e, "a node's part of a list is missing");
+                    gathered.missing.push(node);
+                }
+            }
+        }
+        Ok(gathered)
+    }
+
+    /// The members that own partitions of `role` (just this node when it runs alone).
+    pub fn owners_of(&self, role: Role) -> Vec<String> {
+        self.layout.members_with(role).map(str::to_owned).collect()
+    }
+
     /// The actor registered for `app` (for example [`crate::registry::ORDER_SERVICE`]).
     pub fn resolve<M: ractor::Message>(&self, app: &str) -> Result<ActorRef<M>, ShopError> {
         let name = self

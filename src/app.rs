@@ -22,9 +22,12 @@ use crate::actors::root::Root;
 use crate::actors::stock::Stock;
 use crate::actors::{recovery, stop_children_first, Deps, Directory};
 use crate::broker::EmbeddedBroker;
-use crate::config::ServeConfig;
+use crate::cluster::layout::Layout;
+use crate::cluster::{settler, Cluster};
+use crate::config::{Role, ServeConfig};
 use crate::gateway::auth::Auth;
 use crate::gateway::limit::RateLimit;
+use crate::gateway::upstream::Upstream;
 use crate::gateway::{self, GatewayCtx};
 use crate::health::ComponentHealth;
 use crate::metrics::Metrics;
@@ -76,8 +79,19 @@ impl App {
 /// Starts a node as configured and prints where each service is.
 pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
     let auth = Auth::from_config(&config.security)?;
+    let cluster_config = &config.cluster;
+    let layout = Layout::new(
+        &config.node,
+        cluster_config.partitions,
+        cluster_config.members.clone(),
+        &cluster_config.roles,
+    )
+    .map_err(|e| anyhow::anyhow!("cluster layout: {e}"))?;
+    let layout = Arc::new(layout);
+    let upstream = Upstream::load(config.routes.as_deref())?;
     let storage = Storage::open(&config.data)?;
-    let recovered = recovery::recover(&storage).context("crash recovery failed")?;
+    storage.pin_layout(&layout.fingerprint())?;
+    let recovered = recovery::recover(&storage, &layout).context("crash recovery failed")?;
     tracing::info!(?recovered, "recovery done");
     let (broker, kafka_brokers) = match &config.kafka_brokers {
         Some(brokers) => (None, brokers.clone()),
@@ -105,14 +119,36 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
         .context("cannot start the root supervisor")?;
     let root = root.get_cell();
     let registry = Registry::start(&config.node, config.lease(), root.clone()).await?;
+    let mut cluster = match cluster_config.listen {
+        Some(listen) => {
+            let cookie =
+                (cluster_config.cookie.as_ref()).context("--cookie is required with --cluster")?;
+            let seeds = cluster_config.join.clone();
+            let timeout = config.remote_timeout();
+            let joined = Cluster::start(
+                &layout,
+                listen,
+                cookie.expose(),
+                seeds,
+                &registry,
+                timeout,
+                root.clone(),
+            );
+            Some(joined.await?)
+        }
+        None if !layout.is_single() => anyhow::bail!("--members needs --cluster"),
+        None => None,
+    };
     let deps = Deps {
         node: config.node.clone(),
         storage: storage.clone(),
         directory: Directory {
             registry: registry.clone(),
+            layout: layout.clone(),
+            links: cluster.as_ref().map(Cluster::links),
+            call_timeout: config.request_timeout(),
         },
         metrics: metrics.clone(),
-        call_timeout: config.request_timeout(),
     };
     let supervisor_args = || SupervisorArgs {
         deps: deps.clone(),
@@ -154,29 +190,36 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
         metrics: metrics.clone(),
     };
     let notification_name = format!("{}/notification", config.node);
-    let notification =
-        spawn_notification(notification_name.clone(), notification_args, root.clone())
-            .await?
-            .get_cell();
-    let leases = keep_leases(
-        registry.clone(),
-        config.lease(),
-        vec![
-            LocalInstance {
+    let mut own_services = vec![LocalInstance {
+        app: API_GATEWAY,
+        node: config.node.clone(),
+        actor_name: format!("{}/gateway", config.node),
+        http_addr,
+    }];
+    let notification = match config.runs(Role::Notification) {
+        true => {
+            own_services.push(LocalInstance {
                 app: NOTIFICATION_SERVICE,
                 node: config.node.clone(),
-                actor_name: notification_name,
+                actor_name: notification_name.clone(),
                 http_addr,
-            },
-            LocalInstance {
-                app: API_GATEWAY,
-                node: config.node.clone(),
-                actor_name: format!("{}/gateway", config.node),
-                http_addr,
-            },
-        ],
-    )
-    .await?;
+            });
+            let spawned = spawn_notification(notification_name, notification_args, root.clone());
+            Some(spawned.await?.get_cell())
+        }
+        false => None,
+    };
+    let leases = keep_leases(registry.clone(), config.lease(), own_services).await?;
+    let settler = match cluster.as_mut() {
+        Some(cluster) => {
+            let (directory, storage) = (deps.directory.clone(), storage.clone());
+            cluster
+                .open(directory.clone(), storage.clone(), root.clone())
+                .await?;
+            Some(settler::start(directory, storage, layout.clone()))
+        }
+        None => None,
+    };
 
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let probe_storage = storage.clone();
@@ -193,10 +236,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
         max_body_bytes: config.max_body_bytes,
         shutdown: stopping,
         fault_injection: config.fault_injection,
+        roles: config.cluster.roles.clone(),
         auth,
         rate_limit: (config.security.rate_limit)
             .map(|rate| RateLimit::start(rate, config.security.rate_burst)),
+        upstream,
     });
+    let routes_loaded = ctx.upstream.route_count();
     let routes = gateway::routes(ctx, registry::routes(registry));
 
     println!("agora node {} is up", config.node);
@@ -206,6 +252,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
     println!("  inventory     http://{http_addr}/api/inventory");
     println!("  order         http://{http_addr}/api/order");
     println!("  notification  http://{http_addr}/api/notifications  (group {NOTIFICATION_GROUP})");
+    if let Some(file) = &config.routes {
+        println!(
+            "  routes        http://{http_addr}/gateway/routes  ({} from {})",
+            routes_loaded,
+            file.display()
+        );
+    }
     let kind = if broker.is_some() {
         "embedded broker"
     } else {
@@ -232,7 +285,14 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
             tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
         }
         leases.abort();
-        for cell in [order, product, stock, notification, notifier, root] {
+        if let Some(settler) = settler {
+            settler.abort();
+        }
+        if let Some(cluster) = cluster {
+            cluster.stop();
+        }
+        let services = [Some(order), Some(product), Some(stock), notification];
+        for cell in services.into_iter().flatten().chain([notifier, root]) {
             stop_children_first(cell).await;
         }
         storage.flush_now().context("final flush failed")?;

@@ -55,8 +55,9 @@ pub struct ServeConfig {
     #[arg(long = "node", env = "AGORA_NODE", default_value = "node1")]
     pub node: String,
 
-    /// Registry lease duration in seconds: an instance not renewed for this long is DOWN.
-    #[arg(long = "lease-secs", env = "AGORA_LEASE_SECS", default_value_t = 90)]
+    /// Lease of this node's own registrations in seconds: a node not heard from for this long
+    /// is DOWN on its peers (a few seconds suits a cluster on one network).
+    #[arg(long = "lease-secs", env = "AGORA_LEASE_SECS", default_value_t = 5)]
     pub lease_secs: u64,
 
     /// Seconds an entity actor may stay idle before it is passivated.
@@ -92,12 +93,137 @@ pub struct ServeConfig {
     #[arg(long = "otlp-endpoint", env = "AGORA_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
 
+    /// TOML file of gateway routes (`Path`/`Method` predicates, `StripPrefix`/`RewritePath`
+    /// filters, `lb://APP` or `http://host:port` targets); checked at start.
+    #[arg(long = "routes", env = "AGORA_ROUTES")]
+    pub routes: Option<PathBuf>,
+
     /// Expose the test-only fault hook `POST /_test/panic/{kind}/{key}`. Never in production.
     #[arg(long = "fault-injection", env = "AGORA_FAULT_INJECTION", hide = true)]
     pub fault_injection: bool,
 
     #[command(flatten)]
     pub security: SecurityConfig,
+
+    #[command(flatten)]
+    pub cluster: ClusterConfig,
+}
+
+/// Clustering: off unless `--cluster` gives a node-to-node address.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterConfig {
+    /// Node-to-node listen address (ractor_cluster); without it the node runs alone.
+    #[arg(long = "cluster", env = "AGORA_CLUSTER")]
+    pub listen: Option<SocketAddr>,
+
+    /// Seed nodes' cluster addresses; one reachable seed is enough to meet every node.
+    #[arg(long = "join", env = "AGORA_JOIN", value_delimiter = ',')]
+    pub join: Vec<String>,
+
+    /// Shared secret of the cluster; a node with another cookie is refused.
+    #[arg(long = "cookie", env = "AGORA_COOKIE", hide_env_values = true)]
+    pub cookie: Option<Secret>,
+
+    /// What this node runs: any of gateway, product, inventory, order, notification.
+    #[arg(
+        long = "roles",
+        env = "AGORA_ROLES",
+        value_delimiter = ',',
+        default_value = "gateway,product,inventory,order,notification"
+    )]
+    pub roles: Vec<Role>,
+
+    /// The nodes that own entity partitions, fixed for the cluster's life: `NAME` (every
+    /// entity role) or `NAME=ROLE+ROLE`. Defaults to this node alone.
+    #[arg(long = "members", env = "AGORA_MEMBERS", value_delimiter = ',')]
+    pub members: Vec<MemberSpec>,
+
+    /// Number of partitions keys are spread over (about ten per node); fixed for the cluster.
+    #[arg(long = "partitions", env = "AGORA_PARTITIONS", default_value_t = 32)]
+    pub partitions: u32,
+
+    /// Timeout of one call to another node, in milliseconds.
+    #[arg(
+        long = "remote-timeout-ms",
+        env = "AGORA_REMOTE_TIMEOUT_MS",
+        default_value_t = 2000
+    )]
+    pub remote_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> ClusterConfig {
+        ClusterConfig {
+            listen: None,
+            join: Vec::new(),
+            cookie: None,
+            roles: Role::ALL.to_vec(),
+            members: Vec::new(),
+            partitions: 32,
+            remote_timeout_ms: 2000,
+        }
+    }
+}
+
+/// One part of the shop a node can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Role {
+    Gateway,
+    Product,
+    Inventory,
+    Order,
+    Notification,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Gateway,
+        Role::Product,
+        Role::Inventory,
+        Role::Order,
+        Role::Notification,
+    ];
+    /// The roles that own entities, and so partitions.
+    pub const ENTITIES: [Role; 3] = [Role::Product, Role::Inventory, Role::Order];
+}
+
+/// A member of the cluster and the entity roles it owns partitions for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSpec {
+    pub name: String,
+    /// Only entity roles; never empty.
+    pub roles: Vec<Role>,
+}
+
+impl FromStr for MemberSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<MemberSpec, String> {
+        let (name, roles) = match s.split_once('=') {
+            Some((name, roles)) => {
+                let roles = roles
+                    .split('+')
+                    .map(|r| <Role as clap::ValueEnum>::from_str(r.trim(), true))
+                    .collect::<Result<Vec<Role>, String>>()?;
+                (name, roles)
+            }
+            None => (s, Role::ENTITIES.to_vec()),
+        };
+        let roles: Vec<Role> = roles
+            .into_iter()
+            .filter(|r| Role::ENTITIES.contains(r))
+            .collect();
+        let name = name.trim();
+        if name.is_empty() || roles.is_empty() {
+            return Err(format!(
+                "member {s:?}: give NAME or NAME=ROLE+ROLE with product, inventory or order"
+            ));
+        }
+        Ok(MemberSpec {
+            name: name.to_owned(),
+            roles,
+        })
+    }
 }
 
 /// Who may call the gateway, and how often. Everything is off by default: no option, no check.
@@ -191,8 +317,10 @@ impl ServeConfig {
             max_restarts: 5,
             restart_window_secs: 10,
             otlp_endpoint: None,
+            routes: None,
             fault_injection: true,
             security: SecurityConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 
@@ -206,6 +334,15 @@ impl ServeConfig {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms.max(1))
+    }
+
+    pub fn remote_timeout(&self) -> Duration {
+        Duration::from_millis(self.cluster.remote_timeout_ms.max(1))
+    }
+
+    /// Whether this node runs `role`.
+    pub fn runs(&self, role: Role) -> bool {
+        self.cluster.roles.contains(&role)
     }
 
     pub fn restart_window(&self) -> Duration {

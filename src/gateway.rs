@@ -1,12 +1,13 @@
 //! The HTTP gateway (warp): turns requests into actor messages and replies into JSON.
 //!
 //! Routes live per resource (`product`, `inventory`, `order`, `notification`, `ops`); the
-//! registry contributes `/eureka`, and `openapi` describes all of them at `/openapi.json`.
-//! Before any route, `filters::admit` applies the rate limit (`limit`) and authentication
-//! (`auth`). Every route goes through `filters::serve` (request id,
-//! timeout, metrics, JSON errors); requests refused before routing or taken by no route are
-//! answered here with a JSON 401/429/404/405. The gateway finds actors through the registry
-//! ([`Directory`]) and never touches sled.
+//! registry contributes `/eureka`, and `openapi` describes all of them at `/openapi.json`. After
+//! all of them come the configured routes of `--routes` (`upstream`: `GET /gateway/routes`, then
+//! requests forwarded to other services). Before any route, `filters::admit` applies the rate
+//! limit (`limit`) and authentication (`auth`). Every route goes through `filters::serve`
+//! (request id, timeout, metrics, JSON errors); requests refused before routing or taken by no
+//! route are answered here with a JSON 401/429/404/405. The gateway finds actors through the
+//! registry ([`Directory`]) and never touches sled.
 
 pub mod auth;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod openapi;
 pub mod ops;
 pub mod order;
 pub mod product;
+pub mod upstream;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -30,8 +32,10 @@ use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
-use crate::actors::entity::{ask_entity, Entity, SupervisorMsg};
-use crate::actors::{ask, Directory, Reply as ReplyPort};
+use crate::actors::entity::{EntityRequest, KeyOf};
+use crate::actors::Directory;
+use crate::cluster::remote::RemoteRequest;
+use crate::config::Role;
 use crate::health::ComponentHealth;
 use crate::metrics::Metrics;
 use crate::storage::FlushStats;
@@ -53,35 +57,28 @@ pub struct GatewayCtx {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Whether the test-only fault hook `POST /_test/panic/{kind}/{key}` exists.
     pub fault_injection: bool,
+    /// What this node runs; without the gateway role it serves no `/api` routes (ops and
+    /// registry routes always).
+    pub roles: Vec<Role>,
     /// Who may call what (no checks when nothing is configured).
     pub auth: auth::Auth,
     /// The per-client rate limit, if any.
     pub rate_limit: Option<limit::RateLimit>,
+    /// The configured routes (`--routes`), tried after every built-in route.
+    pub upstream: upstream::Upstream,
 }
 
 impl GatewayCtx {
-    /// Sends `command` to the entity `key` of kind `E` and waits for its reply.
-    pub async fn entity<E: Entity, T: Send + 'static>(
+    /// Sends `request` to the entity `key`, on whichever node owns it, and waits for its reply.
+    pub async fn ask<R: EntityRequest>(
         &self,
-        key: E::Key,
-        command: impl FnOnce(ReplyPort<T>) -> E::Command,
-    ) -> Result<T, ApiError> {
-        let supervisor = self.directory.resolve::<SupervisorMsg<E>>(E::SERVICE)?;
-        Ok(ask_entity(&supervisor, key, command, self.request_timeout).await?)
-    }
-
-    /// Sends a kind-wide query to the supervisor of kind `E`.
-    pub async fn query<E: Entity, T: Send + 'static>(
-        &self,
-        query: impl FnOnce(ReplyPort<T>) -> E::Query,
-    ) -> Result<T, ApiError> {
-        let supervisor = self.directory.resolve::<SupervisorMsg<E>>(E::SERVICE)?;
-        Ok(ask(
-            &supervisor,
-            |reply| SupervisorMsg::Query(query(reply)),
-            self.request_timeout,
-        )
-        .await?)
+        key: KeyOf<R>,
+        request: R,
+    ) -> Result<R::Response, ApiError>
+    where
+        RemoteRequest: From<(KeyOf<R>, R)>,
+    {
+        Ok(self.directory.ask(key, request).await?)
     }
 }
 
@@ -108,19 +105,33 @@ pub fn routes(
             "www-authenticate",
             "x-ratelimit-limit",
             "x-ratelimit-remaining",
+            "x-partial-results",
         ]);
-    let api = product::routes(ctx.clone())
+    let shop = product::routes(ctx.clone())
         .or(inventory::routes(ctx.clone()))
         .unify()
         .or(order::routes(ctx.clone()))
         .unify()
         .or(notification::routes(ctx.clone()))
-        .unify()
+        .unify();
+    let serves_api = ctx.roles.contains(&Role::Gateway);
+    let shop = warp::any()
+        .and_then(move || async move {
+            match serves_api {
+                true => Ok(()),
+                false => Err(warp::reject::not_found()),
+            }
+        })
+        .untuple_one()
+        .and(shop);
+    let api = shop
         .or(ops::routes(ctx.clone()))
         .unify()
         .or(openapi::routes(ctx.clone()))
         .unify()
         .or(registry)
+        .unify()
+        .or(upstream::routes(ctx.clone()))
         .unify()
         .with(cors)
         .map(Reply::into_response)

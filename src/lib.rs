@@ -4,6 +4,7 @@
 pub mod actors;
 pub mod app;
 pub mod broker;
+pub mod cluster;
 /// mimalloc instead of glibc's malloc: under order load glibc's allocator took about 12% of
 /// the CPU (profiled with perf), most of it in contention between worker threads.
 #[global_allocator]

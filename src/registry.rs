@@ -3,8 +3,8 @@
 //! This node's services register through [`Registry::register_local`] and renew their leases;
 //! external Eureka clients (Spring, py-eureka-client, eureka-js-client) use the REST API under
 //! `/eureka` served by [`routes`], and people look at the dashboard at `/eureka/web`. The gateway
-//! resolves which actor serves an app with [`Registry::actor_name`] and shows
-//! [`Registry::summary`] on `/health`.
+//! resolves which actor serves an app with [`Registry::actor_name`], balances its `lb://` routes
+//! over [`Registry::up_instances`], and shows [`Registry::summary`] on `/health`.
 //!
 //! One actor (`actor.rs`) owns the state in memory, as Eureka's is; it publishes immutable
 //! snapshots (`snapshot.rs`) that queries read without a round trip.
@@ -12,6 +12,7 @@
 mod actor;
 mod dashboard;
 mod instance;
+mod replication;
 mod routes;
 mod snapshot;
 #[cfg(test)]
@@ -33,6 +34,7 @@ use self::actor::{Key, RegistryActor, RegistryArgs, RegistryMsg};
 use self::instance::{Instance, Status};
 use self::snapshot::Snapshot;
 
+pub use self::replication::Replication;
 pub use self::routes::{routes, RegistryApi};
 
 pub const PRODUCT_SERVICE: &str = "PRODUCT-SERVICE";
@@ -156,6 +158,47 @@ impl Registry {
     /// `app`, preferring one on this node. The gateway resolves actors with this.
     pub fn actor_name(&self, app: &str) -> Option<String> {
         self.snapshot.borrow().actor_name(app)
+    }
+
+    /// Whether `node` has an UP instance: its heartbeats (lease renewals) are arriving.
+    pub fn node_up(&self, node: &str) -> bool {
+        self.snapshot().records().any(|r| {
+            r.info.status == Status::Up && r.info.metadata.get("node").is_some_and(|n| n == node)
+        })
+    }
+
+    /// The nodes with an instance of `app`, each with whether one of them is UP.
+    pub fn nodes_of(&self, app: &str) -> BTreeMap<String, bool> {
+        let mut nodes = BTreeMap::new();
+        let snapshot = self.snapshot();
+        for record in snapshot
+            .apps
+            .get(&app.to_ascii_uppercase())
+            .into_iter()
+            .flat_map(|a| a.values())
+        {
+            if let Some(node) = record.info.metadata.get("node") {
+                *nodes.entry(node.clone()).or_insert(false) |= record.info.status == Status::Up;
+            }
+        }
+        nodes
+    }
+
+    /// Sends every change made on this node to `sink` from now on.
+    pub fn replicate_to(&self, sink: tokio::sync::mpsc::UnboundedSender<Replication>) {
+        let _ = self.actor.cast(RegistryMsg::ReplicateTo(sink));
+    }
+
+    /// Applies a change a peer made.
+    pub fn apply_replicated(&self, change: Replication) {
+        let _ = self.actor.cast(RegistryMsg::Replicated(change));
+    }
+
+    /// From the latest snapshot: the address (IP, else host name) and port of every UP instance
+    /// of `app` (any case) with its port enabled, in instance-id order. The gateway's `lb://`
+    /// routes balance over these.
+    pub fn up_instances(&self, app: &str) -> Vec<(String, u16)> {
+        self.snapshot().up_addresses(app)
     }
 
     pub fn summary(&self) -> RegistrySummary {

@@ -132,6 +132,25 @@ impl Storage {
         Ok(self.db.generate_id()?)
     }
 
+    /// Keeps the cluster layout this data was written under, and refuses another: keys would
+    /// move to other owners, and their data would be missing there.
+    pub fn pin_layout(&self, fingerprint: &str) -> anyhow::Result<()> {
+        const KEY: &[u8] = b"cluster_layout";
+        match self.db.get(KEY)? {
+            Some(pinned) if pinned != fingerprint.as_bytes() => anyhow::bail!(
+                "this data directory belongs to the cluster layout {:?}, not {fingerprint:?}: \
+                 members and partitions are fixed for a cluster's life",
+                String::from_utf8_lossy(&pinned)
+            ),
+            Some(_) => Ok(()),
+            None => {
+                self.db.insert(KEY, fingerprint.as_bytes())?;
+                self.flush_now()?;
+                Ok(())
+            }
+        }
+    }
+
     /// Checks that the database answers a read.
     pub fn check(&self) -> Result<(), StorageError> {
         self.db.get(b"__health")?;

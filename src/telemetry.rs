@@ -1,5 +1,6 @@
 //! Telemetry: the process's tracing subscriber. Log lines go to stderr, filtered by `RUST_LOG`;
-//! with `--otlp-endpoint` the spans of agora (the `request` span of every HTTP request, with its
+//! [`RequestIdLayer`] keeps the request id of agora's spans whatever `RUST_LOG` says, so that
+//! calls to other nodes carry it; with `--otlp-endpoint` the spans of agora (the `request` span of every HTTP request, with its
 //! request id, method and route) also go to an OpenTelemetry collector, over OTLP/HTTP in
 //! protobuf, whatever `RUST_LOG` says.
 //!
@@ -16,10 +17,12 @@ use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig, WithHttpConfi
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use tracing::Level;
-use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::filter::{filter_fn, EnvFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
+
+use crate::cluster::trace::RequestIdLayer;
 
 /// The log filter when `RUST_LOG` is not set.
 const DEFAULT_LOG: &str = "info,librdkafka=warn,rdkafka=warn";
@@ -39,6 +42,9 @@ pub struct Telemetry {
 pub fn init(otlp_endpoint: Option<&str>, node: &str) -> anyhow::Result<Telemetry> {
     let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| DEFAULT_LOG.into());
     let logs = tracing_subscriber::fmt::layer().with_filter(log_filter);
+    let request_ids = RequestIdLayer.with_filter(filter_fn(|meta| {
+        meta.is_span() && meta.target().starts_with("agora")
+    }));
     let provider = otlp_endpoint
         .map(|endpoint| tracer_provider(endpoint, node))
         .transpose()?;
@@ -49,6 +55,7 @@ pub fn init(otlp_endpoint: Option<&str>, node: &str) -> anyhow::Result<Telemetry
     });
     tracing_subscriber::registry()
         .with(logs)
+        .with(request_ids)
         .with(spans)
         .try_init()
         .context("a tracing subscriber is already installed")?;

@@ -4,6 +4,7 @@
 
 mod integration {
     pub mod bad_input;
+    pub mod cluster;
     pub mod concurrency;
     pub mod crash;
     pub mod ecosystem;
@@ -11,6 +12,7 @@ mod integration {
     pub mod eureka_interop;
     pub mod faults;
     pub mod fuzzed;
+    pub mod gateway_routes;
     pub mod openapi;
     pub mod otlp;
     pub mod security;

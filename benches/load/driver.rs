@@ -38,9 +38,10 @@ impl Outcome {
     }
 }
 
-/// Runs `make` over `connections` connections: `warmup` unmeasured, then `measure`.
+/// Runs `make` over `connections` connections, spread over `addrs`: `warmup` unmeasured, then
+/// `measure`.
 pub async fn run(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     connections: usize,
     make: MakeCall,
     warmup: Duration,
@@ -51,6 +52,7 @@ pub async fn run(
     let workers: Vec<_> = (0..connections)
         .map(|w| {
             let (make, measuring, stop) = (make.clone(), measuring.clone(), stop.clone());
+            let addr = addrs[w % addrs.len()];
             tokio::spawn(async move { worker(addr, w as u64, make, measuring, stop).await })
         })
         .collect();
@@ -125,7 +127,9 @@ async fn worker(
                         .expect("in range");
                 }
                 if call.post {
-                    created.push(body);
+                    // A copy: the body is a slice of hyper's read buffer and would keep all of
+                    // it alive (gigabytes over a run, and the page faults to match).
+                    created.push(Bytes::copy_from_slice(&body));
                 }
             }
             Ok(_) => errors += u64::from(counted),

@@ -4,9 +4,11 @@
 //!
 //! `cargo bench --bench load`. Env: `LOAD_SECS` (measured seconds per point, default 3),
 //! `LOAD_WARMUP_SECS` (default 1), `LOAD_CONNECTIONS` (default `1,8,64,256`), `LOAD_SCENARIOS`
-//! (comma list of names to run; default all).
+//! (comma list of names to run; default all), `LOAD_CLUSTER=0` to skip the cluster scenario
+//! (`order_1_line` at 64 connections against one node and three nodes, all child processes).
 
 mod ceiling;
+mod cluster;
 mod driver;
 mod report;
 
@@ -121,6 +123,19 @@ async fn send(
         client.get(url)
     };
     Ok(request.send().await?.error_for_status()?.json().await?)
+}
+
+/// The numbers of the orders a run acknowledged.
+fn order_numbers(outcome: &driver::Outcome) -> Vec<String> {
+    outcome
+        .created
+        .iter()
+        .filter_map(|b| {
+            serde_json::from_slice::<Value>(b).ok()?["orderNumber"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
 }
 
 async fn seed(client: &reqwest::Client, base: &str) -> anyhow::Result<Vec<String>> {
@@ -288,13 +303,9 @@ async fn main() -> anyhow::Result<()> {
             continue;
         }
         for &conns in &connections {
-            let top = driver::run(ceiling, conns, make.clone(), warmup, measure).await;
-            let ours = driver::run(agora_addr, conns, make.clone(), warmup, measure).await;
-            acked.extend(ours.created.iter().filter_map(|b| {
-                serde_json::from_slice::<Value>(b).ok()?["orderNumber"]
-                    .as_str()
-                    .map(str::to_owned)
-            }));
+            let top = driver::run(&[ceiling], conns, make.clone(), warmup, measure).await;
+            let ours = driver::run(&[agora_addr], conns, make.clone(), warmup, measure).await;
+            acked.extend(order_numbers(&ours));
             let point = report::Point::new(name, conns, &ours, &top);
             eprintln!("{}", point.line());
             points.push(point);
@@ -302,9 +313,29 @@ async fn main() -> anyhow::Result<()> {
     }
     let audit = audit(&client, &base, &acked).await?;
     app.shutdown().await?;
-    let out = report::write(&points, &audit, measure)?;
-    println!("{}", report::markdown(&points, &audit));
+    let cluster = match std::env::var("LOAD_CLUSTER").as_deref() {
+        Ok("0") => None,
+        _ => {
+            let make = scenarios(Arc::new(Vec::new()))
+                .into_iter()
+                .find(|(name, _)| *name == "order_1_line")
+                .map(|(_, make)| make)
+                .expect("the order scenario");
+            let comparison = cluster::compare(make, 64, warmup, measure).await?;
+            eprintln!(
+                "cluster: one node {:.0} orders/s, three nodes {:.0} orders/s",
+                comparison.one_node.requests_per_sec, comparison.three_nodes.requests_per_sec
+            );
+            Some(comparison)
+        }
+    };
+    let out = report::write(&points, &audit, cluster.as_ref(), measure)?;
+    println!("{}", report::markdown(&points, &audit, cluster.as_ref()));
     println!("results: {}", out.display());
     anyhow::ensure!(audit.clean(), "the audit failed: {audit:?}");
+    anyhow::ensure!(
+        cluster.as_ref().is_none_or(cluster::Comparison::clean),
+        "the cluster audit failed: {cluster:?}"
+    );
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use plotters::prelude::*;
 use serde::Serialize;
 
+use crate::cluster::Comparison;
 use crate::driver::Outcome;
 
 #[derive(Debug, Serialize)]
@@ -20,7 +21,7 @@ pub struct Side {
 }
 
 impl Side {
-    fn of(outcome: &Outcome) -> Side {
+    pub fn of(outcome: &Outcome) -> Side {
         let ms = |q| outcome.histogram.value_at_quantile(q) as f64 / 1000.0;
         Side {
             requests_per_sec: outcome.per_sec(),
@@ -111,7 +112,12 @@ fn machine() -> String {
 }
 
 /// Writes the JSON and the SVG; returns the results directory.
-pub fn write(points: &[Point], audit: &Audit, measure: Duration) -> anyhow::Result<PathBuf> {
+pub fn write(
+    points: &[Point],
+    audit: &Audit,
+    cluster: Option<&Comparison>,
+    measure: Duration,
+) -> anyhow::Result<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .map(|p| p.join("bench-results"))
@@ -124,6 +130,7 @@ pub fn write(points: &[Point], audit: &Audit, measure: Duration) -> anyhow::Resu
         "points": points,
         "audit": audit,
         "audit_clean": audit.clean(),
+        "cluster": cluster,
     });
     std::fs::write(dir.join("load.json"), serde_json::to_vec_pretty(&json)?)?;
     chart(points, &dir.join("load.svg"))?;
@@ -187,7 +194,7 @@ fn chart(points: &[Point], path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// The table for the README.
-pub fn markdown(points: &[Point], audit: &Audit) -> String {
+pub fn markdown(points: &[Point], audit: &Audit, cluster: Option<&Comparison>) -> String {
     let mut out = format!("Machine: {}\n\n", machine());
     out.push_str("| scenario | conns | agora req/s | ceiling req/s | ratio | p50 ms | p99 ms | p99.9 ms | errors |\n");
     out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -214,5 +221,17 @@ pub fn markdown(points: &[Point], audit: &Audit) -> String {
         audit.events_not_once,
         if audit.clean() { "clean" } else { "FAILED" }
     ));
+    if let Some(c) = cluster {
+        out.push_str(&format!(
+            "\nCluster, order_1_line at {} connections (every node a process on this machine): one node {:.0} orders/s (p99 {:.2} ms), three nodes {:.0} orders/s (p99 {:.2} ms), ratio {:.2}; audits {}\n",
+            c.connections,
+            c.one_node.requests_per_sec,
+            c.one_node.p99_ms,
+            c.three_nodes.requests_per_sec,
+            c.three_nodes.p99_ms,
+            c.ratio,
+            if c.clean() { "clean" } else { "FAILED" }
+        ));
+    }
     out
 }

@@ -20,7 +20,11 @@ use ractor::{
 };
 use tokio::task::JoinHandle;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use super::{ask, Deps, Reply, ShopError};
+use crate::config::Role;
 use crate::health::ComponentHealth;
 use crate::registry::LocalInstance;
 use crate::storage::StorageError;
@@ -31,7 +35,10 @@ pub trait Entity: Send + Sync + Sized + 'static {
     const SERVICE: &'static str;
     /// Short name for actor names, logs and metrics.
     const KIND: &'static str;
-    type Key: Clone + Eq + Hash + Display + Send + Sync + 'static;
+    /// The role whose members own this kind's partitions.
+    const ROLE: Role;
+    /// Its text decides the partition; it crosses nodes inside remote requests.
+    type Key: Clone + Eq + Hash + Display + Serialize + DeserializeOwned + Send + Sync + 'static;
     type Command: Send + 'static;
     /// Kind-wide reads (lists) that no single entity answers.
     type Query: Send + 'static;
@@ -54,6 +61,45 @@ pub trait Entity: Send + Sync + Sized + 'static {
 
     /// Answers a command that cannot be delivered with `error`.
     fn reject(command: Self::Command, error: ShopError);
+
+    /// Whether the actor stays in memory after a command (until idle). An entity rarely asked
+    /// twice, or a key that does not exist, is passivated at once: live actors then stay
+    /// bounded by the working set, not by how many keys were ever asked for.
+    fn keep_alive(state: &Self::State) -> bool;
+}
+
+/// A request to one entity that can travel to the node owning its key: it and its answer are
+/// serialisable, so [`crate::actors::Directory::ask`] serves it locally or through the cluster.
+pub trait EntityRequest: Serialize + DeserializeOwned + Send + 'static {
+    type Entity: Entity;
+    type Response: Serialize + DeserializeOwned + Send + 'static;
+    /// Whether it writes: a remote owner makes its writes durable before it answers.
+    const WRITES: bool;
+
+    fn into_command(self, reply: Reply<Self::Response>) -> <Self::Entity as Entity>::Command;
+}
+
+/// The key type of a request's entity.
+pub type KeyOf<R> = <<R as EntityRequest>::Entity as Entity>::Key;
+
+/// Implements [`EntityRequest`] for request structs whose command variant has the same name
+/// and fields plus `reply`.
+#[macro_export]
+macro_rules! entity_requests {
+    ($entity:ty, $command:ident { $($request:ident { $($field:ident),* } -> $response:ty, writes: $writes:expr;)* }) => {
+        $(
+            impl $crate::actors::entity::EntityRequest for $request {
+                type Entity = $entity;
+                type Response = $response;
+                const WRITES: bool = $writes;
+
+                fn into_command(self, reply: $crate::actors::Reply<$response>) -> $command {
+                    let $request { $($field),* } = self;
+                    $command::$request { $($field,)* reply }
+                }
+            }
+        )*
+    };
 }
 
 /// A message to one entity actor.
@@ -73,20 +119,26 @@ struct Loaded<E: Entity> {
     deps: Deps,
     key: E::Key,
     state: E::State,
+    supervisor: ActorRef<SupervisorMsg<E>>,
 }
 
 impl<E: Entity> Actor for EntityActor<E> {
     type Msg = EntityMsg<E>;
     type State = Loaded<E>;
-    type Arguments = (Deps, E::Key);
+    type Arguments = (Deps, E::Key, ActorRef<SupervisorMsg<E>>);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        (deps, key): (Deps, E::Key),
+        (deps, key, supervisor): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let state = E::load(&deps, &key)?;
-        Ok(Loaded { deps, key, state })
+        Ok(Loaded {
+            deps,
+            key,
+            state,
+            supervisor,
+        })
     }
 
     async fn handle(
@@ -97,7 +149,15 @@ impl<E: Entity> Actor for EntityActor<E> {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             EntityMsg::Command(command) => {
-                E::handle(&loaded.deps, &loaded.key, &mut loaded.state, command).await
+                E::handle(&loaded.deps, &loaded.key, &mut loaded.state, command).await?;
+                if !E::keep_alive(&loaded.state) {
+                    let done = SupervisorMsg::Release {
+                        key: loaded.key.clone(),
+                        actor: myself.get_id(),
+                    };
+                    let _ = loaded.supervisor.cast(done);
+                }
+                Ok(())
             }
             EntityMsg::Passivate => {
                 myself.stop(Some("passivated".into()));
@@ -122,6 +182,11 @@ pub enum SupervisorMsg<E: Entity> {
     },
     /// Passivate entities idle for longer than the idle timeout.
     SweepIdle,
+    /// The entity actor `actor` of `key` need not stay in memory: passivate it.
+    Release {
+        key: E::Key,
+        actor: ActorId,
+    },
     /// Renew this service's registry lease.
     RenewLease,
     Health(RpcReplyPort<ComponentHealth>),
@@ -199,13 +264,22 @@ pub async fn spawn_supervisor<E: Entity>(
     Ok(actor)
 }
 
+/// Tells an active actor to stop after the commands it already has; commands that arrive
+/// meanwhile wait in the slot for its successor.
+fn passivate<E: Entity>(slot: &mut Slot<E>) {
+    if let Slot::Active { actor, .. } = slot {
+        let _ = actor.cast(EntityMsg::Passivate);
+        *slot = Slot::Waiting { buffer: Vec::new() };
+    }
+}
+
 impl<E: Entity> SupervisorState<E> {
     async fn spawn_entity(
         &mut self,
         myself: &ActorRef<SupervisorMsg<E>>,
         key: &E::Key,
     ) -> Result<ActorRef<EntityMsg<E>>, ShopError> {
-        let args = (self.args.deps.clone(), key.clone());
+        let args = (self.args.deps.clone(), key.clone(), myself.clone());
         let (actor, _) =
             Actor::spawn_linked(None, EntityActor::<E>(PhantomData), args, myself.get_cell())
                 .await
@@ -264,11 +338,18 @@ impl<E: Entity> SupervisorState<E> {
     fn sweep_idle(&mut self) {
         let now = Instant::now();
         for slot in self.slots.values_mut() {
-            if let Slot::Active { actor, last_used } = slot {
+            if let Slot::Active { last_used, .. } = slot {
                 if now.duration_since(*last_used) >= self.args.idle {
-                    let _ = actor.cast(EntityMsg::Passivate);
-                    *slot = Slot::Waiting { buffer: Vec::new() };
+                    passivate(slot);
                 }
+            }
+        }
+    }
+
+    fn release(&mut self, key: &E::Key, id: ActorId) {
+        if let Some(slot @ Slot::Active { .. }) = self.slots.get_mut(key) {
+            if matches!(slot, Slot::Active { actor, .. } if actor.get_id() == id) {
+                passivate(slot);
             }
         }
     }
@@ -453,6 +534,7 @@ impl<E: Entity> Actor for EntitySupervisor<E> {
                 }
             }
             SupervisorMsg::SweepIdle => state.sweep_idle(),
+            SupervisorMsg::Release { key, actor } => state.release(&key, actor),
             SupervisorMsg::RenewLease => state.renew_lease().await,
             SupervisorMsg::Health(reply) => {
                 let _ = reply.send(state.health());

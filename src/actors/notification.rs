@@ -493,8 +493,11 @@ mod tests {
         let mut feed = ractor::call!(p.service, NotificationMsg::Subscribe).unwrap();
         let sent = event();
         p.put(&sent);
+        // The depth gauge refreshes once a tick, so it is polled too.
         p.until("the event is recorded and the outbox is empty", || async {
-            p.records().await.len() == 1 && p.storage.outbox.is_empty()
+            p.records().await.len() == 1
+                && p.storage.outbox.is_empty()
+                && p.metrics.outbox_depth.get() == 0
         })
         .await;
         let record = &p.records().await[0];
@@ -503,7 +506,6 @@ mod tests {
         assert_eq!(record.to_json().event, sent.to_json());
         assert_eq!(feed.recv().await.unwrap(), *record);
         assert_eq!(p.metrics.kafka_delivered.get(), 1);
-        assert_eq!(p.metrics.outbox_depth.get(), 0);
         assert_eq!(p.notifier_health().await.status, Status::Up);
         let health = ractor::call!(p.service, NotificationMsg::Health).unwrap();
         assert_eq!(health.status, Status::Up, "{}", health.detail);

@@ -11,22 +11,24 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 use ractor::{ActorProcessingErr, ActorRef};
+use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use super::entity::{ask_entity, Entity, SupervisorMsg};
-use super::product::{ProductCommand, ProductEntity};
-use super::stock::{Stock, StockCommand};
+use super::entity::Entity;
+use super::product::GetProduct;
+use super::stock::{ReleaseReservation, ReserveStock, ReturnStock, SettleOrder};
 use super::{Deps, Reply, ShopError};
 use crate::actors::notifier::NotifierMsg;
+use crate::config::Role;
 use crate::domain::{
     now_ms, EventType, Order, OrderEvent, OrderLine, OrderNumber, OrderStatus, Price, ProductId,
     Sku,
 };
-use crate::registry::{INVENTORY_SERVICE, ORDER_SERVICE, PRODUCT_SERVICE};
+use crate::registry::ORDER_SERVICE;
 use crate::storage::{self, StorageError};
 
 /// A line as the client asked for it; the price, if given, must match the catalog.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RequestedLine {
     pub sku: Sku,
     pub price: Option<Price>,
@@ -34,24 +36,56 @@ pub struct RequestedLine {
 }
 
 /// The outcome of a place: `created` is false when an idempotent retry found the order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Placed {
     pub order: Order,
     pub created: bool,
 }
 
 pub enum OrderCommand {
-    Place {
+    PlaceOrder {
         lines: Vec<RequestedLine>,
         reply: Reply<Placed>,
     },
-    Get {
+    GetOrder {
         reply: Reply<Order>,
     },
-    Cancel {
+    CancelOrder {
         reply: Reply<Order>,
+    },
+    /// The stock actor of `sku` (on another node) holds a pending change of this order: settle
+    /// it by the order's durable outcome. Handled by the order's own actor, so no saga of the
+    /// same order runs meanwhile.
+    ResolvePending {
+        sku: Sku,
+        reply: Reply<()>,
     },
 }
+
+/// The requests the gateway and other nodes send; each becomes the [`OrderCommand`] of the
+/// same name.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PlaceOrder {
+    pub lines: Vec<RequestedLine>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GetOrder {}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CancelOrder {}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ResolvePending {
+    pub sku: Sku,
+}
+
+crate::entity_requests!(OrderEntity, OrderCommand {
+    PlaceOrder { lines } -> Placed, writes: true;
+    GetOrder {} -> Order, writes: false;
+    CancelOrder {} -> Order, writes: true;
+    ResolvePending { sku } -> (), writes: true;
+});
 
 pub enum OrderQuery {
     List {
@@ -63,11 +97,10 @@ pub enum OrderQuery {
 
 pub struct OrderEntity;
 
-type StockRef = ActorRef<SupervisorMsg<Stock>>;
-
 impl Entity for OrderEntity {
     const SERVICE: &'static str = ORDER_SERVICE;
     const KIND: &'static str = "order";
+    const ROLE: Role = Role::Order;
     type Key = OrderNumber;
     type Command = OrderCommand;
     type Query = OrderQuery;
@@ -84,7 +117,7 @@ impl Entity for OrderEntity {
         command: OrderCommand,
     ) -> Result<(), ActorProcessingErr> {
         match command {
-            OrderCommand::Place { lines, reply } => {
+            OrderCommand::PlaceOrder { lines, reply } => {
                 let result = place(deps, *number, state, lines).await;
                 let outcome = match &result {
                     Ok(_) => "placed",
@@ -96,19 +129,22 @@ impl Entity for OrderEntity {
                 deps.metrics.orders.with_label_values(&[outcome]).inc();
                 let _ = reply.send(result);
             }
-            OrderCommand::Get { reply } => {
+            OrderCommand::GetOrder { reply } => {
                 let _ = reply.send(
                     state
                         .clone()
                         .ok_or_else(|| ShopError::NotFound(format!("order {number}"))),
                 );
             }
-            OrderCommand::Cancel { reply } => {
+            OrderCommand::CancelOrder { reply } => {
                 let result = cancel(deps, *number, state).await;
                 if result.is_ok() {
                     deps.metrics.orders.with_label_values(&["cancelled"]).inc();
                 }
                 let _ = reply.send(result);
+            }
+            OrderCommand::ResolvePending { sku, reply } => {
+                let _ = reply.send(resolve_pending(deps, *number, state, sku).await);
             }
         }
         Ok(())
@@ -127,12 +163,18 @@ impl Entity for OrderEntity {
         let _ = reply.send(result);
     }
 
+    /// An order is written once and seldom read again: its actor does not stay.
+    fn keep_alive(_state: &Self::State) -> bool {
+        false
+    }
+
     fn reject(command: OrderCommand, error: ShopError) {
         match command {
-            OrderCommand::Place { reply, .. } => drop(reply.send(Err(error))),
-            OrderCommand::Get { reply } | OrderCommand::Cancel { reply } => {
+            OrderCommand::PlaceOrder { reply, .. } => drop(reply.send(Err(error))),
+            OrderCommand::GetOrder { reply } | OrderCommand::CancelOrder { reply } => {
                 drop(reply.send(Err(error)))
             }
+            OrderCommand::ResolvePending { reply, .. } => drop(reply.send(Err(error))),
         }
     }
 }
@@ -183,8 +225,7 @@ async fn place(
         };
     }
     let lines = price_lines(deps, &wanted).await?;
-    let stock: StockRef = deps.directory.resolve(INVENTORY_SERVICE)?;
-    reserve_all(deps, &stock, number, &lines).await?;
+    reserve_all(deps, number, &lines).await?;
     let order = Order {
         number,
         status: OrderStatus::Placed,
@@ -197,7 +238,7 @@ async fn place(
     write_with_event(deps, &order, EventType::OrderPlaced)?;
     *state = Some(order.clone());
     deps.storage.durable().await?;
-    settle(&stock, &order);
+    settle(deps, &order);
     wake_notifier(deps);
     Ok(Placed {
         order,
@@ -210,13 +251,9 @@ async fn price_lines(
     deps: &Deps,
     wanted: &BTreeMap<Sku, (u32, Option<Price>)>,
 ) -> Result<Vec<OrderLine>, ShopError> {
-    let products = deps
-        .directory
-        .resolve::<SupervisorMsg<ProductEntity>>(PRODUCT_SERVICE)?;
-    let lookups = wanted.keys().map(|sku| {
-        let get = |reply| ProductCommand::Get { reply };
-        ask_entity(&products, ProductId::for_sku(sku), get, deps.call_timeout)
-    });
+    let lookups = wanted
+        .keys()
+        .map(|sku| deps.directory.ask(ProductId::for_sku(sku), GetProduct {}));
     let (mut lines, mut unknown, mut changed) = (Vec::new(), Vec::new(), Vec::new());
     for ((sku, (quantity, asked)), found) in wanted.iter().zip(join_all(lookups).await) {
         match found {
@@ -246,17 +283,15 @@ async fn price_lines(
 /// Reserves every line, or releases them all and names the short SKUs.
 async fn reserve_all(
     deps: &Deps,
-    stock: &StockRef,
     number: OrderNumber,
     lines: &[OrderLine],
 ) -> Result<(), ShopError> {
     let reservations = lines.iter().map(|line| {
-        let reserve = |reply| StockCommand::ReserveStock {
+        let reserve = ReserveStock {
             order: number,
             quantity: line.quantity,
-            reply,
         };
-        ask_entity(stock, line.sku.clone(), reserve, deps.call_timeout)
+        deps.directory.ask(line.sku.clone(), reserve)
     });
     let results = join_all(reservations).await;
     if results.iter().all(Result::is_ok) {
@@ -264,11 +299,8 @@ async fn reserve_all(
     }
     // Release every line, including those whose answer was lost: release is idempotent.
     let releases = lines.iter().map(|line| {
-        let release = |reply| StockCommand::ReleaseReservation {
-            order: number,
-            reply,
-        };
-        ask_entity(stock, line.sku.clone(), release, deps.call_timeout)
+        let release = ReleaseReservation { order: number };
+        deps.directory.ask(line.sku.clone(), release)
     });
     join_all(releases).await;
     let mut short = Vec::new();
@@ -300,16 +332,17 @@ async fn cancel(
             order.restocked = false;
             write_with_event(deps, &order, EventType::OrderCancelled)?;
             *state = Some(order.clone());
+            // Durable before any unit goes back: a returned unit always has a durable cancel,
+            // even when the stock lives on another node that flushes on its own.
+            deps.storage.durable().await?;
         }
     }
-    let stock: StockRef = deps.directory.resolve(INVENTORY_SERVICE)?;
     let returns = order.lines.iter().map(|line| {
-        let give_back = |reply| StockCommand::ReturnStock {
+        let give_back = ReturnStock {
             order: number,
             quantity: line.quantity,
-            reply,
         };
-        ask_entity(&stock, line.sku.clone(), give_back, deps.call_timeout)
+        deps.directory.ask(line.sku.clone(), give_back)
     });
     join_all(returns)
         .await
@@ -319,9 +352,30 @@ async fn cancel(
     storage::put(&deps.storage.orders, number.as_bytes(), &order)?;
     *state = Some(order.clone());
     deps.storage.durable().await?;
-    settle(&stock, &order);
+    settle(deps, &order);
     wake_notifier(deps);
     Ok(order)
+}
+
+/// Settles the pending change `sku` holds for this order by the order's durable outcome: an
+/// order never written releases its reservation, an interrupted cancel is finished, any other
+/// outcome is final and the change is forgotten.
+async fn resolve_pending(
+    deps: &Deps,
+    number: OrderNumber,
+    state: &mut Option<Order>,
+    sku: Sku,
+) -> Result<(), ShopError> {
+    match state {
+        None => {
+            let release = ReleaseReservation { order: number };
+            deps.directory.ask(sku, release).await
+        }
+        Some(order) if order.status == OrderStatus::Cancelled && !order.restocked => {
+            cancel(deps, number, state).await.map(drop)
+        }
+        Some(_) => deps.directory.ask(sku, SettleOrder { order: number }).await,
+    }
 }
 
 /// Writes the order and its event to the outbox in one transaction (not yet flushed).
@@ -337,16 +391,15 @@ fn write_with_event(deps: &Deps, order: &Order, event_type: EventType) -> Result
     Ok(())
 }
 
-/// Tells each SKU's stock actor that the order's outcome is durable.
-fn settle(stock: &StockRef, order: &Order) {
+/// Tells each SKU's stock actor that the order's outcome is durable, without waiting: a
+/// settle that is lost leaves a pending change that recovery or the settler resolves.
+fn settle(deps: &Deps, order: &Order) {
     for line in &order.lines {
-        let command = StockCommand::SettleOrder {
+        let (directory, sku) = (deps.directory.clone(), line.sku.clone());
+        let settle = SettleOrder {
             order: order.number,
         };
-        let _ = stock.cast(SupervisorMsg::Deliver {
-            key: line.sku.clone(),
-            command,
-        });
+        tokio::spawn(async move { directory.ask(sku, settle).await });
     }
 }
 

@@ -3,22 +3,25 @@
 //! (the product id is derived from the SKU). Order actors read prices here.
 
 use ractor::ActorProcessingErr;
+use serde::{Deserialize, Serialize};
 
-use super::entity::{ask_entity, Entity, SupervisorMsg};
-use super::stock::{Stock, StockCommand};
+use super::entity::Entity;
+use super::stock::SeedStock;
 use super::{Deps, Reply, ShopError};
+use crate::config::Role;
 use crate::domain::{Description, Price, Product, ProductId, ProductName, Sku};
-use crate::registry::{INVENTORY_SERVICE, PRODUCT_SERVICE};
+use crate::registry::PRODUCT_SERVICE;
 use crate::storage::{self, StorageError};
 
 /// A product with its SKU's available quantity, as the API shows it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProductView {
     pub product: Product,
     pub quantity: u32,
 }
 
 /// The fields a client may change.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ProductChanges {
     pub name: ProductName,
     pub description: Description,
@@ -26,22 +29,48 @@ pub struct ProductChanges {
 }
 
 pub enum ProductCommand {
-    Get {
+    GetProduct {
         reply: Reply<Product>,
     },
-    Create {
+    CreateProduct {
         product: Product,
         quantity: Option<u32>,
         reply: Reply<ProductView>,
     },
-    Update {
+    UpdateProduct {
         changes: ProductChanges,
         reply: Reply<Product>,
     },
-    Delete {
+    DeleteProduct {
         reply: Reply<()>,
     },
 }
+
+/// The requests the gateway and order actors send, on this node or from another one; each
+/// becomes the [`ProductCommand`] of the same name.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GetProduct {}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreateProduct {
+    pub product: Product,
+    pub quantity: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UpdateProduct {
+    pub changes: ProductChanges,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeleteProduct {}
+
+crate::entity_requests!(ProductEntity, ProductCommand {
+    GetProduct {} -> Product, writes: false;
+    CreateProduct { product, quantity } -> ProductView, writes: true;
+    UpdateProduct { changes } -> Product, writes: true;
+    DeleteProduct {} -> (), writes: true;
+});
 
 pub enum ProductQuery {
     /// Products in id order after `after`, with their stock.
@@ -57,6 +86,7 @@ pub struct ProductEntity;
 impl Entity for ProductEntity {
     const SERVICE: &'static str = PRODUCT_SERVICE;
     const KIND: &'static str = "product";
+    const ROLE: Role = Role::Product;
     type Key = ProductId;
     type Command = ProductCommand;
     type Query = ProductQuery;
@@ -74,10 +104,10 @@ impl Entity for ProductEntity {
     ) -> Result<(), ActorProcessingErr> {
         let not_found = || ShopError::NotFound(format!("product {id}"));
         match command {
-            ProductCommand::Get { reply } => {
+            ProductCommand::GetProduct { reply } => {
                 let _ = reply.send(state.clone().ok_or_else(not_found));
             }
-            ProductCommand::Create {
+            ProductCommand::CreateProduct {
                 product,
                 quantity,
                 reply,
@@ -95,7 +125,7 @@ impl Entity for ProductEntity {
                 };
                 let _ = reply.send(result);
             }
-            ProductCommand::Update { changes, reply } => {
+            ProductCommand::UpdateProduct { changes, reply } => {
                 let Some(current) = state.clone() else {
                     let _ = reply.send(Err(not_found()));
                     return Ok(());
@@ -108,7 +138,7 @@ impl Entity for ProductEntity {
                 };
                 let _ = reply.send(save_durably(deps, state, product).await);
             }
-            ProductCommand::Delete { reply } => {
+            ProductCommand::DeleteProduct { reply } => {
                 if state.is_none() {
                     let _ = reply.send(Err(not_found()));
                     return Ok(());
@@ -144,25 +174,25 @@ impl Entity for ProductEntity {
         let _ = reply.send(list().map_err(ShopError::from));
     }
 
+    /// Unknown ids are not kept: a scan of random ids leaves no actors behind.
+    fn keep_alive(state: &Self::State) -> bool {
+        state.is_some()
+    }
+
     fn reject(command: ProductCommand, error: ShopError) {
         match command {
-            ProductCommand::Get { reply } | ProductCommand::Update { reply, .. } => {
+            ProductCommand::GetProduct { reply } | ProductCommand::UpdateProduct { reply, .. } => {
                 drop(reply.send(Err(error)))
             }
-            ProductCommand::Create { reply, .. } => drop(reply.send(Err(error))),
-            ProductCommand::Delete { reply } => drop(reply.send(Err(error))),
+            ProductCommand::CreateProduct { reply, .. } => drop(reply.send(Err(error))),
+            ProductCommand::DeleteProduct { reply } => drop(reply.send(Err(error))),
         }
     }
 }
 
 async fn seed_stock(deps: &Deps, sku: &Sku, quantity: Option<u32>) -> Result<u32, ShopError> {
-    let stock = deps
-        .directory
-        .resolve::<SupervisorMsg<Stock>>(INVENTORY_SERVICE)?;
-    let seed = |reply| StockCommand::SeedStock { quantity, reply };
-    Ok(ask_entity(&stock, sku.clone(), seed, deps.call_timeout)
-        .await?
-        .quantity)
+    let seed = SeedStock { quantity };
+    Ok(deps.directory.ask(sku.clone(), seed).await?.quantity)
 }
 
 async fn save_durably(

@@ -5,6 +5,10 @@
 //! written is released (the client never got a 201); a reservation whose order exists is kept;
 //! a return whose order is not cancelled is undone. Then it flushes.
 //!
+//! In a cluster it decides only what this node can see: a pending change of an order owned by
+//! another node, and a cancel whose stock lives on another node, are left to the `settler`,
+//! which asks their owners once the cluster is up.
+//!
 //! With the embedded broker, Kafka's log lives in this process and dies with it: events it
 //! acknowledged but the notification service had not yet recorded are gone.
 //! [`republish_unrecorded`] puts them back in the outbox (same event ids, so nothing doubles).
@@ -13,6 +17,8 @@ use std::collections::HashSet;
 
 use uuid::Uuid;
 
+use crate::cluster::layout::Layout;
+use crate::config::Role;
 use crate::domain::{
     now_ms, EventType, Order, OrderEvent, OrderNumber, OrderStatus, PendingChange, StockLevel,
 };
@@ -26,10 +32,16 @@ pub struct Recovered {
     pub changes_settled: usize,
 }
 
-pub fn recover(storage: &Storage) -> Result<Recovered, StorageError> {
+pub fn recover(storage: &Storage, layout: &Layout) -> Result<Recovered, StorageError> {
     let mut recovered = Recovered::default();
+    let here =
+        |role, key: &str| layout.is_single() || layout.owner(role, key) == Some(layout.node());
     for (key, mut order) in storage::scan::<Order>(&storage.orders, None, usize::MAX)? {
-        if order.status == OrderStatus::Cancelled && !order.restocked {
+        let stock_here = order
+            .lines
+            .iter()
+            .all(|line| here(Role::Inventory, line.sku.as_str()));
+        if order.status == OrderStatus::Cancelled && !order.restocked && stock_here {
             for line in &order.lines {
                 let mut level =
                     storage::get::<StockLevel>(&storage.stock, line.sku.as_str().as_bytes())?
@@ -57,6 +69,10 @@ pub fn recover(storage: &Storage) -> Result<Recovered, StorageError> {
             continue;
         }
         for (number, change) in std::mem::take(&mut level.pending) {
+            if !here(Role::Order, &number.to_string()) {
+                level.pending.insert(number, change);
+                continue;
+            }
             let status = order_status(storage, &number)?;
             match (change, status) {
                 (PendingChange::Reserved(quantity), None) => {
@@ -114,8 +130,14 @@ fn order_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::layout::Layout;
+    use crate::config::Role;
     use crate::domain::{OrderLine, Price, Sku};
     use std::collections::BTreeMap;
+
+    fn single() -> Layout {
+        Layout::new("n1", 8, Vec::new(), &Role::ALL).unwrap()
+    }
 
     fn stock(
         storage: &Storage,
@@ -170,7 +192,7 @@ mod tests {
             (never_written, PendingChange::Reserved(3)),
         ]);
         stock(&storage, &sku, 10, pending);
-        let recovered = recover(&storage).unwrap();
+        let recovered = recover(&storage, &single()).unwrap();
         assert_eq!(
             recovered,
             Recovered {
@@ -187,7 +209,7 @@ mod tests {
             .unwrap();
         assert!(finished.restocked);
         assert_eq!(
-            recover(&storage).unwrap(),
+            recover(&storage, &single()).unwrap(),
             Recovered::default(),
             "recovery is idempotent"
         );

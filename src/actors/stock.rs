@@ -8,15 +8,17 @@
 use std::collections::BTreeMap;
 
 use ractor::ActorProcessingErr;
+use serde::{Deserialize, Serialize};
 
 use super::entity::Entity;
 use super::{Deps, Reply, ShopError};
+use crate::config::Role;
 use crate::domain::{OrderNumber, PendingChange, Sku, StockLevel};
 use crate::registry::INVENTORY_SERVICE;
 use crate::storage::{self, StorageError};
 
 pub enum StockCommand {
-    Get {
+    GetStock {
         reply: Reply<Option<StockLevel>>,
     },
     /// Set the available quantity (durable before the reply).
@@ -43,6 +45,7 @@ pub enum StockCommand {
     /// Forget the pending change of `order`: its outcome is durable.
     SettleOrder {
         order: OrderNumber,
+        reply: Reply<()>,
     },
     /// Put back `quantity` units of cancelled `order`. Idempotent per order.
     ReturnStock {
@@ -51,6 +54,53 @@ pub enum StockCommand {
         reply: Reply<()>,
     },
 }
+
+/// The requests other actors and the gateway send, on this node or from another one; each
+/// becomes the [`StockCommand`] of the same name.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GetStock {}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SetStock {
+    pub quantity: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SeedStock {
+    pub quantity: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReserveStock {
+    pub order: OrderNumber,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReleaseReservation {
+    pub order: OrderNumber,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SettleOrder {
+    pub order: OrderNumber,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReturnStock {
+    pub order: OrderNumber,
+    pub quantity: u32,
+}
+
+crate::entity_requests!(Stock, StockCommand {
+    GetStock {} -> Option<StockLevel>, writes: false;
+    SetStock { quantity } -> StockLevel, writes: true;
+    SeedStock { quantity } -> StockLevel, writes: true;
+    ReserveStock { order, quantity } -> (), writes: true;
+    ReleaseReservation { order } -> (), writes: true;
+    SettleOrder { order } -> (), writes: true;
+    ReturnStock { order, quantity } -> (), writes: true;
+});
 
 pub struct Stock;
 
@@ -63,6 +113,7 @@ impl Stock {
 impl Entity for Stock {
     const SERVICE: &'static str = INVENTORY_SERVICE;
     const KIND: &'static str = "stock";
+    const ROLE: Role = Role::Inventory;
     type Key = Sku;
     type Command = StockCommand;
     type Query = ();
@@ -84,7 +135,7 @@ impl Entity for Stock {
             pending: BTreeMap::new(),
         };
         match command {
-            StockCommand::Get { reply } => {
+            StockCommand::GetStock { reply } => {
                 let _ = reply.send(Ok(state.clone()));
             }
             StockCommand::SetStock { quantity, reply } => {
@@ -130,12 +181,13 @@ impl Entity for Stock {
                 }
                 let _ = reply.send(Ok(()));
             }
-            StockCommand::SettleOrder { order } => {
+            StockCommand::SettleOrder { order, reply } => {
                 if let Some(level) = state {
                     if level.pending.remove(&order).is_some() {
                         Stock::save(deps, level)?;
                     }
                 }
+                let _ = reply.send(Ok(()));
             }
             StockCommand::ReturnStock {
                 order,
@@ -158,16 +210,21 @@ impl Entity for Stock {
 
     async fn query(_deps: Deps, _query: ()) {}
 
+    /// Unknown SKUs are not kept: a scan of random SKUs leaves no actors behind.
+    fn keep_alive(state: &Self::State) -> bool {
+        state.is_some()
+    }
+
     fn reject(command: StockCommand, error: ShopError) {
         match command {
-            StockCommand::Get { reply } => drop(reply.send(Err(error))),
+            StockCommand::GetStock { reply } => drop(reply.send(Err(error))),
             StockCommand::SetStock { reply, .. } | StockCommand::SeedStock { reply, .. } => {
                 drop(reply.send(Err(error)))
             }
             StockCommand::ReserveStock { reply, .. }
             | StockCommand::ReleaseReservation { reply, .. }
+            | StockCommand::SettleOrder { reply, .. }
             | StockCommand::ReturnStock { reply, .. } => drop(reply.send(Err(error))),
-            StockCommand::SettleOrder { .. } => {}
         }
     }
 }

@@ -9,6 +9,7 @@ use warp::reply::{Reply, Response};
 
 use super::auth::AuthFailure;
 use super::limit::Throttled;
+use super::upstream::UpstreamError;
 use crate::actors::ShopError;
 use crate::domain::Invalid;
 
@@ -36,6 +37,8 @@ pub enum ApiError {
     RateLimited(Throttled),
     #[error(transparent)]
     Shop(#[from] ShopError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
 }
 
 /// The body of every error answer of the gateway.
@@ -94,6 +97,15 @@ impl ApiError {
             }
             ApiError::Shop(ShopError::Internal(_)) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+            ApiError::Upstream(UpstreamError::NoInstance(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+            ApiError::Upstream(UpstreamError::Timeout { .. }) => {
+                (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+            }
+            ApiError::Upstream(UpstreamError::Unreachable { .. }) => {
+                (StatusCode::BAD_GATEWAY, "bad_gateway")
             }
         }
     }

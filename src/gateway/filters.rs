@@ -1,9 +1,9 @@
 //! Gateway filters: what every route shares. [`admit`] runs before routing (rate limit, then
 //! authentication); [`call`] extracts a [`Call`] (context, request id, headers, query, body
 //! stream, parsed as JSON by [`Call::json`], with [`WholeNumber`] for integer fields);
-//! [`serve`] runs a handler under the request timeout inside a tracing span that carries the
-//! request id, renders its error as JSON, echoes `X-Request-Id` and records the request's
-//! metrics.
+//! [`serve`] runs a handler under the request timeout (or, [`serve_within`], a route's own)
+//! inside a tracing span that carries the request id, renders its error as JSON, echoes
+//! `X-Request-Id` and records the request's metrics.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -226,19 +226,21 @@ impl Call {
         {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let body = match &self.body {
-            Body::Read(body) => body,
-            Body::TooLarge => return Err(ApiError::PayloadTooLarge(self.ctx.max_body_bytes)),
-            Body::TimedOut => return Err(ApiError::BodyTimeout),
-            Body::Failed(e) => {
-                return Err(ApiError::BadRequest(format!(
-                    "the request body could not be read: {e}"
-                )))
-            }
-        };
-        serde_json::from_slice(body).map_err(|e| {
+        serde_json::from_slice(self.body()?).map_err(|e| {
             ApiError::BadRequest(format!("the body is not valid JSON for this route: {e}"))
         })
+    }
+
+    /// The body as read (at most the configured size), whatever its content type.
+    pub fn body(&self) -> Result<&Bytes, ApiError> {
+        match &self.body {
+            Body::Read(body) => Ok(body),
+            Body::TooLarge => Err(ApiError::PayloadTooLarge(self.ctx.max_body_bytes)),
+            Body::TimedOut => Err(ApiError::BodyTimeout),
+            Body::Failed(e) => Err(ApiError::BadRequest(format!(
+                "the request body could not be read: {e}"
+            ))),
+        }
     }
 
     /// The query string's pairs, in order (keys may repeat).
@@ -274,8 +276,24 @@ impl Call {
     }
 }
 
-/// Runs `handler` for one route: timeout, span with the request id, JSON errors, metrics.
+/// Runs `handler` for one route: the node's request timeout, span with the request id, JSON
+/// errors, metrics.
 pub async fn serve<F, Fut>(call: Call, route: &'static str, handler: F) -> Response
+where
+    F: FnOnce(Call) -> Fut,
+    Fut: Future<Output = Result<Response, ApiError>>,
+{
+    let timeout = call.ctx.request_timeout;
+    serve_within(call, route, timeout, handler).await
+}
+
+/// [`serve`] with a timeout of the route's own (a gateway route's retries and timeouts).
+pub async fn serve_within<F, Fut>(
+    call: Call,
+    route: &str,
+    timeout: Duration,
+    handler: F,
+) -> Response
 where
     F: FnOnce(Call) -> Fut,
     Fut: Future<Output = Result<Response, ApiError>>,
@@ -287,7 +305,6 @@ where
         call.method.clone(),
     );
     let span = tracing::info_span!("request", request_id = %request_id, %method, route);
-    let timeout = ctx.request_timeout;
     let result = async {
         match tokio::time::timeout(timeout, handler(call)).await {
             Ok(result) => result,
@@ -330,11 +347,25 @@ pub fn json_response(status: warp::http::StatusCode, body: &impl serde::Serializ
 }
 
 /// One page of a list: a 200 with the items, and `X-Next-Cursor` (the `?after=` of the next
-/// page) when the page was full.
-pub fn page(items: &[impl serde::Serialize], next_cursor: Option<String>) -> Response {
+/// page) when the page was full. `missing` names the nodes whose part is absent (a cluster node that did not answer), said in
+/// `X-Partial-Results` and a `Warning`.
+pub fn page(
+    items: &[impl serde::Serialize],
+    next_cursor: Option<String>,
+    missing: &[String],
+) -> Response {
     let mut response = json_response(warp::http::StatusCode::OK, &items);
     if let Some(value) = next_cursor.and_then(|c| HeaderValue::from_str(&c).ok()) {
         response.headers_mut().insert("x-next-cursor", value);
+    }
+    if !missing.is_empty() {
+        let nodes = missing.join(",");
+        let warning = format!("199 agora \"partial list: no answer from {nodes}\"");
+        for (name, value) in [("x-partial-results", nodes), ("warning", warning)] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
     }
     response
 }

@@ -14,7 +14,7 @@ use warp::Filter;
 use super::error::{ApiError, ErrorBody};
 use super::filters::{call, json_response, serve, Call, WholeNumber};
 use super::GatewayCtx;
-use crate::actors::stock::{Stock, StockCommand};
+use crate::actors::stock::{GetStock, SetStock};
 use crate::domain::{parse_stock, Invalid, Sku, StockLevel};
 
 /// Most SKUs one inventory query may name.
@@ -75,9 +75,7 @@ async fn check(call: Call) -> Result<Response, ApiError> {
         .into());
     }
     let ctx = &call.ctx;
-    let lookups = skus
-        .into_iter()
-        .map(|sku| ctx.entity::<Stock, _>(sku, |reply| StockCommand::Get { reply }));
+    let lookups = skus.into_iter().map(|sku| ctx.ask(sku, GetStock {}));
     let mut found = Vec::new();
     for level in join_all(lookups).await {
         if let Some(level) = level? {
@@ -104,9 +102,6 @@ pub struct StockBody {
 async fn set_stock(call: Call, sku: String) -> Result<Response, ApiError> {
     let sku = Sku::parse(&sku)?;
     let quantity = parse_stock("quantity", call.json::<StockBody>()?.quantity.0)?;
-    let level = call
-        .ctx
-        .entity::<Stock, _>(sku, |reply| StockCommand::SetStock { quantity, reply })
-        .await?;
+    let level = call.ctx.ask(sku, SetStock { quantity }).await?;
     Ok(json_response(StatusCode::OK, &StockJson::from(&level)))
 }

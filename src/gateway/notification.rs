@@ -2,6 +2,7 @@
 //! Kafka, oldest first, `?after=` cursor) and `GET /api/notifications/stream` (server-sent
 //! events). Talks to the notification service actor.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -9,15 +10,15 @@ use futures::StreamExt;
 use ractor::ActorRef;
 use tokio_stream::wrappers::BroadcastStream;
 use warp::filters::BoxedFilter;
-use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
 use super::error::{ApiError, ErrorBody};
-use super::filters::{call, json_response, serve, Call};
+use super::filters::{call, page, serve, Call};
 use super::GatewayCtx;
 use crate::actors::notification::{NotificationJson, NotificationMsg, NotificationRecord};
-use crate::actors::{request, ShopError};
+use crate::actors::request;
+use crate::cluster::remote::{list_notifications, ListRequest};
 use crate::domain::Invalid;
 use crate::registry::NOTIFICATION_SERVICE;
 
@@ -57,17 +58,33 @@ async fn list(call: Call) -> Result<Response, ApiError> {
         ),
         None => None,
     };
-    let actor = service(&call)?;
-    let list = |reply| NotificationMsg::List {
-        after,
-        limit,
-        reply,
-    };
-    let records = request(&actor, list, call.ctx.request_timeout)
-        .await?
-        .map_err(ShopError::Internal)?;
+    let directory = &call.ctx.directory;
+    let mut nodes: Vec<String> = directory
+        .registry
+        .nodes_of(NOTIFICATION_SERVICE)
+        .into_keys()
+        .collect();
+    let single = nodes.len() <= 1;
+    if nodes.is_empty() {
+        nodes.push(directory.layout.node().to_owned());
+    }
+    let mut gathered = directory
+        .gather(
+            nodes,
+            ListRequest::Notifications { after, limit },
+            list_notifications(directory, after, limit),
+        )
+        .await?;
+    let records = &mut gathered.items;
+    if !single {
+        // Several nodes consume the topic; a rebalance may give an event to two of them.
+        records.sort_by(|a, b| (a.received_ms, &a.event_id).cmp(&(b.received_ms, &b.event_id)));
+        let mut seen = HashSet::new();
+        records.retain(|r| seen.insert(r.event_id.clone()));
+        records.truncate(limit);
+    }
     let records: Vec<NotificationJson> = records.iter().map(NotificationRecord::to_json).collect();
-    Ok(json_response(StatusCode::OK, &records))
+    Ok(page(&records, None, &gathered.missing))
 }
 
 /// New notifications as server-sent events (`id` = seq, `event` = event type, `data` = the

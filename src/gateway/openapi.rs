@@ -1,11 +1,13 @@
 //! The OpenAPI 3 document, served at `GET /openapi.json`.
 //!
 //! Nothing in it is written by hand: utoipa builds it from the `#[utoipa::path]` annotations on
-//! the handlers of `product`, `inventory`, `order`, `notification` and `ops`, from the types
-//! they send and receive (`ToSchema`), and from the registry's [`RegistryApi`]. [`COMMON`] adds
-//! the answers that whole kinds of routes share (a bad body, the 401 and 429 of `admit`, the
-//! timeout of `serve`), as reusable responses with [`ErrorBody`]. The document is built once;
-//! the gateway also reads it for the `Allow` header of a 405 ([`allowed_methods`]).
+//! the handlers of `product`, `inventory`, `order`, `notification`, `ops` and `upstream` (its
+//! `GET /gateway/routes`; the routes of `--routes` are the operator's, not agora's), from the
+//! types they send and receive (`ToSchema`), and from the registry's [`RegistryApi`]. [`COMMON`]
+//! adds the answers that whole kinds of routes share (a bad body, the 401 and 429 of `admit`, the
+//! timeout of `serve`), as reusable responses with [`ErrorBody`], and [`PARTIAL_LIST`] the
+//! headers of a list gathered from the cluster's nodes. The document is built once; the gateway
+//! also reads it for the `Allow` header of a 405 ([`allowed_methods`]).
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock};
@@ -20,7 +22,7 @@ use warp::Filter;
 
 use super::error::{ApiError, ErrorBody};
 use super::filters::{call, serve, Call};
-use super::{inventory, notification, ops, order, product, GatewayCtx};
+use super::{inventory, notification, ops, order, product, upstream, GatewayCtx};
 use crate::registry::RegistryApi;
 
 /// The security scheme of `/api` (`--auth-jwt-secret` or `--auth-jwt-public-key`).
@@ -49,6 +51,7 @@ const REGISTRY_ERROR: &str = "RegistryError";
         notification::stream,
         ops::health,
         ops::metrics,
+        upstream::list,
         openapi_json,
     ),
     components(schemas(ErrorBody))
@@ -183,6 +186,19 @@ const COMMON: &[Common] = &[
     },
 ];
 
+/// The headers of a list gathered from the cluster's nodes (`filters::page`) when a node did not
+/// answer and its part is missing.
+const PARTIAL_LIST: &[(&str, &str)] = &[
+    (
+        "x-partial-results",
+        "The nodes, comma-separated, that did not answer: their part of the list is missing",
+    ),
+    (
+        "warning",
+        "`199 agora \"partial list: no answer from NODES\"`, with `X-Partial-Results`",
+    ),
+];
+
 impl Common {
     fn response(&self) -> Response {
         let body = Content::new(Some(Ref::from_schema_name(self.body)));
@@ -235,8 +251,9 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut O
     .filter_map(|(method, operation)| Some((method, operation.as_mut()?)))
 }
 
-/// Adds the shared answers that apply to `operation` (keeping any it describes itself) and the
-/// credentials it may need, and files the registry's operations under one tag.
+/// Adds the shared answers that apply to `operation` (keeping any it describes itself), the
+/// headers of a partial list to a page of one (an operation with `limit`) and the credentials it
+/// may need, and files the registry's operations under one tag.
 fn complete(path: &str, method: &str, operation: &mut Operation) {
     let route = Route {
         path,
@@ -245,6 +262,15 @@ fn complete(path: &str, method: &str, operation: &mut Operation) {
     };
     if route.under("/eureka") {
         operation.tags = Some(vec!["registry".into()]);
+    }
+    let paged = (operation.parameters.iter().flatten())
+        .any(|p| matches!(p, RefOr::T(parameter) if parameter.name == "limit"));
+    if let (true, Some(RefOr::T(page))) = (paged, operation.responses.responses.get_mut("200")) {
+        for (name, description) in PARTIAL_LIST {
+            let mut header = Header::default();
+            header.description = Some((*description).into());
+            page.headers.insert((*name).into(), header.into());
+        }
     }
     for common in COMMON.iter().filter(|c| (c.applies)(&route)) {
         let reference = Ref::new(format!("#/components/responses/{}", common.name));
@@ -341,6 +367,7 @@ mod tests {
         ("get", "/api/notifications/stream"),
         ("get", "/health"),
         ("get", "/metrics"),
+        ("get", "/gateway/routes"),
         ("get", "/openapi.json"),
         ("get", "/eureka/apps"),
         ("get", "/eureka/apps/delta"),
@@ -397,6 +424,17 @@ mod tests {
         // "delta" is also an app name: register takes POST there.
         assert_eq!(allowed("/eureka/apps/delta"), "GET, POST");
         assert_eq!(allowed("/api/nothing/here"), "");
+    }
+
+    #[test]
+    fn gathered_lists_document_their_partial_headers() {
+        let doc = serde_json::to_value(document()).unwrap();
+        for path in ["/api/product", "/api/order", "/api/notifications"] {
+            let headers = &doc["paths"][path]["get"]["responses"]["200"]["headers"];
+            for name in ["x-partial-results", "warning"] {
+                assert!(headers[name]["description"].is_string(), "{path} {name}");
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! Operations routes: `GET /health` (status per component: storage, kafka, registry, actors),
-//! `GET /metrics` (Prometheus text), and, only when fault injection is on, the test hook
-//! `POST /_test/panic/{kind}/{key}` that makes an entity actor panic.
+//! Operations routes: `GET /health` (status per component: storage, kafka, registry, actors,
+//! cluster), `GET /metrics` (Prometheus text), and, only when fault injection is on, the test
+//! hook `POST /_test/panic/{kind}/{key}` that makes an entity actor panic.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +22,8 @@ use crate::actors::notifier::NotifierMsg;
 use crate::actors::order::OrderEntity;
 use crate::actors::product::ProductEntity;
 use crate::actors::stock::Stock;
-use crate::actors::{request, ShopError};
+use crate::actors::{request, Directory, ShopError};
+use crate::config::Role;
 use crate::domain::{OrderNumber, ProductId, Sku};
 use crate::health::{ComponentHealth, Status};
 use crate::registry::NOTIFICATION_SERVICE;
@@ -86,6 +87,8 @@ pub struct Components {
     registry: ComponentHealth,
     /// The product, stock and order supervisors.
     actors: ComponentHealth,
+    /// The other members of the cluster and whether each is reachable.
+    cluster: ComponentHealth,
 }
 
 /// The worst of `parts`, with their details joined.
@@ -118,13 +121,16 @@ async fn health(call: Call) -> Result<Response, ApiError> {
     let notifier = ractor::registry::where_is(format!("{}/notifier", ctx.node))
         .map(ActorRef::<NotifierMsg>::from)
         .ok_or_else(|| ShopError::Unavailable("the notifier is not running".into()));
+    let notification = async {
+        if !ctx.roles.contains(&Role::Notification) {
+            return ComponentHealth::up("the notification service runs on other nodes");
+        }
+        let service = ctx.directory.resolve(NOTIFICATION_SERVICE);
+        probe::<NotificationMsg>(service, NotificationMsg::Health).await
+    };
     let (notifier, notification, product, stock, order) = tokio::join!(
         probe(notifier, NotifierMsg::Health),
-        probe(
-            ctx.directory
-                .resolve::<NotificationMsg>(NOTIFICATION_SERVICE),
-            NotificationMsg::Health
-        ),
+        notification,
         supervisor_health::<ProductEntity>(ctx),
         supervisor_health::<Stock>(ctx),
         supervisor_health::<OrderEntity>(ctx),
@@ -139,12 +145,14 @@ async fn health(call: Call) -> Result<Response, ApiError> {
         kafka: worst(&[&notifier, &notification]),
         registry,
         actors: worst(&[&product, &stock, &order]),
+        cluster: cluster_health(&ctx.directory),
     };
     let overall = worst(&[
         &components.storage,
         &components.kafka,
         &components.registry,
         &components.actors,
+        &components.cluster,
     ])
     .status;
     let code = if overall == Status::Down {
@@ -158,6 +166,28 @@ async fn health(call: Call) -> Result<Response, ApiError> {
         components,
     };
     Ok(json_response(code, &body))
+}
+
+/// The other members and whether each is reachable; DEGRADED while one is not (its keys
+/// answer 503, the rest are served).
+fn cluster_health(directory: &Directory) -> ComponentHealth {
+    let Some(links) = &directory.links else {
+        return ComponentHealth::up("single node");
+    };
+    let peers: Vec<(&str, bool)> = directory
+        .layout
+        .peers()
+        .map(|node| (node, links.is_up(node)))
+        .collect();
+    let detail = peers
+        .iter()
+        .map(|(node, up)| format!("{node} {}", if *up { "reachable" } else { "unreachable" }))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match peers.iter().all(|(_, up)| *up) {
+        true => ComponentHealth::up(detail),
+        false => ComponentHealth::degraded(detail),
+    }
 }
 
 /// Counters and histograms in the Prometheus text format.

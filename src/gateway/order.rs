@@ -13,8 +13,10 @@ use warp::Filter;
 use super::error::{ApiError, ErrorBody};
 use super::filters::{call, created, json_response, page, serve, Call, Paging, WholeNumber};
 use super::GatewayCtx;
-use crate::actors::order::{OrderCommand, OrderEntity, OrderQuery, RequestedLine};
+use crate::actors::order::{CancelOrder, GetOrder, PlaceOrder, RequestedLine};
 use crate::actors::ShopError;
+use crate::cluster::remote::{list_orders, ListRequest};
+use crate::config::Role;
 use crate::domain::{
     parse_line_quantity, Amount, Invalid, LineJson, Order, OrderNumber, OrderStatus, Price, Sku,
     MAX_ORDER_LINES,
@@ -166,10 +168,7 @@ async fn place(call: Call) -> Result<Response, ApiError> {
     let number = key
         .as_deref()
         .map_or_else(OrderNumber::new, OrderNumber::for_idempotency_key);
-    let placed = call
-        .ctx
-        .entity::<OrderEntity, _>(number, |reply| OrderCommand::Place { lines, reply })
-        .await?;
+    let placed = call.ctx.ask(number, PlaceOrder { lines }).await?;
     let body = OrderJson::from(&placed.order);
     let mut response = created(format!("/api/order/{number}"), &body);
     if !placed.created {
@@ -192,20 +191,23 @@ async fn list(call: Call) -> Result<Response, ApiError> {
         .query_param("after")?
         .map(|raw| OrderNumber::parse(&raw))
         .transpose()?;
-    let orders = call
-        .ctx
-        .query::<OrderEntity, _>(|reply| OrderQuery::List {
-            after,
-            limit,
-            reply,
-        })
+    let directory = &call.ctx.directory;
+    let mut gathered = directory
+        .gather(
+            directory.owners_of(Role::Order),
+            ListRequest::Orders { after, limit },
+            list_orders(directory, after, limit),
+        )
         .await?;
+    let orders = &mut gathered.items;
+    orders.sort_by_key(|o| o.number);
+    orders.truncate(limit);
     let next = orders
         .last()
         .filter(|_| orders.len() == limit)
         .map(|o| o.number.to_string());
     let orders: Vec<OrderJson> = orders.iter().map(OrderJson::from).collect();
-    Ok(page(&orders, next))
+    Ok(page(&orders, next, &gathered.missing))
 }
 
 fn parse_number(raw: &str) -> Result<OrderNumber, ApiError> {
@@ -221,10 +223,7 @@ fn parse_number(raw: &str) -> Result<OrderNumber, ApiError> {
     ))]
 async fn get(call: Call, number: String) -> Result<Response, ApiError> {
     let number = parse_number(&number)?;
-    let order = call
-        .ctx
-        .entity::<OrderEntity, _>(number, |reply| OrderCommand::Get { reply })
-        .await?;
+    let order = call.ctx.ask(number, GetOrder {}).await?;
     Ok(json_response(StatusCode::OK, &OrderJson::from(&order)))
 }
 
@@ -238,9 +237,6 @@ async fn get(call: Call, number: String) -> Result<Response, ApiError> {
     ))]
 async fn cancel(call: Call, number: String) -> Result<Response, ApiError> {
     let number = parse_number(&number)?;
-    let order = call
-        .ctx
-        .entity::<OrderEntity, _>(number, |reply| OrderCommand::Cancel { reply })
-        .await?;
+    let order = call.ctx.ask(number, CancelOrder {}).await?;
     Ok(json_response(StatusCode::OK, &OrderJson::from(&order)))
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warp::filters::BoxedFilter;
@@ -14,10 +15,12 @@ use super::error::{ApiError, ErrorBody};
 use super::filters::{call, created, json_response, page, serve, Call, Paging, WholeNumber};
 use super::GatewayCtx;
 use crate::actors::product::{
-    ProductChanges, ProductCommand, ProductEntity, ProductQuery, ProductView,
+    CreateProduct, DeleteProduct, GetProduct, ProductChanges, ProductView, UpdateProduct,
 };
-use crate::actors::stock::{Stock, StockCommand};
+use crate::actors::stock::GetStock;
 use crate::actors::ShopError;
+use crate::cluster::remote::{list_products, ListRequest};
+use crate::config::Role;
 use crate::domain::{
     parse_stock, Amount, Description, Invalid, Price, Product, ProductId, ProductName, Sku,
 };
@@ -146,11 +149,7 @@ async fn create(call: Call) -> Result<Response, ApiError> {
     };
     let view = call
         .ctx
-        .entity::<ProductEntity, _>(id, |reply| ProductCommand::Create {
-            product,
-            quantity,
-            reply,
-        })
+        .ask(id, CreateProduct { product, quantity })
         .await?;
     Ok(created(
         format!("/api/product/{id}"),
@@ -170,26 +169,37 @@ async fn list(call: Call) -> Result<Response, ApiError> {
         .query_param("after")?
         .map(|raw| ProductId::parse(&raw))
         .transpose()?;
-    let views = call
-        .ctx
-        .query::<ProductEntity, _>(|reply| ProductQuery::List {
-            after,
-            limit,
-            reply,
-        })
+    let ctx = &call.ctx;
+    let directory = &ctx.directory;
+    let mut gathered = directory
+        .gather(
+            directory.owners_of(Role::Product),
+            ListRequest::Products { after, limit },
+            list_products(directory, after, limit),
+        )
         .await?;
+    let views = &mut gathered.items;
+    views.sort_by_key(|v| v.product.id);
+    views.truncate(limit);
+    if !directory.layout.is_single() {
+        // Each node counted its products' stock from its own storage; the stock may live on
+        // another node.
+        let products = views.drain(..).map(|v| with_quantity(ctx, v.product));
+        *views = join_all(products)
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+    }
     let next = views
         .last()
         .filter(|_| views.len() == limit)
         .map(|v| v.product.id.to_string());
     let views: Vec<ProductJson> = views.iter().map(ProductJson::from).collect();
-    Ok(page(&views, next))
+    Ok(page(&views, next, &gathered.missing))
 }
 
 async fn with_quantity(ctx: &GatewayCtx, product: Product) -> Result<ProductView, ApiError> {
-    let stock = ctx
-        .entity::<Stock, _>(product.sku.clone(), |reply| StockCommand::Get { reply })
-        .await?;
+    let stock = ctx.ask(product.sku.clone(), GetStock {}).await?;
     Ok(ProductView {
         quantity: stock.map_or(0, |s| s.quantity),
         product,
@@ -204,10 +214,7 @@ async fn with_quantity(ctx: &GatewayCtx, product: Product) -> Result<ProductView
 ))]
 async fn get(call: Call, id: String) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let product = call
-        .ctx
-        .entity::<ProductEntity, _>(id, |reply| ProductCommand::Get { reply })
-        .await?;
+    let product = call.ctx.ask(id, GetProduct {}).await?;
     let view = with_quantity(&call.ctx, product).await?;
     Ok(json_response(StatusCode::OK, &ProductJson::from(&view)))
 }
@@ -230,10 +237,7 @@ async fn update(call: Call, id: String) -> Result<Response, ApiError> {
     if named_sku && ProductId::for_sku(&sku) != id {
         return Err(Invalid::new("skuCode", "cannot change: it identifies the product").into());
     }
-    let product = call
-        .ctx
-        .entity::<ProductEntity, _>(id, |reply| ProductCommand::Update { changes, reply })
-        .await?;
+    let product = call.ctx.ask(id, UpdateProduct { changes }).await?;
     let view = with_quantity(&call.ctx, product).await?;
     Ok(json_response(StatusCode::OK, &ProductJson::from(&view)))
 }
@@ -246,9 +250,7 @@ async fn update(call: Call, id: String) -> Result<Response, ApiError> {
 ))]
 async fn delete(call: Call, id: String) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    call.ctx
-        .entity::<ProductEntity, _>(id, |reply| ProductCommand::Delete { reply })
-        .await?;
+    call.ctx.ask(id, DeleteProduct {}).await?;
     Ok(warp::reply::Reply::into_response(StatusCode::NO_CONTENT))
 }
 

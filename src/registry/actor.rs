@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::instance::{Action, Instance, Status};
+use super::replication::{instance_of, Replication};
 use super::snapshot::{now_millis, Change, Lease, Record, Snapshot, RETENTION};
 
 /// What the registry actor is asked to do. Requests about one instance name it by its [`Key`];
@@ -50,6 +51,10 @@ pub(crate) enum RegistryMsg {
     },
     /// Timer tick: expire leases that ran out, drop old changes and long-expired instances.
     CheckLeases,
+    /// From now on, send every change made here to `sink` (the cluster sends it to the peers).
+    ReplicateTo(mpsc::UnboundedSender<Replication>),
+    /// A change a peer made: apply it, without sending it on.
+    Replicated(Replication),
 }
 
 /// Names one instance: its app (upper case) and its instance id (decoded).
@@ -83,6 +88,8 @@ pub(crate) struct RegistryState {
     publish: watch::Sender<Arc<Snapshot>>,
     /// The lease timer; aborted when the actor stops.
     timer: JoinHandle<()>,
+    /// Where changes made here go when the node is in a cluster.
+    replicate: Option<mpsc::UnboundedSender<Replication>>,
 }
 
 impl Actor for RegistryActor {
@@ -105,6 +112,7 @@ impl Actor for RegistryActor {
             snapshot,
             publish: args.publish,
             timer,
+            replicate: None,
         })
     }
 
@@ -130,16 +138,34 @@ impl Actor for RegistryActor {
                 lease,
                 reply,
             } => {
+                let key = Key::new(&instance.app, &instance.instance_id);
                 state.register(*instance, lease, now);
+                state.replicate(&key, Replication::register);
                 answer(reply, ())
             }
-            RegistryMsg::Renew { key, reply } => answer(reply, state.renew(&key, now)),
-            RegistryMsg::Cancel { key, reply } => answer(reply, state.cancel(&key, now)),
+            RegistryMsg::Renew { key, reply } => {
+                let renewed = state.renew(&key, now);
+                if renewed {
+                    state.replicate(&key, Replication::renew);
+                }
+                answer(reply, renewed)
+            }
+            RegistryMsg::Cancel { key, reply } => {
+                let found = state.cancel(&key, now);
+                if let (true, Some(sink)) = (found, &state.replicate) {
+                    let _ = sink.send(Replication::Cancel {
+                        app: key.app,
+                        id: key.id,
+                    });
+                }
+                answer(reply, found)
+            }
             RegistryMsg::OverrideStatus { key, status, reply } => {
                 let found = state.modify(&key, now, |r| {
                     r.info.overridden_status = status;
                     r.info.status = status;
                 });
+                state.replicate(&key, Replication::register);
                 answer(reply, found)
             }
             RegistryMsg::RemoveOverride { key, status, reply } => {
@@ -147,17 +173,24 @@ impl Actor for RegistryActor {
                     r.info.overridden_status = Status::Unknown;
                     r.info.status = status.unwrap_or(r.reported);
                 });
+                state.replicate(&key, Replication::register);
                 answer(reply, found)
             }
             RegistryMsg::UpdateMetadata {
                 key,
                 entries,
                 reply,
-            } => answer(
-                reply,
-                state.modify(&key, now, |r| r.info.metadata.extend(entries)),
-            ),
+            } => {
+                let found = state.modify(&key, now, |r| r.info.metadata.extend(entries));
+                state.replicate(&key, Replication::register);
+                answer(reply, found)
+            }
             RegistryMsg::CheckLeases => state.check_leases(now),
+            RegistryMsg::ReplicateTo(sink) => {
+                state.replicate = Some(sink);
+                false
+            }
+            RegistryMsg::Replicated(change) => state.apply_replicated(change, now),
         };
         if changed {
             state.publish.send_replace(Arc::new(state.snapshot.clone()));
@@ -176,6 +209,36 @@ fn answer<T>(reply: RpcReplyPort<T>, value: T) -> bool {
 }
 
 impl RegistryState {
+    /// Sends the instance `key` names, as `change` renders it, to the peers (if clustered).
+    fn replicate(&self, key: &Key, change: fn(&Instance, Duration) -> Replication) {
+        if let (Some(sink), Some(record)) = (&self.replicate, self.snapshot.find(&key.app, &key.id))
+        {
+            let _ = sink.send(change(&record.info, record.lease.duration));
+        }
+    }
+
+    fn apply_replicated(&mut self, change: Replication, now: Instant) -> bool {
+        match change {
+            Replication::Register { instance, lease_ms } => {
+                if let Some((info, lease)) = instance_of(&instance, lease_ms) {
+                    self.register(info, lease, now);
+                }
+            }
+            Replication::Renew { instance, lease_ms } => {
+                if let Some((info, lease)) = instance_of(&instance, lease_ms) {
+                    let key = Key::new(&info.app, &info.instance_id);
+                    if !self.renew(&key, now) {
+                        self.register(info, lease, now);
+                    }
+                }
+            }
+            Replication::Cancel { app, id } => {
+                self.cancel(&Key::new(&app, &id), now);
+            }
+        }
+        true
+    }
+
     fn register(&mut self, mut info: Instance, lease: Duration, now: Instant) {
         let millis = now_millis();
         let previous = self.snapshot.find(&info.app, &info.instance_id).cloned();

@@ -154,6 +154,26 @@ impl Snapshot {
         let chosen = local.first().or(remote.first())?;
         chosen.info.metadata.get("actor").cloned()
     }
+
+    /// The address and port of every UP instance of `app` whose port is enabled, by instance id.
+    pub(crate) fn up_addresses(&self, app: &str) -> Vec<(String, u16)> {
+        let Some(instances) = self.apps.get(&app.to_ascii_uppercase()) else {
+            return Vec::new();
+        };
+        instances
+            .values()
+            .map(|r| &r.info)
+            .filter(|i| i.status == Status::Up && i.port.enabled)
+            .filter_map(|i| {
+                let host = if i.ip_addr.is_empty() {
+                    &i.host_name
+                } else {
+                    &i.ip_addr
+                };
+                Some((host.clone(), u16::try_from(i.port.number).ok()?))
+            })
+            .collect()
+    }
 }
 
 /// Milliseconds since the Unix epoch, as Eureka's timestamps are.

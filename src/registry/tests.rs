@@ -474,3 +474,23 @@ async fn dashboard_escapes_client_values() {
     assert!(!html.contains("<script>"), "{html}");
     assert!(html.contains("WEB"), "{html}");
 }
+
+#[tokio::test]
+async fn up_instances_are_up_with_an_enabled_port_in_id_order() {
+    let (registry, api) = start("t-up", Duration::from_secs(90)).await;
+    for (id, port, enabled) in [("b", 9002, true), ("a", 9001, true), ("c", 9003, false)] {
+        let body = format!(
+            r#"{{"instance":{{"instanceId":"{id}","hostName":"h-{id}","app":"SHOP","ipAddr":"127.0.0.1",
+            "port":{{"$":{port},"@enabled":"{enabled}"}},"dataCenterInfo":{{"name":"MyOwn"}}}}}}"#
+        );
+        assert_eq!(api.post("/eureka/apps/SHOP", &body).await.status, 204);
+    }
+    let up = |port| ("127.0.0.1".to_owned(), port);
+    assert_eq!(registry.up_instances("shop"), vec![up(9001), up(9002)]);
+    let res = api
+        .call("PUT", "/eureka/apps/SHOP/a/status?value=OUT_OF_SERVICE")
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(registry.up_instances("SHOP"), vec![up(9002)]);
+    assert!(registry.up_instances("nobody").is_empty());
+}

@@ -204,6 +204,14 @@ pub(crate) fn instance(info: &Instance, action: Action, format: Format) -> Respo
     }
 }
 
+/// `{"instance": {...}}` as text: the body a client registers with, which peers replicate.
+pub(crate) fn instance_body(info: &Instance, action: Action) -> String {
+    let body = InstanceEnvelope {
+        instance: instance_json(info, action),
+    };
+    serde_json::to_string(&body).expect("a JSON value serializes")
+}
+
 /// A handled error: `{"error": "...", "message": "..."}`.
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     let body = RegistryError {

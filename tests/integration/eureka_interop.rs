@@ -2,8 +2,10 @@
 //! (`tests/interop/eureka_client.py`) registers, renews, fetches full and delta registries as XML,
 //! discovers itself and calls itself; a deleted instance is re-registered after its renew gets
 //! 404; on stop the client cancels. Needs the virtualenv `.ci/run` makes, found through
-//! `AGORA_PYTHON`; without it the test says so and passes.
+//! `AGORA_PYTHON`; without it the test says so and passes. `gateway_routes` starts its Python
+//! services with the helpers here ([`start_script`], [`expect_line`]).
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use super::support::{agora_python, TestApp};
 const APP: &str = "INTEROP-SVC";
 
 /// Reads the script's lines until one starts with `prefix`; returns the rest of it.
-async fn expect_line(lines: &mut Lines<BufReader<ChildStdout>>, prefix: &str) -> String {
+pub(super) async fn expect_line(lines: &mut Lines<BufReader<ChildStdout>>, prefix: &str) -> String {
     let read = async {
         while let Some(line) = lines.next_line().await.expect("script output") {
             if let Some(rest) = line.strip_prefix(prefix) {
@@ -29,6 +31,30 @@ async fn expect_line(lines: &mut Lines<BufReader<ChildStdout>>, prefix: &str) ->
     tokio::time::timeout(Duration::from_secs(60), read)
         .await
         .unwrap_or_else(|_| panic!("no {prefix:?} line within 60 s"))
+}
+
+/// Runs `tests/interop/{script}` with `python`, the registry URL of `app` and `args`, and reads
+/// its output lines; closing its stdin stops it, and so does dropping it.
+pub(super) fn start_script(
+    python: &Path,
+    script: &str,
+    app: &TestApp,
+    args: &[&str],
+) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let mut child = Command::new(python)
+        .arg(format!(
+            "{}/tests/interop/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(format!("{}/eureka/", app.base))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python starts");
+    let lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    (child, lines)
 }
 
 /// Whether the instance is UP in the JSON and the XML registry and on the dashboard.
@@ -69,19 +95,7 @@ async fn py_eureka_client_registers_renews_discovers_and_cancels() {
         return;
     };
     let app = TestApp::spawn().await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/interop/eureka_client.py"
-    );
-    let mut child: Child = Command::new(python)
-        .arg(script)
-        .arg(format!("{}/eureka/", app.base))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let (mut child, mut lines) = start_script(&python, "eureka_client.py", &app, &[]);
 
     let id = expect_line(&mut lines, "registered ").await;
     let body = expect_line(&mut lines, "discovered ").await;

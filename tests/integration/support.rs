@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agora::app::App;
@@ -19,6 +19,8 @@ pub struct TestApp {
     /// The node's Kafka bootstrap servers (its embedded broker unless configured otherwise).
     pub kafka_brokers: String,
     pub client: Client,
+    /// Every line a child process printed (logs included); empty in process.
+    pub log: Arc<Mutex<Vec<String>>>,
     runner: Runner,
     _dir: Option<tempfile::TempDir>,
 }
@@ -47,6 +49,7 @@ impl TestApp {
             base,
             kafka_brokers: app.kafka_brokers.clone(),
             client: client(),
+            log: Arc::default(),
             runner: Runner::InProcess(Some(app)),
             _dir: Some(dir),
         }
@@ -58,17 +61,21 @@ impl TestApp {
         let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
             .args(["serve", "--http", "127.0.0.1:0", "--data"])
             .arg(data)
-            .envs(extra_env.iter().copied())
             .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .envs(extra_env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("agora binary starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = log.clone();
         std::thread::spawn(move || {
             let mut gateway = String::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().expect("log lock").push(line.clone());
                 let mut words = line.split_whitespace();
                 match (words.next(), words.next()) {
                     (Some("gateway"), Some(url)) => {
@@ -88,6 +95,7 @@ impl TestApp {
             base,
             kafka_brokers,
             client: client(),
+            log,
             runner: Runner::Process(child),
             _dir: None,
         };
@@ -102,6 +110,28 @@ impl TestApp {
             child.kill().expect("kill -9");
             child.wait().expect("reaped");
         }
+    }
+
+    /// Sends a signal (`"STOP"`, `"CONT"`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let Runner::Process(child) = &self.runner else {
+            panic!("only a child process takes signals");
+        };
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -{signal}");
+    }
+
+    /// Whether the process printed a line containing `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.log
+            .lock()
+            .expect("log lock")
+            .iter()
+            .any(|l| l.contains(text))
     }
 
     pub async fn shutdown(mut self) {
@@ -126,6 +156,17 @@ impl TestApp {
             req = req.json(&body);
         }
         req.send().await.expect("request is answered")
+    }
+
+    /// The body of `GET path` with an `Accept` header.
+    pub async fn get_accept(&self, path: &str, accept: &str) -> String {
+        let request = self.client.get(format!("{}{path}", self.base));
+        let response = request
+            .header("accept", accept)
+            .send()
+            .await
+            .expect("answered");
+        response.text().await.expect("a body")
     }
 
     pub async fn get(&self, path: &str) -> Response {

@@ -1,0 +1,263 @@
+//! Links to the other nodes: which peer is reachable, a circuit breaker per node, and the
+//! calls themselves.
+//!
+//! The links actor owns the breakers and rebuilds a [`View`] every tick from three sources:
+//! the process groups (a node whose TCP session closed has left them), the registry (a node
+//! whose heartbeats stopped is DOWN there after its lease, which catches a frozen node whose
+//! socket stays open), and the breakers (three failed calls in a row open one for a second,
+//! then a call may probe it again). Callers read the latest view without a round trip, so a
+//! call to a node known down fails at once with `Unavailable` (503 with Retry-After), and
+//! report each call's outcome back with a cast.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::peer::{group_of, PeerMsg, ALL_PEERS};
+use super::remote::{decode_answer, Envelope, RemoteRequest};
+use super::trace::current_request_id;
+use crate::actors::ShopError;
+use crate::codec;
+use crate::registry::Registry;
+
+/// Failed calls in a row that open a node's breaker.
+const FAILURES_TO_OPEN: u32 = 3;
+/// How long an open breaker refuses calls before it lets a probe through.
+const OPEN_FOR: Duration = Duration::from_secs(1);
+/// How often the view is rebuilt.
+const TICK: Duration = Duration::from_millis(200);
+
+/// What callers know of each other node.
+#[derive(Default)]
+pub struct View {
+    peers: HashMap<String, Reach>,
+}
+
+#[derive(Clone)]
+enum Reach {
+    Up(ActorRef<PeerMsg>),
+    Down(&'static str),
+}
+
+/// A handle for calls to other nodes; cheap to clone.
+#[derive(Clone)]
+pub struct Links {
+    node: String,
+    view: watch::Receiver<Arc<View>>,
+    actor: ActorRef<LinksMsg>,
+    timeout: Duration,
+}
+
+impl Links {
+    /// Sends `request` to `node` and decodes its answer. Fails at once when the node is known
+    /// down, and after the remote timeout when it does not answer.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        node: &str,
+        request: RemoteRequest,
+    ) -> Result<T, ShopError> {
+        let peer = match self.view.borrow().peers.get(node) {
+            Some(Reach::Up(peer)) => peer.clone(),
+            Some(Reach::Down(why)) => {
+                return Err(ShopError::Unavailable(format!("node {node} is {why}")))
+            }
+            None => {
+                return Err(ShopError::Unavailable(format!(
+                    "node {node} is not known yet"
+                )))
+            }
+        };
+        let envelope = Envelope {
+            from: self.node.clone(),
+            request_id: current_request_id(),
+            request,
+        };
+        let bytes = codec::encode(&envelope)
+            .map_err(|e| ShopError::Internal(format!("a request does not encode: {e}")))?;
+        let outcome = peer
+            .call(|reply| PeerMsg::Call(bytes, reply), Some(self.timeout))
+            .await;
+        let answered = matches!(outcome, Ok(CallResult::Success(_)));
+        let _ = self.actor.cast(LinksMsg::Outcome {
+            node: node.to_owned(),
+            answered,
+        });
+        match outcome {
+            Ok(CallResult::Success(answer)) => decode_answer(&answer),
+            Ok(CallResult::Timeout) => Err(ShopError::Unavailable(format!(
+                "node {node} did not answer within {:?}",
+                self.timeout
+            ))),
+            _ => Err(ShopError::Unavailable(format!("node {node} went away"))),
+        }
+    }
+
+    /// Whether `node` is reachable now.
+    pub fn is_up(&self, node: &str) -> bool {
+        matches!(self.view.borrow().peers.get(node), Some(Reach::Up(_)))
+    }
+
+    /// Sends a registry change to every connected peer, without waiting.
+    pub fn broadcast(&self, change: Vec<u8>) {
+        for cell in ractor::pg::get_members(&ALL_PEERS.to_owned()) {
+            if !cell.get_id().is_local() {
+                let _ = ActorRef::<PeerMsg>::from(cell).cast(PeerMsg::Replicate(change.clone()));
+            }
+        }
+    }
+}
+
+pub enum LinksMsg {
+    Tick,
+    Outcome { node: String, answered: bool },
+}
+
+impl ractor::Message for LinksMsg {}
+
+#[derive(Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+struct LinksActor;
+
+struct LinksState {
+    registry: Registry,
+    /// The other nodes to watch: the members, and any node seen in the peer group.
+    nodes: BTreeSet<String>,
+    node: String,
+    breakers: HashMap<String, Breaker>,
+    publish: watch::Sender<Arc<View>>,
+    timer: JoinHandle<()>,
+}
+
+struct LinksArgs {
+    node: String,
+    members: BTreeSet<String>,
+    registry: Registry,
+    publish: watch::Sender<Arc<View>>,
+}
+
+impl Actor for LinksActor {
+    type Msg = LinksMsg;
+    type State = LinksState;
+    type Arguments = LinksArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<LinksMsg>,
+        args: LinksArgs,
+    ) -> Result<LinksState, ActorProcessingErr> {
+        Ok(LinksState {
+            registry: args.registry,
+            nodes: args.members,
+            node: args.node,
+            breakers: HashMap::new(),
+            publish: args.publish,
+            timer: myself.send_interval(TICK, || LinksMsg::Tick),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<LinksMsg>,
+        state: &mut LinksState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.timer.abort();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<LinksMsg>,
+        message: LinksMsg,
+        state: &mut LinksState,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = Instant::now();
+        match message {
+            LinksMsg::Tick => {}
+            LinksMsg::Outcome { node, answered } => {
+                let breaker = state.breakers.entry(node.clone()).or_default();
+                if answered {
+                    *breaker = Breaker::default();
+                    return Ok(());
+                }
+                breaker.failures += 1;
+                if breaker.failures >= FAILURES_TO_OPEN {
+                    if breaker.open_until.is_none_or(|until| until <= now) {
+                        tracing::warn!(node, "circuit breaker open: calls to it fail fast");
+                    }
+                    breaker.open_until = Some(now + OPEN_FOR);
+                }
+            }
+        }
+        state.publish_view(now);
+        Ok(())
+    }
+}
+
+impl LinksState {
+    fn publish_view(&mut self, now: Instant) {
+        let prefix = group_of("");
+        for group in ractor::pg::which_groups() {
+            if let Some(node) = group.strip_prefix(&prefix) {
+                if node != self.node {
+                    self.nodes.insert(node.to_owned());
+                }
+            }
+        }
+        let mut view = View::default();
+        for node in &self.nodes {
+            let peer = ractor::pg::get_members(&group_of(node))
+                .into_iter()
+                .find(|cell| !cell.get_id().is_local());
+            let open = self
+                .breakers
+                .get(node)
+                .and_then(|b| b.open_until)
+                .is_some_and(|until| until > now);
+            let reach = match peer {
+                None => Reach::Down("not connected"),
+                Some(_) if !self.registry.node_up(node) => Reach::Down("DOWN (its lease ran out)"),
+                Some(_) if open => Reach::Down("failing (circuit breaker open)"),
+                Some(cell) => Reach::Up(ActorRef::from(cell)),
+            };
+            view.peers.insert(node.clone(), reach);
+        }
+        self.publish.send_replace(Arc::new(view));
+    }
+}
+
+/// Starts the links actor, linked to `root`.
+pub async fn start_links(
+    node: &str,
+    members: BTreeSet<String>,
+    registry: Registry,
+    timeout: Duration,
+    root: ractor::ActorCell,
+) -> anyhow::Result<Links> {
+    let (publish, view) = watch::channel(Arc::new(View::default()));
+    let args = LinksArgs {
+        node: node.to_owned(),
+        members,
+        registry,
+        publish,
+    };
+    let name = format!("{node}/links");
+    let (actor, _) = Actor::spawn_linked(Some(name.clone()), LinksActor, args, root)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start {name}: {e}"))?;
+    Ok(Links {
+        node: node.to_owned(),
+        view,
+        actor,
+        timeout,
+    })
+}

@@ -1,0 +1,116 @@
+//! The peer actor: this node's door for other nodes. It is the one actor with a serialisable
+//! message type, so ractor_cluster advertises it to every connected node; it joins the process
+//! groups `agora.peers` (everyone) and `agora.peer.{node}` (this node), which ractor keeps in
+//! sync across the cluster, and that is how others find it.
+//!
+//! A call carries an encoded [`Envelope`]; each is served in its own task (so a slow entity
+//! never holds up the others) by `remote::serve`, under a span with the caller's request id.
+//! A replication message goes to the local registry.
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorClusterMessage;
+use tracing::Instrument;
+
+use super::remote::{self, Envelope};
+use crate::actors::{Directory, ShopError};
+use crate::codec;
+use crate::registry::Replication;
+use crate::storage::Storage;
+
+/// The process group every node's peer actor joins.
+pub const ALL_PEERS: &str = "agora.peers";
+
+/// The process group of one node's peer actor.
+pub fn group_of(node: &str) -> String {
+    format!("agora.peer.{node}")
+}
+
+#[derive(RactorClusterMessage)]
+pub enum PeerMsg {
+    /// A registry change made on another node (an encoded [`Replication`]).
+    Replicate(Vec<u8>),
+    /// An encoded [`Envelope`]; the answer is what `remote::serve` encodes.
+    #[rpc]
+    Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
+}
+
+pub struct PeerActor;
+
+pub struct PeerArgs {
+    pub node: String,
+    pub directory: Directory,
+    pub storage: Storage,
+}
+
+impl Actor for PeerActor {
+    type Msg = PeerMsg;
+    type State = PeerArgs;
+    type Arguments = PeerArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<PeerMsg>,
+        args: PeerArgs,
+    ) -> Result<PeerArgs, ActorProcessingErr> {
+        ractor::pg::join(ALL_PEERS.into(), vec![myself.get_cell()]);
+        ractor::pg::join(group_of(&args.node), vec![myself.get_cell()]);
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<PeerMsg>,
+        message: PeerMsg,
+        state: &mut PeerArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            PeerMsg::Replicate(bytes) => match codec::decode::<Replication>(&bytes) {
+                Ok(change) => state.directory.registry.apply_replicated(change),
+                Err(e) => tracing::warn!(error = %e, "a peer's registry change does not decode"),
+            },
+            PeerMsg::Call(bytes, reply) => {
+                let (directory, storage) = (state.directory.clone(), state.storage.clone());
+                tokio::spawn(async move {
+                    let answer = serve_call(&directory, &storage, &bytes).await;
+                    let _ = reply.send(answer);
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn serve_call(directory: &Directory, storage: &Storage, bytes: &[u8]) -> Vec<u8> {
+    let envelope = match codec::decode::<Envelope>(bytes) {
+        Ok(envelope) => envelope,
+        Err(e) => {
+            let error: Result<(), ShopError> = Err(ShopError::Internal(format!(
+                "a request does not decode: {e}"
+            )));
+            return codec::encode(&error).unwrap_or_default();
+        }
+    };
+    let request_id = envelope.request_id.unwrap_or_default();
+    let span = tracing::info_span!("remote", request_id = %request_id, from = %envelope.from);
+    async {
+        tracing::debug!(request = ?envelope.request, "serving a request from another node");
+        match remote::serve(directory, storage, envelope.request).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode an answer");
+                Vec::new()
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Spawns this node's peer actor, linked to `root`.
+pub async fn spawn_peer(args: PeerArgs, root: ActorCell) -> anyhow::Result<ActorRef<PeerMsg>> {
+    let name = format!("{}/peer", args.node);
+    let (actor, _) = Actor::spawn_linked(Some(name.clone()), PeerActor, args, root)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the peer actor {name}: {e}"))?;
+    Ok(actor)
+}
