@@ -121,15 +121,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
     let registry = Registry::start(&config.node, config.lease(), root.clone()).await?;
     let mut cluster = match cluster_config.listen {
         Some(listen) => {
-            let cookie =
-                (cluster_config.cookie.as_ref()).context("--cookie is required with --cluster")?;
-            let seeds = cluster_config.join.clone();
             let timeout = config.remote_timeout();
             let joined = Cluster::start(
                 &layout,
+                cluster_config,
                 listen,
-                cookie.expose(),
-                seeds,
                 &registry,
                 timeout,
                 root.clone(),

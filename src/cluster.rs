@@ -31,6 +31,7 @@ use self::links::{start_links, Links};
 use self::peer::{spawn_peer, PeerArgs};
 use crate::actors::Directory;
 use crate::codec;
+use crate::config::ClusterConfig;
 use crate::registry::Registry;
 use crate::storage::Storage;
 
@@ -52,21 +53,23 @@ impl Cluster {
     /// go to the peers from now on.
     pub async fn start(
         layout: &Layout,
+        config: &ClusterConfig,
         listen: SocketAddr,
-        cookie: &str,
-        seeds: Vec<String>,
         registry: &Registry,
         timeout: Duration,
         root: ActorCell,
     ) -> anyhow::Result<Cluster> {
+        let cookie = (config.cookie.as_ref()).context("--cookie is required with --cluster")?;
+        let seeds = config.join.clone();
+        let host = config.host.clone();
         let node = layout.node().to_owned();
         let members: BTreeSet<String> = layout.peers().map(str::to_owned).collect();
         let links = start_links(&node, members, registry.clone(), timeout, root).await?;
         let server = NodeServer::new(
             listen.port(),
-            cookie.to_owned(),
+            cookie.expose().to_owned(),
             node.clone(),
-            listen.ip().to_string(),
+            host.unwrap_or_else(|| listen.ip().to_string()),
             None,
             Some(NodeConnectionMode::Transitive),
         )

@@ -116,6 +116,11 @@ pub struct ClusterConfig {
     #[arg(long = "cluster", env = "AGORA_CLUSTER")]
     pub listen: Option<SocketAddr>,
 
+    /// The host other nodes reach this one by (with the `--cluster` port); defaults to the
+    /// `--cluster` IP, so set it when listening on 0.0.0.0 (containers).
+    #[arg(long = "cluster-host", env = "AGORA_CLUSTER_HOST")]
+    pub host: Option<String>,
+
     /// Seed nodes' cluster addresses; one reachable seed is enough to meet every node.
     #[arg(long = "join", env = "AGORA_JOIN", value_delimiter = ',')]
     pub join: Vec<String>,
@@ -155,6 +160,7 @@ impl Default for ClusterConfig {
     fn default() -> ClusterConfig {
         ClusterConfig {
             listen: None,
+            host: None,
             join: Vec::new(),
             cookie: None,
             roles: Role::ALL.to_vec(),

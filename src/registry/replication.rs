@@ -65,3 +65,56 @@ fn body(info: &Instance) -> String {
 fn millis(lease: Duration) -> u64 {
     u64::try_from(lease.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
+    use super::Replication;
+    use crate::registry::tests::start;
+
+    const BODY: &str = r#"{"instance":{"instanceId":"x-1","hostName":"h","app":"SHOP","ipAddr":"127.0.0.1",
+        "port":{"$":9001,"@enabled":"true"},"metadata":{"node":"a"},"dataCenterInfo":{"name":"MyOwn"}}}"#;
+
+    #[tokio::test]
+    async fn changes_reach_a_peer_once_and_a_renewal_restores_a_lost_instance() {
+        let (a, api) = start("t-rep-a", Duration::from_secs(90)).await;
+        let (b, _) = start("t-rep-b", Duration::from_secs(90)).await;
+        let (to_peers, mut sent) = mpsc::unbounded_channel();
+        a.replicate_to(to_peers);
+        let (from_b, mut b_sent) = mpsc::unbounded_channel();
+        b.replicate_to(from_b);
+
+        assert_eq!(api.post("/eureka/apps/SHOP", BODY).await.status, 204);
+        let register = sent.recv().await.expect("the register goes to the peers");
+        assert!(matches!(register, Replication::Register { .. }));
+        b.apply_replicated(register);
+        assert!(a.renew("SHOP", "x-1").await.unwrap());
+        let renew = sent.recv().await.expect("the renewal goes to the peers");
+        assert!(matches!(renew, Replication::Renew { .. }));
+        assert!(b.node_up("a"));
+
+        // A peer that lost the instance registers it again from the renewal.
+        assert!(b.cancel("SHOP", "x-1").await.unwrap());
+        assert!(!b.node_up("a"));
+        b.apply_replicated(renew);
+        assert!(b.renew("SHOP", "x-1").await.unwrap());
+        assert!(b.node_up("a"));
+        assert_eq!(b.up_instances("shop"), vec![("127.0.0.1".to_owned(), 9001)]);
+
+        // b sent on only its own changes (the cancel and the renew above), none it applied.
+        let mut own = Vec::new();
+        while let Ok(change) = b_sent.try_recv() {
+            own.push(change);
+        }
+        assert!(
+            matches!(
+                own[..],
+                [Replication::Cancel { .. }, Replication::Renew { .. }]
+            ),
+            "{own:?}"
+        );
+    }
+}

@@ -25,13 +25,13 @@ impl Actor for Root {
 }
 
 /// The routes, served on a free port.
-struct Api {
+pub(super) struct Api {
     client: reqwest::Client,
     base: String,
 }
 
-struct Reply {
-    status: u16,
+pub(super) struct Reply {
+    pub(super) status: u16,
     content_type: String,
     body: String,
 }
@@ -70,7 +70,7 @@ impl Api {
         self.send(method, path, None, None).await
     }
 
-    async fn post(&self, path: &str, body: &str) -> Reply {
+    pub(super) async fn post(&self, path: &str, body: &str) -> Reply {
         self.send("POST", path, None, Some(body)).await
     }
 
@@ -82,7 +82,7 @@ impl Api {
     }
 }
 
-async fn start(node: &str, lease: Duration) -> (Registry, Api) {
+pub(super) async fn start(node: &str, lease: Duration) -> (Registry, Api) {
     let (root, _) = Actor::spawn(None, Root, ())
         .await
         .expect("root actor starts");
