@@ -1,8 +1,8 @@
-//! Telemetry: the process's tracing subscriber. Log lines go to stderr, filtered by `RUST_LOG`;
-//! [`RequestIdLayer`] keeps the request id of agora's spans whatever `RUST_LOG` says, so that
-//! calls to other nodes carry it; with `--otlp-endpoint` the spans of agora (the `request` span of every HTTP request, with its
-//! request id, method and route) also go to an OpenTelemetry collector, over OTLP/HTTP in
-//! protobuf, whatever `RUST_LOG` says.
+//! Telemetry: the process's tracing subscriber. Log lines go to stderr, filtered by `RUST_LOG`.
+//! [`RequestIdLayer`] keeps the request id of agora's spans, whatever `RUST_LOG` says, so that
+//! calls to other nodes carry it. With `--otlp-endpoint` the spans of agora (the `request` span
+//! of every HTTP request, with its request id, method and route) also go to an OpenTelemetry
+//! collector, over OTLP/HTTP in protobuf, whatever `RUST_LOG` says.
 //!
 //! `main` calls [`init`] once, before the node starts, and [`Telemetry::shutdown`] last, which
 //! sends the spans still queued. The batch exporter runs on a thread of its own; the HTTP
@@ -36,8 +36,9 @@ pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
 }
 
-/// Installs the process's subscriber: logs, and span export to `otlp_endpoint` (the
-/// collector's base URL, e.g. `http://localhost:4318`; spans go to its `/v1/traces`) if given.
+/// Installs the process's subscriber: logs, request ids, and span export to `otlp_endpoint`
+/// (the collector's base URL, e.g. `http://localhost:4318`; spans go to its `/v1/traces`) if
+/// given.
 /// `node` names this node in the exported resource. Call it inside the tokio runtime.
 pub fn init(otlp_endpoint: Option<&str>, node: &str) -> anyhow::Result<Telemetry> {
     let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| DEFAULT_LOG.into());
