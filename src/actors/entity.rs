@@ -179,6 +179,11 @@ pub enum SupervisorMsg<E: Entity> {
     },
     /// Passivate entities idle for longer than the idle timeout.
     SweepIdle,
+    /// The actor of `key` started in the background (or could not load its state).
+    Started {
+        key: E::Key,
+        started: Result<ActorRef<EntityMsg<E>>, String>,
+    },
     /// The entity actor `actor` of `key` need not stay in memory: passivate it.
     Release {
         key: E::Key,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::{Entity, EntityActor, EntityMsg, SupervisorMsg};
 use crate::actors::{Deps, ShopError};
@@ -40,6 +41,9 @@ enum Slot<E: Entity> {
     },
     /// The actor is stopping or failed; commands wait here for its successor.
     Waiting { buffer: Vec<E::Command> },
+    /// The actor is starting (loading its state) in its own task, so the supervisor never
+    /// waits for a spawn; commands wait here until it is up.
+    Starting { buffer: Vec<E::Command> },
 }
 
 pub struct SupervisorState<E: Entity> {
@@ -83,33 +87,75 @@ fn passivate<E: Entity>(slot: &mut Slot<E>) {
 }
 
 impl<E: Entity> SupervisorState<E> {
-    async fn spawn_entity(
-        &mut self,
-        myself: &ActorRef<SupervisorMsg<E>>,
-        key: &E::Key,
-    ) -> Result<ActorRef<EntityMsg<E>>, ShopError> {
-        let args = (self.args.deps.clone(), key.clone(), myself.clone());
-        let (actor, _) =
-            Actor::spawn_linked(None, EntityActor::<E>(PhantomData), args, myself.get_cell())
-                .await
-                .map_err(|e| ShopError::Internal(format!("cannot load {} {key}: {e}", E::KIND)))?;
-        self.keys_by_actor.insert(actor.get_id(), key.clone());
-        self.slots.insert(
-            key.clone(),
-            Slot::Active {
-                actor: actor.clone(),
-                last_used: Instant::now(),
-            },
-        );
-        Ok(actor)
-    }
-
-    async fn deliver(
+    /// Starts the actor of `key` in a task of its own; `buffer` goes to it once it is up
+    /// ([`SupervisorMsg::Started`]).
+    fn start_entity(
         &mut self,
         myself: &ActorRef<SupervisorMsg<E>>,
         key: E::Key,
-        command: E::Command,
+        buffer: Vec<E::Command>,
     ) {
+        self.slots.insert(key.clone(), Slot::Starting { buffer });
+        let args = (self.args.deps.clone(), key.clone(), myself.clone());
+        let supervisor = myself.clone();
+        let start = async move {
+            let actor = EntityActor::<E>(PhantomData);
+            let started = Actor::spawn_linked(None, actor, args, supervisor.get_cell())
+                .await
+                .map(|(actor, _)| actor)
+                .map_err(|e| format!("cannot load {} {key}: {e}", E::KIND));
+            let _ = supervisor.cast(SupervisorMsg::Started { key, started });
+        };
+        // In the span of the command that caused it, so its request id follows the commands
+        // sent once the actor is up.
+        tokio::spawn(start.instrument(tracing::Span::current()));
+    }
+
+    fn on_started(&mut self, key: E::Key, started: Result<ActorRef<EntityMsg<E>>, String>) {
+        let buffer = match self.slots.remove(&key) {
+            Some(Slot::Starting { buffer }) => buffer,
+            Some(other) => {
+                self.slots.insert(key, other);
+                return;
+            }
+            None => Vec::new(),
+        };
+        match started {
+            Ok(actor) => {
+                self.keys_by_actor.insert(actor.get_id(), key.clone());
+                let last_used = Instant::now();
+                let slot = Slot::Active {
+                    actor: actor.clone(),
+                    last_used,
+                };
+                self.slots.insert(key.clone(), slot);
+                for command in buffer {
+                    self.send(&actor, key.clone(), command);
+                }
+            }
+            Err(e) => buffer
+                .into_iter()
+                .for_each(|c| E::reject(c, ShopError::Internal(e.clone()))),
+        }
+    }
+
+    /// Sends `command` to the key's actor, or holds it for a successor if the actor just died.
+    fn send(&mut self, actor: &ActorRef<EntityMsg<E>>, key: E::Key, command: E::Command) {
+        if let Err(ractor::MessagingErr::SendErr(EntityMsg::Command(command))) =
+            actor.cast(EntityMsg::Command(command))
+        {
+            // Its exit is not processed yet: the command waits for the successor.
+            match self.slots.get_mut(&key) {
+                Some(Slot::Waiting { buffer }) => buffer.push(command),
+                _ => {
+                    let buffer = vec![command];
+                    self.slots.insert(key, Slot::Waiting { buffer });
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, myself: &ActorRef<SupervisorMsg<E>>, key: E::Key, command: E::Command) {
         if let Some(until) = self.escalated.get(&key) {
             if *until > Instant::now() {
                 let msg = format!(
@@ -125,23 +171,12 @@ impl<E: Entity> SupervisorState<E> {
                 *last_used = Instant::now();
                 actor.clone()
             }
-            Some(Slot::Waiting { buffer }) => return buffer.push(command),
-            None => match self.spawn_entity(myself, &key).await {
-                Ok(actor) => actor,
-                Err(e) => return E::reject(command, e),
-            },
+            Some(Slot::Waiting { buffer } | Slot::Starting { buffer }) => {
+                return buffer.push(command)
+            }
+            None => return self.start_entity(myself, key, vec![command]),
         };
-        if let Err(ractor::MessagingErr::SendErr(EntityMsg::Command(command))) =
-            actor.cast(EntityMsg::Command(command))
-        {
-            // The actor died and its exit is not processed yet: hold the command for its successor.
-            self.slots.insert(
-                key,
-                Slot::Waiting {
-                    buffer: vec![command],
-                },
-            );
-        }
+        self.send(&actor, key, command);
     }
 
     fn sweep_idle(&mut self) {
@@ -178,7 +213,7 @@ impl<E: Entity> SupervisorState<E> {
         failures.len() <= self.args.policy.max_restarts as usize
     }
 
-    async fn on_exit(
+    fn on_exit(
         &mut self,
         myself: &ActorRef<SupervisorMsg<E>>,
         cell: &ActorCell,
@@ -225,14 +260,7 @@ impl<E: Entity> SupervisorState<E> {
             }
         };
         if restart {
-            for command in buffer {
-                self.deliver(myself, key.clone(), command).await;
-            }
-            if failure.is_some() && !self.slots.contains_key(&key) {
-                if let Err(e) = self.spawn_entity(myself, &key).await {
-                    tracing::error!(kind = E::KIND, %key, error = %e, "entity actor could not be restarted");
-                }
-            }
+            self.start_entity(myself, key, buffer);
         }
     }
 
@@ -333,7 +361,8 @@ impl<E: Entity> Actor for EntitySupervisor<E> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            SupervisorMsg::Deliver { key, command } => state.deliver(&myself, key, command).await,
+            SupervisorMsg::Deliver { key, command } => state.deliver(&myself, key, command),
+            SupervisorMsg::Started { key, started } => state.on_started(key, started),
             SupervisorMsg::Query(query) => {
                 tokio::spawn(E::query(state.args.deps.clone(), query));
             }
@@ -359,11 +388,9 @@ impl<E: Entity> Actor for EntitySupervisor<E> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match event {
-            SupervisionEvent::ActorTerminated(cell, _, _) => {
-                state.on_exit(&myself, &cell, None).await
-            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => state.on_exit(&myself, &cell, None),
             SupervisionEvent::ActorFailed(cell, error) => {
-                state.on_exit(&myself, &cell, Some(error.to_string())).await
+                state.on_exit(&myself, &cell, Some(error.to_string()))
             }
             _ => {}
         }
