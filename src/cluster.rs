@@ -172,6 +172,8 @@ async fn redial(server: ActorRef<NodeServerMessage>, seeds: Vec<String>) {
 /// which with a reachable peer means the cookies differ.
 #[derive(Default)]
 struct SessionLog {
+    /// Sessions that authenticated and have not closed. The node server actor owns this
+    /// subscription and calls it from its handler; the trait takes `&self`, hence the lock.
     authenticated: std::sync::Mutex<HashSet<u64>>,
 }
 
