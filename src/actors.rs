@@ -133,6 +133,20 @@ pub struct Gathered<T> {
     pub missing: Vec<String>,
 }
 
+impl<T> Gathered<T> {
+    /// Keeps the first `limit` items in `key` order (the right page, since every node sent its
+    /// first `limit` after the same cursor) and gives the key to continue after when the page
+    /// is full.
+    pub fn first_page<K: Ord>(&mut self, limit: usize, key: impl Fn(&T) -> K) -> Option<K> {
+        self.items.sort_by_key(&key);
+        self.items.truncate(limit);
+        self.items
+            .last()
+            .filter(|_| self.items.len() == limit)
+            .map(key)
+    }
+}
+
 impl Directory {
     /// A directory for a node that runs alone.
     pub fn single(registry: Registry, node: &str, call_timeout: Duration) -> Directory {
@@ -162,16 +176,52 @@ impl Directory {
             .await
     }
 
+    /// Sends `request` to the entity `key` without waiting for its answer: a cast on this node,
+    /// a call in a task of its own to another node. What becomes of it is not known.
+    pub fn tell<R: EntityRequest>(&self, key: KeyOf<R>, request: R)
+    where
+        RemoteRequest: From<(KeyOf<R>, R)>,
+    {
+        match self.owner::<R::Entity>(&key) {
+            Ok(None) => {
+                // Nobody waits: the answer goes to a port whose other end is dropped.
+                let (port, _) = ractor::concurrency::oneshot();
+                let command = request.into_command(port.into());
+                if let Ok(supervisor) = self.supervisor::<R::Entity>() {
+                    let _ = supervisor.cast(SupervisorMsg::Deliver { key, command });
+                }
+            }
+            _ => {
+                let directory = self.clone();
+                tokio::spawn(async move { directory.ask(key, request).await });
+            }
+        }
+    }
+
     /// Sends `request` to the entity `key` on this node.
     pub async fn ask_here<R: EntityRequest>(
         &self,
         key: KeyOf<R>,
         request: R,
     ) -> Result<R::Response, ShopError> {
-        let service = <R::Entity as Entity>::SERVICE;
-        let supervisor = self.resolve::<SupervisorMsg<R::Entity>>(service)?;
+        let supervisor = self.supervisor::<R::Entity>()?;
         let command = |reply| request.into_command(reply);
         ask_entity(&supervisor, key, command, self.call_timeout).await
+    }
+
+    /// Sends a kind-wide query (a list of this node's entities) to this node's supervisor.
+    pub async fn query_here<E: Entity, T: Send + 'static>(
+        &self,
+        query: impl FnOnce(Reply<T>) -> E::Query,
+    ) -> Result<T, ShopError> {
+        let supervisor = self.supervisor::<E>()?;
+        let message = |reply| SupervisorMsg::Query(query(reply));
+        ask(&supervisor, message, self.call_timeout).await
+    }
+
+    /// This node's supervisor of kind `E`.
+    pub fn supervisor<E: Entity>(&self) -> Result<ActorRef<SupervisorMsg<E>>, ShopError> {
+        self.resolve(E::SERVICE)
     }
 
     /// `None` when this node owns `key`, else the owner's name.

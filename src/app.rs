@@ -91,7 +91,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
     let upstream = Upstream::load(config.routes.as_deref())?;
     let storage = Storage::open(&config.data)?;
     storage.pin_layout(&layout.fingerprint())?;
-    let recovered = recovery::recover(&storage, &layout).context("crash recovery failed")?;
+    let mut recovered = recovery::recover(&storage, &layout).context("crash recovery failed")?;
     tracing::info!(?recovered, "recovery done");
     let (broker, kafka_brokers) = match &config.kafka_brokers {
         Some(brokers) => (None, brokers.clone()),
@@ -212,7 +212,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
             cluster
                 .open(directory.clone(), storage.clone(), root.clone())
                 .await?;
-            Some(settler::start(directory, storage, layout.clone()))
+            let cancels = std::mem::take(&mut recovered.cancels_left);
+            Some(settler::start(directory, storage, layout.clone(), cancels))
         }
         None => None,
     };

@@ -395,11 +395,10 @@ fn write_with_event(deps: &Deps, order: &Order, event_type: EventType) -> Result
 /// settle that is lost leaves a pending change that recovery or the settler resolves.
 fn settle(deps: &Deps, order: &Order) {
     for line in &order.lines {
-        let (directory, sku) = (deps.directory.clone(), line.sku.clone());
         let settle = SettleOrder {
             order: order.number,
         };
-        tokio::spawn(async move { directory.ask(sku, settle).await });
+        deps.directory.tell(line.sku.clone(), settle);
     }
 }
 

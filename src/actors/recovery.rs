@@ -30,46 +30,51 @@ pub struct Recovered {
     pub cancels_finished: usize,
     pub reservations_released: usize,
     pub changes_settled: usize,
+    /// Cancels whose stock lives on other nodes: the settler finishes them once the cluster is
+    /// up (recovery cannot reach that stock).
+    pub cancels_left: Vec<OrderNumber>,
 }
 
 pub fn recover(storage: &Storage, layout: &Layout) -> Result<Recovered, StorageError> {
     let mut recovered = Recovered::default();
-    let here =
-        |role, key: &str| layout.is_single() || layout.owner(role, key) == Some(layout.node());
     for (key, mut order) in storage::scan::<Order>(&storage.orders, None, usize::MAX)? {
+        if order.status != OrderStatus::Cancelled || order.restocked {
+            continue;
+        }
         let stock_here = order
             .lines
             .iter()
-            .all(|line| here(Role::Inventory, line.sku.as_str()));
-        if order.status == OrderStatus::Cancelled && !order.restocked && stock_here {
-            for line in &order.lines {
-                let mut level =
-                    storage::get::<StockLevel>(&storage.stock, line.sku.as_str().as_bytes())?
-                        .unwrap_or_else(|| StockLevel {
-                            sku: line.sku.clone(),
-                            quantity: 0,
-                            pending: Default::default(),
-                        });
-                if level.pending.get(&order.number) != Some(&PendingChange::Returned(line.quantity))
-                {
-                    level.quantity = level.quantity.saturating_add(line.quantity);
-                    level
-                        .pending
-                        .insert(order.number, PendingChange::Returned(line.quantity));
-                    storage::put(&storage.stock, line.sku.as_str().as_bytes(), &level)?;
-                }
-            }
-            order.restocked = true;
-            storage::put(&storage.orders, &key, &order)?;
-            recovered.cancels_finished += 1;
+            .all(|line| layout.owns(Role::Inventory, line.sku.as_str()));
+        if !stock_here {
+            recovered.cancels_left.push(order.number);
+            continue;
         }
+        for line in &order.lines {
+            let mut level =
+                storage::get::<StockLevel>(&storage.stock, line.sku.as_str().as_bytes())?
+                    .unwrap_or_else(|| StockLevel {
+                        sku: line.sku.clone(),
+                        quantity: 0,
+                        pending: Default::default(),
+                    });
+            if level.pending.get(&order.number) != Some(&PendingChange::Returned(line.quantity)) {
+                level.quantity = level.quantity.saturating_add(line.quantity);
+                level
+                    .pending
+                    .insert(order.number, PendingChange::Returned(line.quantity));
+                storage::put(&storage.stock, line.sku.as_str().as_bytes(), &level)?;
+            }
+        }
+        order.restocked = true;
+        storage::put(&storage.orders, &key, &order)?;
+        recovered.cancels_finished += 1;
     }
     for (key, mut level) in storage::scan::<StockLevel>(&storage.stock, None, usize::MAX)? {
         if level.pending.is_empty() {
             continue;
         }
         for (number, change) in std::mem::take(&mut level.pending) {
-            if !here(Role::Order, &number.to_string()) {
+            if !layout.owns(Role::Order, &number.to_string()) {
                 level.pending.insert(number, change);
                 continue;
             }
@@ -198,7 +203,8 @@ mod tests {
             Recovered {
                 cancels_finished: 1,
                 reservations_released: 1,
-                changes_settled: 2
+                changes_settled: 2,
+                cancels_left: Vec::new(),
             }
         );
         let level: StockLevel = storage::get(&storage.stock, b"a").unwrap().unwrap();

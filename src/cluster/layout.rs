@@ -92,6 +92,11 @@ impl Layout {
         })
     }
 
+    /// Whether this node owns `key` of `role`.
+    pub fn owns(&self, role: Role, key: &str) -> bool {
+        self.is_single() || self.owner(role, key) == Some(self.node.as_str())
+    }
+
     /// The members owning partitions of `role`, by name.
     pub fn members_with(&self, role: Role) -> impl Iterator<Item = &str> {
         self.members

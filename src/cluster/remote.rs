@@ -8,15 +8,15 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::actors::entity::{EntityRequest, KeyOf, SupervisorMsg};
+use crate::actors::entity::{EntityRequest, KeyOf};
 use crate::actors::notification::{NotificationMsg, NotificationRecord};
 use crate::actors::order::{self, OrderEntity, OrderQuery};
 use crate::actors::product::{self, ProductEntity, ProductQuery, ProductView};
 use crate::actors::stock;
-use crate::actors::{ask, request, Directory, ShopError};
+use crate::actors::{request, Directory, ShopError};
 use crate::codec::{self, CodecError};
 use crate::domain::{Order, OrderNumber, ProductId};
-use crate::registry::{NOTIFICATION_SERVICE, ORDER_SERVICE, PRODUCT_SERVICE};
+use crate::registry::NOTIFICATION_SERVICE;
 use crate::storage::Storage;
 
 /// One request from another node.
@@ -133,15 +133,12 @@ pub async fn list_products(
     after: Option<ProductId>,
     limit: usize,
 ) -> Result<Vec<ProductView>, ShopError> {
-    let supervisor = directory.resolve::<SupervisorMsg<ProductEntity>>(PRODUCT_SERVICE)?;
-    let query = |reply| {
-        SupervisorMsg::Query(ProductQuery::List {
-            after,
-            limit,
-            reply,
-        })
+    let list = |reply| ProductQuery::List {
+        after,
+        limit,
+        reply,
     };
-    ask(&supervisor, query, directory.call_timeout).await
+    directory.query_here::<ProductEntity, _>(list).await
 }
 
 /// This node's orders after `after`, in number order.
@@ -150,15 +147,12 @@ pub async fn list_orders(
     after: Option<OrderNumber>,
     limit: usize,
 ) -> Result<Vec<Order>, ShopError> {
-    let supervisor = directory.resolve::<SupervisorMsg<OrderEntity>>(ORDER_SERVICE)?;
-    let query = |reply| {
-        SupervisorMsg::Query(OrderQuery::List {
-            after,
-            limit,
-            reply,
-        })
+    let list = |reply| OrderQuery::List {
+        after,
+        limit,
+        reply,
     };
-    ask(&supervisor, query, directory.call_timeout).await
+    directory.query_here::<OrderEntity, _>(list).await
 }
 
 /// This node's notifications after sequence `after`, oldest first.

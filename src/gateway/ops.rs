@@ -63,11 +63,7 @@ async fn probe<M: ractor::Message>(
 }
 
 async fn supervisor_health<E: Entity>(ctx: &GatewayCtx) -> ComponentHealth {
-    probe(
-        ctx.directory.resolve::<SupervisorMsg<E>>(E::SERVICE),
-        SupervisorMsg::Health,
-    )
-    .await
+    probe(ctx.directory.supervisor::<E>(), SupervisorMsg::Health).await
 }
 
 /// The answer of `GET /health`.
@@ -206,7 +202,7 @@ async fn metrics(call: Call) -> Result<Response, ApiError> {
 
 async fn inject_panic(call: Call, kind: String, key: String) -> Result<Response, ApiError> {
     fn send<E: Entity>(call: &Call, key: E::Key) -> Result<(), ApiError> {
-        let supervisor = call.ctx.directory.resolve::<SupervisorMsg<E>>(E::SERVICE)?;
+        let supervisor = call.ctx.directory.supervisor::<E>()?;
         supervisor
             .cast(SupervisorMsg::InjectPanic { key })
             .map_err(|e| ShopError::Unavailable(e.to_string()))?;

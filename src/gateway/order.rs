@@ -199,15 +199,13 @@ async fn list(call: Call) -> Result<Response, ApiError> {
             list_orders(directory, after, limit),
         )
         .await?;
-    let orders = &mut gathered.items;
-    orders.sort_by_key(|o| o.number);
-    orders.truncate(limit);
-    let next = orders
-        .last()
-        .filter(|_| orders.len() == limit)
-        .map(|o| o.number.to_string());
-    let orders: Vec<OrderJson> = orders.iter().map(OrderJson::from).collect();
-    Ok(page(&orders, next, &gathered.missing))
+    let next = gathered.first_page(limit, |o| o.number);
+    let orders: Vec<OrderJson> = gathered.items.iter().map(OrderJson::from).collect();
+    Ok(page(
+        &orders,
+        next.map(|n| n.to_string()),
+        &gathered.missing,
+    ))
 }
 
 fn parse_number(raw: &str) -> Result<OrderNumber, ApiError> {

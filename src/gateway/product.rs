@@ -178,9 +178,8 @@ async fn list(call: Call) -> Result<Response, ApiError> {
             list_products(directory, after, limit),
         )
         .await?;
+    let next = gathered.first_page(limit, |v| v.product.id);
     let views = &mut gathered.items;
-    views.sort_by_key(|v| v.product.id);
-    views.truncate(limit);
     if !directory.layout.is_single() {
         // Each node counted its products' stock from its own storage; the stock may live on
         // another node.
@@ -190,12 +189,12 @@ async fn list(call: Call) -> Result<Response, ApiError> {
             .into_iter()
             .collect::<Result<_, _>>()?;
     }
-    let next = views
-        .last()
-        .filter(|_| views.len() == limit)
-        .map(|v| v.product.id.to_string());
     let views: Vec<ProductJson> = views.iter().map(ProductJson::from).collect();
-    Ok(page(&views, next, &gathered.missing))
+    Ok(page(
+        &views,
+        next.map(|id| id.to_string()),
+        &gathered.missing,
+    ))
 }
 
 async fn with_quantity(ctx: &GatewayCtx, product: Product) -> Result<ProductView, ApiError> {
