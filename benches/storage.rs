@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use agora::codec;
-use agora::domain::{Order, OrderLine, OrderNumber, OrderStatus, Price, Sku, StockLevel};
+use agora::domain::{
+    Order, OrderLine, OrderNumber, OrderStatus, PendingChange, Price, Sku, StockLevel,
+};
 use agora::storage::{self, Storage};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -65,6 +67,94 @@ fn durable_writes(c: &mut Criterion) {
     group.finish();
 }
 
+/// The storage work of one placed 1-line order and its notification, without HTTP, actors or
+/// Kafka: reserve (stock write), the outbox event and the order, a durable flush, settle (stock
+/// write), the outbox entry removed once sent, then the seen-event id and the notification and
+/// a second durable flush. 64 orders run at once and share flushes, as they do under load: this
+/// is the bound sled puts on the order path.
+///
+/// `with_transactions` writes the two pairs in sled transactions instead, as agora did before.
+/// A transaction takes sled's process-wide write lock, which waits for any flush in progress
+/// (a flush holds the read side while it writes and syncs), and every later operation queues
+/// behind it. The first transaction switches that lock on for the life of the process, so the
+/// plain variant must run first.
+fn order_storage_bound(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let storage = rt.block_on(async { Storage::open(dir.path()).unwrap() });
+    let payload = "x".repeat(300);
+    let mut group = c.benchmark_group("order_storage");
+    group.throughput(Throughput::Elements(WRITERS));
+    for (name, transactions) in [("plain_writes", false), ("with_transactions", true)] {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let orders = (0..WRITERS).map(|i| {
+                    let (storage, payload) = (storage.clone(), payload.clone());
+                    tokio::spawn(async move {
+                        place_and_record(&storage, i % 1000, &payload, transactions).await
+                    })
+                });
+                futures::future::join_all(orders).await;
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Writes `a` then `b`, or both in one transaction.
+fn write_pair(
+    (tree_a, key_a, a): (&sled::Tree, &[u8], &[u8]),
+    (tree_b, key_b, b): (&sled::Tree, &[u8], &[u8]),
+    transaction: bool,
+) {
+    use sled::Transactional;
+    if transaction {
+        (tree_a, tree_b)
+            .transaction(|(ta, tb)| {
+                ta.insert(key_a, a)?;
+                tb.insert(key_b, b)?;
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .unwrap();
+    } else {
+        tree_a.insert(key_a, a).unwrap();
+        tree_b.insert(key_b, b).unwrap();
+    }
+}
+
+async fn place_and_record(storage: &Storage, sku: u64, payload: &str, transactions: bool) {
+    let order = order();
+    let mut level = StockLevel {
+        sku: Sku::parse(&format!("p{sku}")).unwrap(),
+        quantity: 1_000_000,
+        pending: BTreeMap::new(),
+    };
+    level
+        .pending
+        .insert(order.number, PendingChange::Reserved(1));
+    let sku_key = level.sku.as_str().as_bytes().to_vec();
+    storage::put(&storage.stock, &sku_key, &level).unwrap();
+    let event = storage.next_id().unwrap().to_be_bytes();
+    let order_bytes = codec::encode(&order).unwrap();
+    write_pair(
+        (&storage.outbox, &event, payload.as_bytes()),
+        (&storage.orders, order.number.as_bytes(), &order_bytes),
+        transactions,
+    );
+    storage.durable().await.unwrap();
+    level.pending.clear();
+    storage::put(&storage.stock, &sku_key, &level).unwrap();
+    storage.outbox.remove(event).unwrap();
+    let seq = storage.next_id().unwrap().to_be_bytes();
+    let seen = format!("{}/OrderPlaced", order.number);
+    write_pair(
+        (&storage.seen_events, seen.as_bytes(), &seq),
+        (&storage.notifications, &seq, payload.as_bytes()),
+        transactions,
+    );
+    storage.durable().await.unwrap();
+}
+
 fn codec_round_trip(c: &mut Criterion) {
     let order = order();
     let bytes = codec::encode(&order).unwrap();
@@ -79,6 +169,6 @@ fn codec_round_trip(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = durable_writes, codec_round_trip
+    targets = durable_writes, order_storage_bound, codec_round_trip
 }
 criterion_main!(benches);

@@ -17,7 +17,6 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, Transactional};
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
@@ -298,6 +297,16 @@ enum Recorded {
     Duplicate(String),
 }
 
+/// The sequence `event_id` was given, if it was seen, and whether its record is written.
+pub(crate) fn lookup(
+    storage: &Storage,
+    event_id: &str,
+) -> Result<Option<(u64, bool)>, StorageError> {
+    storage::get::<u64>(&storage.seen_events, event_id.as_bytes())?
+        .map(|seq| Ok((seq, storage.notifications.contains_key(seq.to_be_bytes())?)))
+        .transpose()
+}
+
 impl NotificationState {
     /// Records each event unless its id was seen, then waits until all are durable (one flush).
     async fn record(&self, events: Vec<ReceivedEvent>) -> Result<Vec<Recorded>, StorageError> {
@@ -309,13 +318,21 @@ impl NotificationState {
         Ok(recorded)
     }
 
-    /// Records one event unless its id was seen, in one transaction (not yet durable).
+    /// Records one event unless its id was seen (not yet durable). Two plain writes, no sled
+    /// transaction (see `storage`): the event id first, naming the sequence its record will
+    /// have, then the record. sled recovers a prefix of its log, so a crash between the two
+    /// leaves an id without its record; the message is delivered again (its offset is committed
+    /// only once durable), and the record is then written under the sequence the id names.
     fn record_one(&self, event: ReceivedEvent) -> Result<Recorded, StorageError> {
-        let seen = &self.storage.seen_events;
-        if seen.contains_key(event.event_id.as_bytes())? {
-            return Ok(Recorded::Duplicate(event.order_number));
-        }
-        let seq = self.storage.next_id()?;
+        let seq = match lookup(&self.storage, &event.event_id)? {
+            Some((_, true)) => return Ok(Recorded::Duplicate(event.order_number)),
+            Some((seq, false)) => seq,
+            None => {
+                let seq = self.storage.next_id()?;
+                storage::put(&self.storage.seen_events, event.event_id.as_bytes(), &seq)?;
+                seq
+            }
+        };
         let record = NotificationRecord {
             seq,
             event_id: event.event_id,
@@ -324,19 +341,7 @@ impl NotificationState {
             received_ms: now_ms(),
             payload: event.payload,
         };
-        let bytes = storage::encode(&record)?;
-        let key = seq.to_be_bytes();
-        let inserted = (seen, &self.storage.notifications).transaction(|(seen, notes)| {
-            if seen.get(record.event_id.as_bytes())?.is_some() {
-                return Ok::<_, ConflictableTransactionError<StorageError>>(false);
-            }
-            notes.insert(&key[..], bytes.clone())?;
-            seen.insert(record.event_id.as_bytes(), &key[..])?;
-            Ok(true)
-        });
-        if !inserted.map_err(StorageError::from)? {
-            return Ok(Recorded::Duplicate(record.order_number));
-        }
+        storage::put(&self.storage.notifications, &seq.to_be_bytes(), &record)?;
         Ok(Recorded::New(record))
     }
 

@@ -1,7 +1,7 @@
 //! The notifier: forwards the sled outbox to Kafka (the transactional-outbox pattern).
 //!
-//! The order actor writes each event into the `outbox` tree in the same transaction as the order
-//! and casts [`NotifierMsg::OutboxChanged`]. The notifier produces outbox events to the topic,
+//! The order actor writes each event into the `outbox` tree just before the order itself (crash
+//! recovery drops an event whose order was lost) and casts [`NotifierMsg::OutboxChanged`]. The notifier produces outbox events to the topic,
 //! keyed by order number, and deletes each one only after Kafka acknowledged it, so nothing is
 //! lost while Kafka is down: the outbox simply grows, and drains when Kafka is back. A crash
 //! between the acknowledgement and the delete sends the event again; the notification service

@@ -1,18 +1,17 @@
 //! Order: one actor per order runs its saga over the product and stock actors.
 //!
 //! Placing: price every line from the catalog, reserve every line at its SKU's stock actor (all
-//! or none: on any shortage it releases every line), then write the order and its
-//! `OrderPlaced` event to the outbox in one sled transaction and flush before answering. Then it
-//! tells the stock actors to settle and wakes the notifier. Cancelling records the cancel and
-//! its event, returns the units (idempotently), then marks the order restocked. Crash recovery
-//! (`recovery`) finishes whatever a crash interrupted.
+//! or none: on any shortage it releases every line), then write its `OrderPlaced` event to the
+//! outbox and the order, and flush before answering. Then it tells the stock actors to settle
+//! and wakes the notifier. Cancelling records the cancel and its event, returns the units
+//! (idempotently), then marks the order restocked. Crash recovery (`recovery`) finishes whatever
+//! a crash interrupted.
 
 use std::collections::BTreeMap;
 
 use futures::future::join_all;
 use ractor::{ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 use super::entity::Entity;
 use super::product::GetProduct;
@@ -378,17 +377,15 @@ async fn resolve_pending(
     }
 }
 
-/// Writes the order and its event to the outbox in one transaction (not yet flushed).
+/// Writes the event to the outbox, then the order (not yet flushed). Two plain writes, not a
+/// sled transaction (see `storage`). sled recovers a prefix of its log, so after a crash the
+/// order never survives without its event; an event that survives without its order (or
+/// without its cancel) was never acknowledged, and recovery drops it.
 fn write_with_event(deps: &Deps, order: &Order, event_type: EventType) -> Result<(), StorageError> {
     let event = OrderEvent::for_order(order, event_type, now_ms());
     let key = deps.storage.next_id()?.to_be_bytes();
-    let (order_bytes, event_bytes) = (storage::encode(order)?, storage::encode(&event)?);
-    (&deps.storage.orders, &deps.storage.outbox).transaction(|(orders, outbox)| {
-        orders.insert(&order.number.as_bytes()[..], order_bytes.as_slice())?;
-        outbox.insert(&key[..], event_bytes.as_slice())?;
-        Ok::<(), sled::transaction::ConflictableTransactionError<StorageError>>(())
-    })?;
-    Ok(())
+    storage::put(&deps.storage.outbox, &key, &event)?;
+    storage::put(&deps.storage.orders, order.number.as_bytes(), order)
 }
 
 /// Tells each SKU's stock actor that the order's outcome is durable, without waiting: a

@@ -3,7 +3,8 @@
 //! A crash can leave stock changes that belong to no durable outcome. This pass settles them:
 //! a cancel that was recorded but not restocked is finished; a reservation whose order was never
 //! written is released (the client never got a 201); a reservation whose order exists is kept;
-//! a return whose order is not cancelled is undone. Then it flushes.
+//! a return whose order is not cancelled is undone; an outbox event whose order (or cancel) was
+//! lost is dropped. Then it flushes.
 //!
 //! In a cluster it decides only what this node can see: a pending change of an order owned by
 //! another node, and a cancel whose stock lives on another node, are left to the `settler`,
@@ -17,6 +18,7 @@ use std::collections::HashSet;
 
 use uuid::Uuid;
 
+use super::notification;
 use crate::cluster::layout::Layout;
 use crate::config::Role;
 use crate::domain::{
@@ -30,6 +32,8 @@ pub struct Recovered {
     pub cancels_finished: usize,
     pub reservations_released: usize,
     pub changes_settled: usize,
+    /// Outbox events whose order (or cancel) a crash lost: never acknowledged, never sent.
+    pub events_dropped: usize,
     /// Cancels whose stock lives on other nodes: the settler finishes them once the cluster is
     /// up (recovery cannot reach that stock).
     pub cancels_left: Vec<OrderNumber>,
@@ -93,6 +97,7 @@ pub fn recover(storage: &Storage, layout: &Layout) -> Result<Recovered, StorageE
         }
         storage::put(&storage.stock, &key, &level)?;
     }
+    recovered.events_dropped = drop_orphan_events(storage)?;
     storage.flush_now()?;
     Ok(recovered)
 }
@@ -112,9 +117,10 @@ pub fn republish_unrecorded(storage: &Storage) -> Result<usize, StorageError> {
         }
         for event_type in types {
             let event = OrderEvent::for_order(&order, event_type, now_ms());
-            let recorded = storage
-                .seen_events
-                .contains_key(event.event_id.to_string().as_bytes())?;
+            let recorded = matches!(
+                notification::lookup(storage, &event.event_id.to_string())?,
+                Some((_, true))
+            );
             if !recorded && !waiting.contains(&event.event_id) {
                 storage::put(&storage.outbox, &storage.next_id()?.to_be_bytes(), &event)?;
                 republished += 1;
@@ -123,6 +129,24 @@ pub fn republish_unrecorded(storage: &Storage) -> Result<usize, StorageError> {
     }
     storage.flush_now()?;
     Ok(republished)
+}
+
+/// Removes outbox events whose outcome is not in the orders tree. The event is written just
+/// before its order (see `order::write_with_event`), so a crash between the two leaves one.
+fn drop_orphan_events(storage: &Storage) -> Result<usize, StorageError> {
+    let mut dropped = 0;
+    for (key, event) in storage::scan::<OrderEvent>(&storage.outbox, None, usize::MAX)? {
+        let status = order_status(storage, &event.order_number)?;
+        let written = match event.event_type {
+            EventType::OrderPlaced => status.is_some(),
+            EventType::OrderCancelled => status == Some(OrderStatus::Cancelled),
+        };
+        if !written {
+            storage.outbox.remove(key)?;
+            dropped += 1;
+        }
+    }
+    Ok(dropped)
 }
 
 fn order_status(
@@ -182,11 +206,16 @@ mod tests {
         number
     }
 
-    #[tokio::test]
-    async fn settles_every_kind_of_unfinished_change() {
+    /// An empty database in a temporary directory (kept while the handle lives), and a SKU.
+    fn fresh() -> (tempfile::TempDir, Storage, Sku) {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path()).unwrap();
-        let sku = Sku::parse("a").unwrap();
+        (dir, storage, Sku::parse("a").unwrap())
+    }
+
+    #[tokio::test]
+    async fn settles_every_kind_of_unfinished_change() {
+        let (_dir, storage, sku) = fresh();
         let placed = order(&storage, &sku, OrderStatus::Placed, true);
         let half_cancelled = order(&storage, &sku, OrderStatus::Cancelled, false);
         let never_written = OrderNumber::new();
@@ -204,6 +233,7 @@ mod tests {
                 cancels_finished: 1,
                 reservations_released: 1,
                 changes_settled: 2,
+                events_dropped: 0,
                 cancels_left: Vec::new(),
             }
         );
@@ -222,20 +252,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn drops_events_whose_order_a_crash_lost() {
+        let (_dir, storage, sku) = fresh();
+        let placed = order(&storage, &sku, OrderStatus::Placed, true);
+        let placed: Order = storage::get(&storage.orders, placed.as_bytes())
+            .unwrap()
+            .unwrap();
+        let mut lost = placed.clone();
+        lost.number = OrderNumber::new();
+        let events = [
+            OrderEvent::for_order(&placed, EventType::OrderPlaced, 0),
+            OrderEvent::for_order(&placed, EventType::OrderCancelled, 0),
+            OrderEvent::for_order(&lost, EventType::OrderPlaced, 0),
+        ];
+        for (i, event) in events.iter().enumerate() {
+            storage::put(&storage.outbox, &(i as u64).to_be_bytes(), event).unwrap();
+        }
+        let recovered = recover(&storage, &single()).unwrap();
+        assert_eq!(
+            recovered.events_dropped, 2,
+            "the lost order and the lost cancel"
+        );
+        let kept = storage::scan::<OrderEvent>(&storage.outbox, None, 10).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].1.event_id, events[0].event_id);
+    }
+
+    #[tokio::test]
     async fn republishes_only_events_nobody_recorded() {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(dir.path()).unwrap();
-        let sku = Sku::parse("a").unwrap();
+        let (_dir, storage, sku) = fresh();
         let recorded = order(&storage, &sku, OrderStatus::Placed, true);
         order(&storage, &sku, OrderStatus::Cancelled, true);
         let recorded: Order = storage::get(&storage.orders, recorded.as_bytes())
             .unwrap()
             .unwrap();
         let event = OrderEvent::for_order(&recorded, EventType::OrderPlaced, 0);
-        storage
-            .seen_events
-            .insert(event.event_id.to_string().as_bytes(), &[][..])
-            .unwrap();
+        let id = event.event_id.to_string();
+        storage::put(&storage.seen_events, id.as_bytes(), &7u64).unwrap();
+        storage::put(&storage.notifications, &7u64.to_be_bytes(), &id).unwrap();
         assert_eq!(
             republish_unrecorded(&storage).unwrap(),
             2,
