@@ -32,8 +32,9 @@ const RECENT: Duration = Duration::from_secs(30);
 const FEED_CAPACITY: usize = 1024;
 /// Wait before handing an event to the actor again after it failed to record it.
 const RETRY: Duration = Duration::from_secs(1);
-/// Most messages recorded with one flush.
-const BATCH: usize = 500;
+/// Most messages recorded with one flush. A batch is recorded in one actor turn, which holds a
+/// runtime thread: 500 put the p99 of orders at 64 connections above 10 ms, 64 keeps it near.
+const BATCH: usize = 64;
 
 /// One event as the notification service recorded it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
