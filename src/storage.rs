@@ -19,7 +19,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use serde::{de::DeserializeOwned, Serialize};
@@ -62,6 +62,17 @@ pub struct FlushStats {
     pub waiters: AtomicU64,
 }
 
+/// Which outbox events are on disk. The notifier sends only those, so Kafka never announces an
+/// order that a crash then loses.
+#[derive(Debug)]
+struct OutboxMark {
+    /// The highest outbox key written. Held while an event gets its key and is written, and
+    /// while a flush reads it, so every key it covers was written before that flush began.
+    written: Mutex<u64>,
+    /// Every outbox key up to this one is durable.
+    durable: AtomicU64,
+}
+
 /// A handle to the node's database. Cheap to clone.
 #[derive(Clone)]
 pub struct Storage {
@@ -78,6 +89,7 @@ pub struct Storage {
     flush_tx: mpsc::UnboundedSender<FlushWaiter>,
     /// sled's log file, opened only to `fdatasync` it after sled's flush.
     log: Arc<std::fs::File>,
+    outbox_mark: Arc<OutboxMark>,
     pub stats: Arc<FlushStats>,
 }
 
@@ -102,6 +114,12 @@ impl Storage {
         };
         let (flush_tx, flush_rx) = mpsc::unbounded_channel();
         let stats = Arc::new(FlushStats::default());
+        // Every record already on disk is durable; new keys are generated above this one.
+        let recovered = db.generate_id().context("cannot generate an id")?;
+        let outbox_mark = Arc::new(OutboxMark {
+            written: Mutex::new(recovered),
+            durable: AtomicU64::new(recovered),
+        });
         let storage = Storage {
             products: tree("products")?,
             stock: tree("stock")?,
@@ -112,9 +130,10 @@ impl Storage {
             db: db.clone(),
             flush_tx,
             log: log.clone(),
+            outbox_mark: outbox_mark.clone(),
             stats: stats.clone(),
         };
-        tokio::spawn(run_flusher(db, log, flush_rx, stats));
+        tokio::spawn(run_flusher(db, log, outbox_mark, flush_rx, stats));
         Ok(storage)
     }
 
@@ -132,7 +151,27 @@ impl Storage {
 
     /// Flushes synchronously (shutdown, and the flush-per-write baseline in benches).
     pub fn flush_now(&self) -> Result<(), StorageError> {
-        flush(&self.db, &self.log).map_err(StorageError::Flush)
+        flush(&self.db, &self.log, &self.outbox_mark).map_err(StorageError::Flush)
+    }
+
+    /// Writes `event` to the outbox under a new, higher key (not yet durable) and returns it.
+    pub fn put_event<T: Serialize>(&self, event: &T) -> Result<[u8; 8], StorageError> {
+        let bytes = encode(event)?;
+        let mut written = self
+            .outbox_mark
+            .written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let id = self.next_id()?;
+        self.outbox.insert(id.to_be_bytes(), bytes)?;
+        *written = id;
+        Ok(id.to_be_bytes())
+    }
+
+    /// Whether the outbox event under `key` is on disk (see [`Storage::put_event`]).
+    pub fn is_durable_event(&self, key: &[u8]) -> bool {
+        let durable = self.outbox_mark.durable.load(Ordering::Acquire);
+        key <= &durable.to_be_bytes()[..]
     }
 
     /// A unique, increasing id (survives restarts), for outbox and notification keys.
@@ -166,16 +205,24 @@ impl Storage {
     }
 }
 
-/// sled's flush, then an `fdatasync` of its log (see the module header).
-fn flush(db: &sled::Db, log: &std::fs::File) -> Result<(), String> {
+/// sled's flush, then an `fdatasync` of its log (see the module header); then the outbox events
+/// written before it began are durable.
+fn flush(db: &sled::Db, log: &std::fs::File, outbox_mark: &OutboxMark) -> Result<(), String> {
+    let written = *outbox_mark
+        .written
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     db.flush().map_err(|e| e.to_string())?;
     log.sync_data()
-        .map_err(|e| format!("fdatasync of sled's log: {e}"))
+        .map_err(|e| format!("fdatasync of sled's log: {e}"))?;
+    outbox_mark.durable.fetch_max(written, Ordering::Release);
+    Ok(())
 }
 
 async fn run_flusher(
     db: sled::Db,
     log: Arc<std::fs::File>,
+    outbox_mark: Arc<OutboxMark>,
     mut rx: mpsc::UnboundedReceiver<FlushWaiter>,
     stats: Arc<FlushStats>,
 ) {
@@ -184,8 +231,8 @@ async fn run_flusher(
         while let Ok(more) = rx.try_recv() {
             waiters.push(more);
         }
-        let (db, log) = (db.clone(), log.clone());
-        let result = tokio::task::spawn_blocking(move || flush(&db, &log))
+        let (db, log, mark) = (db.clone(), log.clone(), outbox_mark.clone());
+        let result = tokio::task::spawn_blocking(move || flush(&db, &log, &mark))
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
         stats.flushes.fetch_add(1, Ordering::Relaxed);
@@ -262,6 +309,18 @@ pub fn scan<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_outbox_event_counts_as_durable_only_after_a_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let first = storage.put_event(&1u32).unwrap();
+        assert!(!storage.is_durable_event(&first));
+        storage.durable().await.unwrap();
+        assert!(storage.is_durable_event(&first));
+        let second = storage.put_event(&2u32).unwrap();
+        assert!(second > first && !storage.is_durable_event(&second));
+    }
 
     #[tokio::test]
     async fn records_survive_reopen_and_corruption_is_named() {

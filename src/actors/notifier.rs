@@ -1,7 +1,9 @@
 //! The notifier: forwards the sled outbox to Kafka (the transactional-outbox pattern).
 //!
 //! The order actor writes each event into the `outbox` tree just before the order itself (crash
-//! recovery drops an event whose order was lost) and casts [`NotifierMsg::OutboxChanged`]. The notifier produces outbox events to the topic,
+//! recovery drops an event whose order was lost) and casts [`NotifierMsg::OutboxChanged`] once
+//! both are durable. Only durable events are sent, so Kafka never announces an order that a
+//! crash then loses. The notifier produces outbox events to the topic,
 //! keyed by order number, and deletes each one only after Kafka acknowledged it, so nothing is
 //! lost while Kafka is down: the outbox simply grows, and drains when Kafka is back. A crash
 //! between the acknowledgement and the delete sends the event again; the notification service
@@ -231,9 +233,8 @@ impl Actor for Notifier {
 }
 
 impl NotifierState {
-    /// Sends outbox events that are not in flight: all of them (`full`), or those past the
-    /// highest key sent so far. A key written out of order (two order actors racing) is
-    /// picked up by the next tick.
+    /// Sends durable outbox events that are not in flight: all of them (`full`), or those past
+    /// the highest key sent so far (keys are written in increasing order).
     fn pump(&mut self, myself: &ActorRef<NotifierMsg>, full: bool) -> anyhow::Result<()> {
         let Some(producer) = &self.producer else {
             return Ok(());
@@ -251,6 +252,10 @@ impl NotifierState {
                 break;
             }
             let (key, bytes) = entry.context("cannot read the outbox")?;
+            if !self.storage.is_durable_event(&key) {
+                // Keys only grow, so every later one is newer still; the writer's flush wakes us.
+                break;
+            }
             let key = key.to_vec();
             if self.in_flight.contains(&key) || self.unreadable.contains(&key) {
                 continue;
@@ -419,10 +424,11 @@ pub(crate) mod tests {
             }
         }
 
-        /// What the order actor does: store the event in the outbox, then tell the notifier.
-        pub(crate) fn put(&self, event: &OrderEvent) {
-            let key = self.storage.next_id().unwrap().to_be_bytes();
-            storage::put(&self.storage.outbox, &key, event).unwrap();
+        /// What the order actor does: store the event in the outbox, make it durable, then
+        /// tell the notifier.
+        pub(crate) async fn put(&self, event: &OrderEvent) {
+            self.storage.put_event(event).unwrap();
+            self.storage.durable().await.unwrap();
             self.notifier.cast(NotifierMsg::OutboxChanged).unwrap();
         }
 
@@ -477,7 +483,7 @@ pub(crate) mod tests {
         p.broker.brokers_down().unwrap();
         let sent: Vec<OrderEvent> = (0..3).map(|_| event()).collect();
         for event in &sent {
-            p.put(event);
+            p.put(event).await;
         }
         p.until("the notifier reports DEGRADED", || async {
             p.notifier_health().await.status == Status::Degraded

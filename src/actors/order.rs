@@ -383,8 +383,7 @@ async fn resolve_pending(
 /// without its cancel) was never acknowledged, and recovery drops it.
 fn write_with_event(deps: &Deps, order: &Order, event_type: EventType) -> Result<(), StorageError> {
     let event = OrderEvent::for_order(order, event_type, now_ms());
-    let key = deps.storage.next_id()?.to_be_bytes();
-    storage::put(&deps.storage.outbox, &key, &event)?;
+    deps.storage.put_event(&event)?;
     storage::put(&deps.storage.orders, order.number.as_bytes(), order)
 }
 

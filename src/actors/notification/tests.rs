@@ -55,7 +55,7 @@ async fn an_event_reaches_the_notification_service_once() {
     let p = Pipeline::start("once").await;
     let mut feed = ractor::call!(p.service, NotificationMsg::Subscribe).unwrap();
     let sent = event();
-    p.put(&sent);
+    p.put(&sent).await;
     // The depth gauge refreshes once a tick, so it is polled too.
     p.until("the event is recorded and the outbox is empty", || async {
         p.records().await.len() == 1
@@ -79,8 +79,8 @@ async fn an_event_reaches_the_notification_service_once() {
 async fn an_event_sent_twice_is_recorded_once() {
     let p = Pipeline::start("twice").await;
     let sent = event();
-    p.put(&sent);
-    p.put(&sent);
+    p.put(&sent).await;
+    p.put(&sent).await;
     p.until("both copies are consumed", || async {
         p.metrics.notifications_received.get() + p.metrics.notifications_duplicate.get() == 2
     })
