@@ -38,6 +38,15 @@ impl Outcome {
     }
 }
 
+/// The round with the median requests/s, carrying the errors of every round.
+pub fn median(mut rounds: Vec<Outcome>) -> Outcome {
+    let errors = rounds.iter().map(|r| r.errors).sum();
+    rounds.sort_by(|a, b| a.per_sec().total_cmp(&b.per_sec()));
+    let mut median = rounds.swap_remove(rounds.len() / 2);
+    median.errors = errors;
+    median
+}
+
 /// Runs `make` over `connections` connections, spread over `addrs`: `warmup` unmeasured, then
 /// `measure`.
 pub async fn run(

@@ -2,8 +2,12 @@
 //! run, through six scenarios at 1, 8, 64 and 256 keep-alive connections, then an audit of
 //! every order. Results: `target/bench-results/load.json`, `load.svg`, and a markdown table.
 //!
-//! `cargo bench --bench load`. Env: `LOAD_SECS` (measured seconds per point, default 3),
-//! `LOAD_WARMUP_SECS` (default 1), `LOAD_CONNECTIONS` (default `1,8,64,256`), `LOAD_SCENARIOS`
+//! Each point is `LOAD_ROUNDS` (default 3) rounds that alternate ceiling and agora, and each
+//! side keeps its median round: on a shared machine a neighbour's burst spoils one round, not
+//! the point.
+//!
+//! `cargo bench --bench load`. Env: `LOAD_SECS` (measured seconds per round, default 1),
+//! `LOAD_WARMUP_SECS` (before a point's first round, default 1; later rounds warm up 0.2 s), `LOAD_CONNECTIONS` (default `1,8,64,256`), `LOAD_SCENARIOS`
 //! (comma list of names to run; default all), `LOAD_CLUSTER=0` to skip the cluster scenario
 //! (`order_1_line` at 64 connections against one node and three nodes, all child processes).
 
@@ -24,6 +28,8 @@ use serde_json::{json, Value};
 const PRODUCTS: usize = 1000;
 const INITIAL: u64 = 10_000_000;
 const HOT: &str = "hot";
+/// Warm-up before every round of a point but the first.
+const REWARM: Duration = Duration::from_millis(200);
 
 /// A cheap deterministic spread of `n` over `0..len`.
 fn pick(n: u64, salt: u64, len: usize) -> usize {
@@ -276,8 +282,13 @@ async fn audit(
 async fn main() -> anyhow::Result<()> {
     let (warmup, measure) = (
         env_secs("LOAD_WARMUP_SECS", 1.0),
-        env_secs("LOAD_SECS", 3.0),
+        env_secs("LOAD_SECS", 1.0),
     );
+    let rounds: usize = std::env::var("LOAD_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let connections: Vec<usize> = std::env::var("LOAD_CONNECTIONS")
         .unwrap_or_else(|_| "1,8,64,256".into())
         .split(',')
@@ -303,9 +314,16 @@ async fn main() -> anyhow::Result<()> {
             continue;
         }
         for &conns in &connections {
-            let top = driver::run(&[ceiling], conns, make.clone(), warmup, measure).await;
-            let ours = driver::run(&[agora_addr], conns, make.clone(), warmup, measure).await;
-            acked.extend(order_numbers(&ours));
+            let (mut tops, mut ours) = (Vec::new(), Vec::new());
+            for round in 0..rounds {
+                let warmup = if round == 0 { warmup } else { REWARM };
+                tops.push(driver::run(&[ceiling], conns, make.clone(), warmup, measure).await);
+                let outcome =
+                    driver::run(&[agora_addr], conns, make.clone(), warmup, measure).await;
+                acked.extend(order_numbers(&outcome));
+                ours.push(outcome);
+            }
+            let (top, ours) = (driver::median(tops), driver::median(ours));
             let point = report::Point::new(name, conns, &ours, &top);
             eprintln!("{}", point.line());
             points.push(point);
@@ -321,7 +339,7 @@ async fn main() -> anyhow::Result<()> {
                 .find(|(name, _)| *name == "order_1_line")
                 .map(|(_, make)| make)
                 .expect("the order scenario");
-            let comparison = cluster::compare(make, 64, warmup, measure).await?;
+            let comparison = cluster::compare(make, 64, warmup, measure * rounds as u32).await?;
             eprintln!(
                 "cluster: one node {:.0} orders/s, three nodes {:.0} orders/s",
                 comparison.one_node.requests_per_sec, comparison.three_nodes.requests_per_sec
@@ -329,7 +347,7 @@ async fn main() -> anyhow::Result<()> {
             Some(comparison)
         }
     };
-    let out = report::write(&points, &audit, cluster.as_ref(), measure)?;
+    let out = report::write(&points, &audit, cluster.as_ref(), measure, rounds)?;
     println!("{}", report::markdown(&points, &audit, cluster.as_ref()));
     println!("results: {}", out.display());
     anyhow::ensure!(audit.clean(), "the audit failed: {audit:?}");

@@ -117,6 +117,7 @@ pub fn write(
     audit: &Audit,
     cluster: Option<&Comparison>,
     measure: Duration,
+    rounds: usize,
 ) -> anyhow::Result<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .parent()
@@ -125,7 +126,9 @@ pub fn write(
     std::fs::create_dir_all(&dir)?;
     let json = serde_json::json!({
         "machine": machine(),
-        "measured_secs_per_point": measure.as_secs_f64(),
+        "measured_secs_per_round": measure.as_secs_f64(),
+        "rounds_per_point": rounds,
+        "each_side_keeps": "its median round by requests/s (errors summed over all rounds)",
         "load_generator": "same machine, hyper HTTP/1.1 keep-alive, one task per connection",
         "points": points,
         "audit": audit,
