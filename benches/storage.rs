@@ -101,7 +101,8 @@ fn order_storage_bound(c: &mut Criterion) {
     group.finish();
 }
 
-/// Writes `a` then `b`, or both in one transaction.
+/// Writes `a` then `b`, or both in one transaction (measured here on purpose).
+#[allow(clippy::disallowed_methods)]
 fn write_pair(
     (tree_a, key_a, a): (&sled::Tree, &[u8], &[u8]),
     (tree_b, key_b, b): (&sled::Tree, &[u8], &[u8]),

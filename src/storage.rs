@@ -44,15 +44,6 @@ pub enum StorageError {
     Flush(String),
 }
 
-impl From<sled::transaction::TransactionError<StorageError>> for StorageError {
-    fn from(err: sled::transaction::TransactionError<StorageError>) -> Self {
-        match err {
-            sled::transaction::TransactionError::Abort(e) => e,
-            sled::transaction::TransactionError::Storage(e) => StorageError::Sled(e),
-        }
-    }
-}
-
 type FlushWaiter = oneshot::Sender<Result<(), String>>;
 
 /// Flush statistics, for `/metrics`: `waiters / flushes` is the group-commit batch size.
