@@ -57,8 +57,9 @@ pub struct FlushStats {
 /// order that a crash then loses.
 #[derive(Debug)]
 struct OutboxMark {
-    /// The highest outbox key written. Held while an event gets its key and is written, and
-    /// while a flush reads it, so every key it covers was written before that flush began.
+    /// The highest outbox key written. Held while an event gets its key and is written with
+    /// the record it announces, and while a flush reads it, so every key a flush covers was
+    /// written, with its record, before that flush began.
     written: Mutex<u64>,
     /// Every outbox key up to this one is durable.
     durable: AtomicU64,
@@ -145,8 +146,15 @@ impl Storage {
         flush(&self.db, &self.log, &self.outbox_mark).map_err(StorageError::Flush)
     }
 
-    /// Writes `event` to the outbox under a new, higher key (not yet durable) and returns it.
-    pub fn put_event<T: Serialize>(&self, event: &T) -> Result<[u8; 8], StorageError> {
+    /// Writes `event` to the outbox under a new, higher key, then runs `then` (the write the
+    /// event announces), and returns the key; nothing is durable yet. Both happen under the
+    /// outbox mark, so a flush that covers the key also covers what `then` wrote: the notifier
+    /// never sends an event whose record a crash could still lose.
+    pub fn put_event<T: Serialize>(
+        &self,
+        event: &T,
+        then: impl FnOnce() -> Result<(), StorageError>,
+    ) -> Result<[u8; 8], StorageError> {
         let bytes = encode(event)?;
         let mut written = self
             .outbox_mark
@@ -155,6 +163,7 @@ impl Storage {
             .unwrap_or_else(|e| e.into_inner());
         let id = self.next_id()?;
         self.outbox.insert(id.to_be_bytes(), bytes)?;
+        then()?;
         *written = id;
         Ok(id.to_be_bytes())
     }
@@ -305,11 +314,11 @@ mod tests {
     async fn an_outbox_event_counts_as_durable_only_after_a_flush() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path()).unwrap();
-        let first = storage.put_event(&1u32).unwrap();
+        let first = storage.put_event(&1u32, || Ok(())).unwrap();
         assert!(!storage.is_durable_event(&first));
         storage.durable().await.unwrap();
         assert!(storage.is_durable_event(&first));
-        let second = storage.put_event(&2u32).unwrap();
+        let second = storage.put_event(&2u32, || Ok(())).unwrap();
         assert!(second > first && !storage.is_durable_event(&second));
     }
 

@@ -427,7 +427,7 @@ pub(crate) mod tests {
         /// What the order actor does: store the event in the outbox, make it durable, then
         /// tell the notifier.
         pub(crate) async fn put(&self, event: &OrderEvent) {
-            self.storage.put_event(event).unwrap();
+            self.storage.put_event(event, || Ok(())).unwrap();
             self.storage.durable().await.unwrap();
             self.notifier.cast(NotifierMsg::OutboxChanged).unwrap();
         }

@@ -380,11 +380,14 @@ async fn resolve_pending(
 /// Writes the event to the outbox, then the order (not yet flushed). Two plain writes, not a
 /// sled transaction (see `storage`). sled recovers a prefix of its log, so after a crash the
 /// order never survives without its event; an event that survives without its order (or
-/// without its cancel) was never acknowledged, and recovery drops it.
+/// without its cancel) was never acknowledged, and recovery drops it. The notifier sends the
+/// event only once a flush covers both.
 fn write_with_event(deps: &Deps, order: &Order, event_type: EventType) -> Result<(), StorageError> {
     let event = OrderEvent::for_order(order, event_type, now_ms());
-    deps.storage.put_event(&event)?;
-    storage::put(&deps.storage.orders, order.number.as_bytes(), order)
+    deps.storage.put_event(&event, || {
+        storage::put(&deps.storage.orders, order.number.as_bytes(), order)
+    })?;
+    Ok(())
 }
 
 /// Tells each SKU's stock actor that the order's outcome is durable, without waiting: a

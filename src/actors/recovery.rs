@@ -122,7 +122,7 @@ pub fn republish_unrecorded(storage: &Storage) -> Result<usize, StorageError> {
                 Some((_, true))
             );
             if !recorded && !waiting.contains(&event.event_id) {
-                storage.put_event(&event)?;
+                storage.put_event(&event, || Ok(()))?;
                 republished += 1;
             }
         }
