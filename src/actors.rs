@@ -148,17 +148,6 @@ impl<T> Gathered<T> {
 }
 
 impl Directory {
-    /// A directory for a node that runs alone.
-    pub fn single(registry: Registry, node: &str, call_timeout: Duration) -> Directory {
-        let layout = Layout::new(node, 1, Vec::new(), &Role::ALL).expect("a one-node layout");
-        Directory {
-            registry,
-            layout: Arc::new(layout),
-            links: None,
-            call_timeout,
-        }
-    }
-
     /// Sends `request` to the entity `key`, on whichever node owns it, and waits for the answer.
     pub async fn ask<R: EntityRequest>(
         &self,

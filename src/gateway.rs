@@ -27,8 +27,7 @@ use std::time::{Duration, Instant};
 
 use warp::filters::path::FullPath;
 use warp::filters::BoxedFilter;
-use warp::http::header::ALLOW;
-use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use warp::http::{HeaderMap, Method};
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
@@ -172,19 +171,12 @@ fn refused(
     rejection: &Rejection,
 ) -> Response {
     let request_id = filters::request_id(headers);
-    let error = ApiError::from_rejection(rejection);
+    let error = ApiError::from_rejection(rejection, path.as_str());
     let route = match error {
         ApiError::Unauthorized(_) => "auth",
         ApiError::RateLimited(_) => "rate_limit",
         _ => "unmatched",
     };
-    let mut response = error.into_response(&request_id);
-    let allow = (response.status() == StatusCode::METHOD_NOT_ALLOWED)
-        .then(|| openapi::allowed_methods(path.as_str()))
-        .flatten()
-        .and_then(|allow| HeaderValue::from_str(&allow).ok());
-    if let Some(allow) = allow {
-        response.headers_mut().insert(ALLOW, allow);
-    }
+    let response = error.into_response(&request_id);
     filters::finish(ctx, route, method, &request_id, Instant::now(), response)
 }

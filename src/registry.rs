@@ -15,6 +15,17 @@ mod instance;
 mod replication;
 mod routes;
 mod snapshot;
+/// The nodes named in `records`' metadata, each with whether one of its records is UP.
+fn up_by_node<'a>(records: impl Iterator<Item = &'a Arc<Record>>) -> BTreeMap<String, bool> {
+    let mut nodes = BTreeMap::new();
+    for record in records {
+        if let Some(node) = record.info.metadata.get("node") {
+            *nodes.entry(node.clone()).or_insert(false) |= record.info.status == Status::Up;
+        }
+    }
+    nodes
+}
+
 #[cfg(test)]
 mod tests;
 mod wire;
@@ -32,7 +43,7 @@ use tokio::sync::watch;
 
 use self::actor::{Key, RegistryActor, RegistryArgs, RegistryMsg};
 use self::instance::{Instance, Status};
-use self::snapshot::Snapshot;
+use self::snapshot::{Record, Snapshot};
 
 pub use self::replication::Replication;
 pub use self::routes::{routes, RegistryApi};
@@ -160,28 +171,22 @@ impl Registry {
         self.snapshot.borrow().actor_name(app)
     }
 
-    /// Whether `node` has an UP instance: its heartbeats (lease renewals) are arriving.
+    /// Every node with an instance, each with whether one of them is UP: its heartbeats (lease
+    /// renewals) are arriving.
+    pub fn nodes(&self) -> BTreeMap<String, bool> {
+        up_by_node(self.snapshot().records())
+    }
+
+    /// Whether `node` has an UP instance.
     pub fn node_up(&self, node: &str) -> bool {
-        self.snapshot().records().any(|r| {
-            r.info.status == Status::Up && r.info.metadata.get("node").is_some_and(|n| n == node)
-        })
+        self.nodes().get(node) == Some(&true)
     }
 
     /// The nodes with an instance of `app`, each with whether one of them is UP.
     pub fn nodes_of(&self, app: &str) -> BTreeMap<String, bool> {
-        let mut nodes = BTreeMap::new();
         let snapshot = self.snapshot();
-        for record in snapshot
-            .apps
-            .get(&app.to_ascii_uppercase())
-            .into_iter()
-            .flat_map(|a| a.values())
-        {
-            if let Some(node) = record.info.metadata.get("node") {
-                *nodes.entry(node.clone()).or_insert(false) |= record.info.status == Status::Up;
-            }
-        }
-        nodes
+        let records = snapshot.apps.get(&app.to_ascii_uppercase());
+        up_by_node(records.into_iter().flat_map(|a| a.values()))
     }
 
     /// Sends every change made on this node to `sink` from now on.

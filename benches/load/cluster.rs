@@ -134,12 +134,14 @@ pub async fn compare(
     let (one_node, audit_one_node) =
         measure(&[alone], make.clone(), connections, warmup, secs).await?;
 
-    let port = |i: u16| {
+    let port = || {
         std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
-            .map_or(17_100 + i, |a| a.port())
+            .map(|a| a.port())
     };
-    let addrs: Vec<String> = (1..=3).map(|i| format!("127.0.0.1:{}", port(i))).collect();
+    let addrs = (0..3)
+        .map(|_| Ok(format!("127.0.0.1:{}", port()?)))
+        .collect::<std::io::Result<Vec<String>>>()?;
     let member = |i: usize, extra: &[String]| -> Vec<String> {
         let mut args: Vec<String> = [
             "--node",

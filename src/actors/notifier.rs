@@ -3,11 +3,11 @@
 //! The order actor writes each event into the `outbox` tree just before the order itself (crash
 //! recovery drops an event whose order was lost) and casts [`NotifierMsg::OutboxChanged`] once
 //! both are durable. Only durable events are sent, so Kafka never announces an order that a
-//! crash then loses. The notifier produces outbox events to the topic,
-//! keyed by order number, and deletes each one only after Kafka acknowledged it, so nothing is
-//! lost while Kafka is down: the outbox simply grows, and drains when Kafka is back. A crash
-//! between the acknowledgement and the delete sends the event again; the notification service
-//! records each event id once. The gateway asks it for [`NotifierMsg::Health`].
+//! crash then loses. The notifier produces outbox events to the topic, keyed by order number,
+//! and deletes each one only after Kafka acknowledged it, so nothing is lost while Kafka is
+//! down: the outbox simply grows, and drains when Kafka is back. A crash between the
+//! acknowledgement and the delete sends the event again; the notification service records each
+//! event id once. The gateway asks it for [`NotifierMsg::Health`].
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -79,16 +79,17 @@ impl Layout {
     }
 
     pub fn partition(&self, key: &str) -> u32 {
-        (fnv1a(key.as_bytes()) % u64::from(self.partitions)) as u32
+        (fnv1a(FNV_OFFSET, key.as_bytes()) % u64::from(self.partitions)) as u32
     }
 
     /// The member that owns `key` of `role`; `None` if no member owns that role.
     pub fn owner(&self, role: Role, key: &str) -> Option<&str> {
         let partition = self.partition(key);
         self.members_with(role).max_by_key(|name| {
-            let mut bytes = name.as_bytes().to_vec();
-            bytes.extend_from_slice(&partition.to_be_bytes());
-            mix(fnv1a(&bytes))
+            mix(fnv1a(
+                fnv1a(FNV_OFFSET, name.as_bytes()),
+                &partition.to_be_bytes(),
+            ))
         })
     }
 
@@ -136,10 +137,14 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
-    })
+const FNV_OFFSET: u64 = 0xcbf29ce484222325;
+
+/// FNV-1a of `bytes`, continuing from `seed` (start from [`FNV_OFFSET`]): hashing a name and
+/// then a partition is the hash of both, without joining them in a buffer.
+fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(seed, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
 }
 
 #[cfg(test)]

@@ -214,6 +214,7 @@ impl LinksState {
             }
         }
         let mut view = View::default();
+        let heard = self.registry.nodes();
         for node in &self.nodes {
             let peer = ractor::pg::get_members(&group_of(node))
                 .into_iter()
@@ -225,7 +226,9 @@ impl LinksState {
                 .is_some_and(|until| until > now);
             let reach = match peer {
                 None => Reach::Down("not connected"),
-                Some(_) if !self.registry.node_up(node) => Reach::Down("DOWN (its lease ran out)"),
+                Some(_) if heard.get(node) != Some(&true) => {
+                    Reach::Down("DOWN (its lease ran out)")
+                }
                 Some(_) if open => Reach::Down("failing (circuit breaker open)"),
                 Some(cell) => Reach::Up(ActorRef::from(cell)),
             };

@@ -27,8 +27,9 @@ pub enum ApiError {
     BodyTimeout,
     #[error("no route matches this path")]
     RouteNotFound,
+    /// `allow` lists the methods the path takes, for the `Allow` header, when they are known.
     #[error("this path does not accept this method")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: Option<String> },
     #[error("the request did not complete within {0} ms")]
     Timeout(u128),
     #[error("{}", .0.reason)]
@@ -75,7 +76,9 @@ impl ApiError {
             ApiError::RouteNotFound | ApiError::Shop(ShopError::NotFound(_)) => {
                 (StatusCode::NOT_FOUND, "not_found")
             }
-            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+            }
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
@@ -110,9 +113,9 @@ impl ApiError {
         }
     }
 
-    /// Turns a warp rejection (refused before routing, or no route matched) into the matching
-    /// error.
-    pub fn from_rejection(rejection: &warp::Rejection) -> ApiError {
+    /// Turns a warp rejection (refused before routing, or no route matched) of a request for
+    /// `path` into the matching error.
+    pub fn from_rejection(rejection: &warp::Rejection, path: &str) -> ApiError {
         if let Some(failure) = rejection.find::<AuthFailure>() {
             ApiError::Unauthorized(failure.clone())
         } else if let Some(throttled) = rejection.find::<Throttled>() {
@@ -120,7 +123,9 @@ impl ApiError {
         } else if rejection.is_not_found() {
             ApiError::RouteNotFound
         } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-            ApiError::MethodNotAllowed
+            ApiError::MethodNotAllowed {
+                allow: super::openapi::allowed_methods(path),
+            }
         } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
             ApiError::PayloadTooLarge(0)
         } else if rejection
@@ -165,6 +170,11 @@ impl ApiError {
                 headers.insert("www-authenticate", failure.www_authenticate());
             }
             ApiError::RateLimited(throttled) => throttled.stamp(headers),
+            ApiError::MethodNotAllowed { allow: Some(allow) } => {
+                if let Ok(allow) = warp::http::HeaderValue::from_str(allow) {
+                    headers.insert(warp::http::header::ALLOW, allow);
+                }
+            }
             _ if status == StatusCode::SERVICE_UNAVAILABLE => {
                 headers.insert("retry-after", warp::http::HeaderValue::from_static("1"));
             }

@@ -21,8 +21,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use warp::filters::path::FullPath;
 use warp::filters::BoxedFilter;
-use warp::http::header::ALLOW;
-use warp::http::{HeaderValue, Method, StatusCode};
+use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
@@ -212,12 +211,9 @@ pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(Response,)> {
                     serve_within(c, &route.label, route.budget(), forward).await
                 }
                 Selected::WrongMethod(allow) => {
-                    let mut response =
-                        serve(c, "gateway", |_| async { Err(ApiError::MethodNotAllowed) }).await;
-                    if let Ok(allow) = HeaderValue::from_str(&allow) {
-                        response.headers_mut().insert(ALLOW, allow);
-                    }
-                    response
+                    let refuse =
+                        |_| async { Err(ApiError::MethodNotAllowed { allow: Some(allow) }) };
+                    serve(c, "gateway", refuse).await
                 }
             }
         },

@@ -194,12 +194,11 @@ pub(crate) fn application(app: &AppView<'_>, format: Format) -> Response {
 /// `{"instance": {...}}` or `<instance>`.
 pub(crate) fn instance(info: &Instance, action: Action, format: Format) -> Response {
     match format {
-        Format::Json => {
-            let body = InstanceEnvelope {
-                instance: instance_json(info, action),
-            };
-            json_response(StatusCode::OK, &body)
-        }
+        Format::Json => typed_response(
+            StatusCode::OK,
+            "application/json",
+            instance_body(info, action),
+        ),
         Format::Xml => xml_response(xml::instance(info, action)),
     }
 }

@@ -14,23 +14,18 @@ use agora::domain::{OrderNumber, ProductId, Sku};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use super::support::TestApp;
+use super::support::{free_port, notification_counts, TestApp};
 
 const MEMBERS: &str = "n1,n2,n3";
 const INITIAL: u64 = 10_000;
+/// Orders the load must answer in each phase of the kill test (before, while down, after).
+const LOAD_SAMPLES: usize = 50;
 const LOG_FILTER: &str = "warn,agora::gateway::filters=info,agora::cluster=debug";
 
 struct Cluster {
     layout: Layout,
     cluster_addrs: BTreeMap<&'static str, String>,
     kafka: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 impl Cluster {
@@ -243,14 +238,27 @@ async fn three_nodes_share_the_shop_and_survive_kill_and_freeze() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Orders are flowing before the kill, while n3 is down, and after it is back.
+    let acked_at_least = |n: usize| {
+        let outcomes = outcomes.clone();
+        move || {
+            let outcomes = outcomes.clone();
+            async move { outcomes.lock().await.acked.len() >= n }
+        }
+    };
+    n1.wait_until(acked_at_least(LOAD_SAMPLES)).await;
     n3.kill9();
     let killed = Instant::now();
     let probe = format!("/api/inventory?skuCode={s3}");
     time_until_status(&n1, &probe, 503).await;
     let detected_kill = killed.elapsed();
     down.store(true, std::sync::atomic::Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    n1.wait_until(|| async {
+        let outcomes = outcomes.lock().await;
+        let involved = outcomes.while_down.iter().filter(|w| w.0).count();
+        involved >= LOAD_SAMPLES && outcomes.while_down.len() - involved >= LOAD_SAMPLES
+    })
+    .await;
     down.store(false, std::sync::atomic::Ordering::SeqCst);
 
     let restarted = Instant::now();
@@ -259,7 +267,8 @@ async fn three_nodes_share_the_shop_and_survive_kill_and_freeze() {
     time_until_status(&n2, &probe, 200).await;
     let recovered_kill = restarted.elapsed();
     wait_for_mesh(&[&n1, &n2, &n3]).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let acked = outcomes.lock().await.acked.len();
+    n1.wait_until(acked_at_least(acked + LOAD_SAMPLES)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for task in load {
         task.await.unwrap();
@@ -296,17 +305,10 @@ async fn three_nodes_share_the_shop_and_survive_kill_and_freeze() {
     n1.wait_until(|| async { n1.notifications().await.len() >= orders.len() })
         .await;
     let events = n1.notifications().await;
-    let mut per_order: HashMap<String, usize> = HashMap::new();
-    for event in &events {
-        *per_order
-            .entry(event["orderNumber"].as_str().unwrap().to_owned())
-            .or_default() += 1;
-    }
+    let counts = notification_counts(&events);
     for order in &orders {
-        assert_eq!(
-            per_order.get(order["orderNumber"].as_str().unwrap()),
-            Some(&1)
-        );
+        let number = order["orderNumber"].as_str().unwrap().to_owned();
+        assert_eq!(counts.get(&(number, "OrderPlaced".to_owned())), Some(&1));
     }
     assert_eq!(events.len(), orders.len(), "no stray events");
 

@@ -17,7 +17,7 @@ use tokio::process::{Child, ChildStdout};
 use warp::Filter;
 
 use super::eureka_interop::{expect_line, start_script};
-use super::support::{agora_python, TestApp};
+use super::support::{agora_python, free_port, TestApp};
 
 /// How long the echo service takes to answer `/slow`.
 const SLOW: Duration = Duration::from_secs(2);
@@ -61,12 +61,6 @@ async fn echo_service() -> SocketAddr {
     addr
 }
 
-/// A port nothing listens on.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-    listener.local_addr().expect("bound").port()
-}
-
 /// A node whose routes file is `routes` (written into `dir`), with leases of `lease_secs`.
 async fn node_with_routes(dir: &Path, routes: &str, lease_secs: u64) -> TestApp {
     let file = dir.join("routes.toml");
@@ -81,7 +75,7 @@ async fn node_with_routes(dir: &Path, routes: &str, lease_secs: u64) -> TestApp 
 /// A node with routes to an echo service, a closed port and an app nobody registered.
 async fn node_with_echo() -> (TestApp, SocketAddr, tempfile::TempDir) {
     let echo = echo_service().await;
-    let closed = closed_port();
+    let closed = free_port();
     let routes = format!(
         r#"
 [defaults]

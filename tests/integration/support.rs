@@ -309,6 +309,14 @@ fn client() -> Client {
         .expect("HTTP client")
 }
 
+/// A loopback port that was free a moment ago (for a process to bind, or for nothing to).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// Counts notifications per (orderNumber, eventType).
 pub fn notification_counts(
     notifications: &[Value],
