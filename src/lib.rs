@@ -19,3 +19,5 @@ pub mod metrics;
 pub mod registry;
 pub mod storage;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
