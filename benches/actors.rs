@@ -43,7 +43,7 @@ impl Actor for Echo {
 }
 
 /// Creates a product for `sku` with a billion units in stock, wherever its owner is.
-async fn create_product(directory: &agora::actors::Directory, sku: &Sku) {
+async fn create_product(directory: &agora::routing::Directory, sku: &Sku) {
     let product = Product {
         id: ProductId::for_sku(sku),
         sku: sku.clone(),
@@ -65,7 +65,7 @@ fn actors(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let app = rt
-        .block_on(agora::app::start(ServeConfig::for_tests(
+        .block_on(agora::app::Node::build(ServeConfig::for_tests(
             dir.path().to_path_buf(),
         )))
         .unwrap();
@@ -86,7 +86,7 @@ fn actors(c: &mut Criterion) {
 fn entity_and_saga(
     c: &mut Criterion,
     rt: &tokio::runtime::Runtime,
-    directory: &agora::actors::Directory,
+    directory: &agora::routing::Directory,
     sku: &Sku,
     group: &str,
     number: impl Fn() -> OrderNumber,
@@ -124,7 +124,7 @@ fn between_nodes(c: &mut Criterion) {
     config.cluster.listen = Some(listen);
     config.cluster.cookie = Some("bench".parse().unwrap());
     config.cluster.members = vec!["a".parse().unwrap(), "b".parse().unwrap()];
-    let app = rt.block_on(agora::app::start(config)).unwrap();
+    let app = rt.block_on(agora::app::Node::build(config)).unwrap();
     let mut node_b = Command::new(env!("CARGO_BIN_EXE_agora"))
         .args(["serve", "--node", "b", "--http", "127.0.0.1:0", "--data"])
         .arg(dir_b.path())

@@ -1,50 +1,49 @@
-//! Wiring: opens storage, runs crash recovery, starts (or connects to) Kafka, spawns the actor
-//! tree under the root supervisor, serves the gateway, and shuts all of it down in order.
-//!
-//! Shutdown: stop accepting, finish requests in flight, stop the actors children first (orders
-//! before the stock and products they call), flush storage.
+//! Start-up and shutdown of one node, in named steps (as in zero2prod): [`Node::build`] places
+//! the node in the cluster layout, opens storage and runs crash recovery, starts (or connects
+//! to) Kafka, spawns the actor tree under the root supervisor and builds the routing
+//! [`Directory`] from its typed references, joins the cluster, registers the node's services
+//! (one task renews every lease) and serves the gateway. [`Node::run_until_stopped`] runs it
+//! until a signal or a failed service actor; `run` shuts it down in order.
+
+mod run;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ractor::Actor;
-use tokio::sync::{mpsc, oneshot};
+use ractor::{Actor, ActorCell};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::actors::entity::{spawn_supervisor, RestartPolicy, SupervisorArgs};
+use crate::actors::entity::{spawn_supervisor, Deps, Entity, Remote, RestartPolicy, Route};
+use crate::actors::entity::{SupervisorArgs, SupervisorMsg};
 use crate::actors::notification::{spawn_notification, NotificationArgs};
 use crate::actors::notifier::{spawn_notifier, NotifierArgs};
-use crate::actors::order::OrderEntity;
+use crate::actors::order::{OrderCalls, OrderEntity};
 use crate::actors::product::ProductEntity;
+use crate::actors::recovery;
 use crate::actors::root::Root;
 use crate::actors::stock::Stock;
-use crate::actors::{recovery, stop_children_first, Deps, Directory};
 use crate::broker::EmbeddedBroker;
 use crate::cluster::layout::Layout;
 use crate::cluster::{settler, Cluster};
 use crate::config::{Role, ServeConfig};
 use crate::gateway::auth::Auth;
-use crate::gateway::limit::RateLimit;
 use crate::gateway::upstream::Upstream;
-use crate::gateway::{self, GatewayCtx};
-use crate::health::ComponentHealth;
 use crate::metrics::Metrics;
-use crate::registry::{self, LocalInstance, Registry, API_GATEWAY, NOTIFICATION_SERVICE};
+use crate::registry::{LocalInstance, Registry, API_GATEWAY, NOTIFICATION_SERVICE};
+use crate::routing::Directory;
 use crate::storage::Storage;
 
 /// The Kafka consumer group of the notification service, as in the original.
 pub const NOTIFICATION_GROUP: &str = "notificationId";
 
-/// How long shutdown waits for requests in flight.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A running node.
-pub struct App {
+pub struct Node {
     pub http_addr: SocketAddr,
     pub kafka_brokers: String,
-    /// Finds this node's service actors (for benchmarks and tests that skip HTTP).
+    /// This node's actors (for benchmarks and tests that skip HTTP).
     pub directory: Directory,
     /// The embedded broker, when no `--kafka-brokers` was given (tests take it down and up).
     broker: Option<Arc<EmbeddedBroker>>,
@@ -52,7 +51,87 @@ pub struct App {
     task: JoinHandle<anyhow::Result<()>>,
 }
 
-impl App {
+/// Kafka as this node uses it: the embedded broker it runs, if any, and the bootstrap servers.
+struct Kafka {
+    broker: Option<Arc<EmbeddedBroker>>,
+    brokers: String,
+}
+
+impl Node {
+    /// Starts a node as configured and prints where each service is.
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Node> {
+        let auth = Auth::from_config(&config.security)?;
+        let upstream = Upstream::load(config.routes.as_deref())?;
+        let layout = Arc::new(place(&config)?);
+        let storage = Storage::open(&config.data)?;
+        storage.pin_layout(&layout.fingerprint())?;
+        let owns = |role, key: &str| layout.owns(role, key);
+        let mut recovered = recovery::recover(&storage, owns).context("crash recovery failed")?;
+        tracing::info!(?recovered, "recovery done");
+        let kafka = start_kafka(&config, &storage)?;
+        let listener = tokio::net::TcpListener::bind(config.http)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.http))?;
+        let http_addr = listener.local_addr()?;
+        let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
+        let (root, _) = Actor::spawn(Some(format!("{}/root", config.node)), Root, fatal_tx)
+            .await
+            .context("cannot start the root supervisor")?;
+        let root = root.get_cell();
+        let registry = Registry::start(&config.node, config.lease(), root.clone()).await?;
+        let mut cluster = join_cluster(&config, &layout, &registry, &root).await?;
+        let remote = (cluster.as_ref()).map(|c| Arc::new(c.links()) as Arc<dyn Remote>);
+        let metrics = Arc::new(Metrics::new());
+        let actors = Actors {
+            config: &config,
+            storage: &storage,
+            metrics: &metrics,
+            remote,
+            root: &root,
+        };
+        let directory = actors.spawn(&kafka.brokers).await?;
+        let (stopping_tx, stopping) = watch::channel(false);
+        let instances = services(&config, http_addr);
+        let leases = keep_leases(registry.clone(), config.lease(), instances, stopping.clone());
+        let leases = leases.await?;
+        let settler = match cluster.as_mut() {
+            Some(cluster) => {
+                let opened = cluster.open(directory.clone(), registry.clone(), root.clone());
+                opened.await?;
+                let cancels = std::mem::take(&mut recovered.cancels_left);
+                let (directory, storage) = (directory.clone(), storage.clone());
+                Some(settler::start(directory, storage, layout.clone(), cancels))
+            }
+            None => None,
+        };
+        let running = run::Running {
+            directory: directory.clone(),
+            registry,
+            metrics,
+            storage,
+            root,
+            cluster,
+            leases,
+            settler,
+            broker: kafka.broker.clone(),
+            fatal: fatal_rx,
+            stopping: (stopping_tx, stopping),
+        };
+        let embedded = kafka.broker.is_some();
+        let routes = upstream.route_count();
+        run::print_addresses(&config, http_addr, routes, &kafka.brokers, embedded);
+        let (stop, stop_rx) = oneshot::channel();
+        let task = running.serve(&config, auth, upstream, listener, stop_rx);
+        Ok(Node {
+            http_addr,
+            kafka_brokers: kafka.brokers,
+            directory,
+            broker: kafka.broker,
+            stop,
+            task,
+        })
+    }
+
     /// The embedded Kafka broker, if this node started one.
     pub fn embedded_broker(&self) -> Option<Arc<EmbeddedBroker>> {
         self.broker.clone()
@@ -65,7 +144,7 @@ impl App {
     }
 
     /// Runs until `signal` resolves (then shuts down) or a service actor fails (an error).
-    pub async fn run_until(
+    pub async fn run_until_stopped(
         mut self,
         signal: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
@@ -76,256 +155,164 @@ impl App {
     }
 }
 
-/// Starts a node as configured and prints where each service is.
-pub async fn start(config: ServeConfig) -> anyhow::Result<App> {
-    let auth = Auth::from_config(&config.security)?;
-    let cluster_config = &config.cluster;
-    let layout = Layout::new(
+/// Step: where this node sits in the cluster layout (alone, the whole layout).
+fn place(config: &ServeConfig) -> anyhow::Result<Layout> {
+    let cluster = &config.cluster;
+    Layout::new(
         &config.node,
-        cluster_config.partitions,
-        cluster_config.members.clone(),
-        &cluster_config.roles,
+        cluster.partitions,
+        cluster.members.clone(),
+        &cluster.roles,
     )
-    .map_err(|e| anyhow::anyhow!("cluster layout: {e}"))?;
-    let layout = Arc::new(layout);
-    let upstream = Upstream::load(config.routes.as_deref())?;
-    let storage = Storage::open(&config.data)?;
-    storage.pin_layout(&layout.fingerprint())?;
-    let mut recovered = recovery::recover(&storage, &layout).context("crash recovery failed")?;
-    tracing::info!(?recovered, "recovery done");
-    let (broker, kafka_brokers) = match &config.kafka_brokers {
-        Some(brokers) => (None, brokers.clone()),
-        None => {
-            let republished =
-                recovery::republish_unrecorded(&storage).context("cannot refill the outbox")?;
-            tracing::info!(
-                republished,
-                "events the embedded broker lost are back in the outbox"
-            );
-            let broker = EmbeddedBroker::start(&config.topic)
-                .context("cannot start the embedded Kafka broker")?;
-            let servers = broker.bootstrap_servers();
-            (Some(Arc::new(broker)), servers)
-        }
-    };
-    let listener = tokio::net::TcpListener::bind(config.http)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.http))?;
-    let http_addr = listener.local_addr()?;
-    let metrics = Arc::new(Metrics::new());
-    let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
-    let (root, _) = Actor::spawn(Some(format!("{}/root", config.node)), Root, fatal_tx)
-        .await
-        .context("cannot start the root supervisor")?;
-    let root = root.get_cell();
-    let registry = Registry::start(&config.node, config.lease(), root.clone()).await?;
-    let mut cluster = match cluster_config.listen {
-        Some(listen) => {
-            let timeout = config.remote_timeout();
-            let joined = Cluster::start(
-                &layout,
-                cluster_config,
-                listen,
-                &registry,
-                timeout,
-                root.clone(),
-            );
-            Some(joined.await?)
-        }
-        None if !layout.is_single() => anyhow::bail!("--members needs --cluster"),
-        None => None,
-    };
-    let deps = Deps {
-        node: config.node.clone(),
-        storage: storage.clone(),
-        directory: Directory {
-            registry: registry.clone(),
-            layout: layout.clone(),
-            links: cluster.as_ref().map(Cluster::links),
-            call_timeout: config.request_timeout(),
-        },
-        metrics: metrics.clone(),
-    };
-    let supervisor_args = || SupervisorArgs {
-        deps: deps.clone(),
-        policy: RestartPolicy {
-            max_restarts: config.max_restarts,
-            window: config.restart_window(),
-        },
-        idle: config.idle(),
-        lease: config.lease(),
-        http_addr,
-    };
-    let stock = spawn_supervisor::<Stock>(supervisor_args(), root.clone())
-        .await?
-        .get_cell();
-    let product = spawn_supervisor::<ProductEntity>(supervisor_args(), root.clone())
-        .await?
-        .get_cell();
-    let order = spawn_supervisor::<OrderEntity>(supervisor_args(), root.clone())
-        .await?
-        .get_cell();
-    let notifier_args = NotifierArgs {
-        storage: storage.clone(),
-        brokers: kafka_brokers.clone(),
-        topic: config.topic.clone(),
-        metrics: metrics.clone(),
-    };
-    let notifier = spawn_notifier(
-        format!("{}/notifier", config.node),
-        notifier_args,
-        root.clone(),
-    )
-    .await?
-    .get_cell();
-    let notification_args = NotificationArgs {
-        storage: storage.clone(),
-        brokers: kafka_brokers.clone(),
-        topic: config.topic.clone(),
-        group_id: NOTIFICATION_GROUP.into(),
-        metrics: metrics.clone(),
-    };
-    let notification_name = format!("{}/notification", config.node);
-    let mut own_services = vec![LocalInstance {
-        app: API_GATEWAY,
-        node: config.node.clone(),
-        actor_name: format!("{}/gateway", config.node),
-        http_addr,
-    }];
-    let notification = match config.runs(Role::Notification) {
-        true => {
-            own_services.push(LocalInstance {
-                app: NOTIFICATION_SERVICE,
-                node: config.node.clone(),
-                actor_name: notification_name.clone(),
-                http_addr,
-            });
-            let spawned = spawn_notification(notification_name, notification_args, root.clone());
-            Some(spawned.await?.get_cell())
-        }
-        false => None,
-    };
-    let leases = keep_leases(registry.clone(), config.lease(), own_services).await?;
-    let settler = match cluster.as_mut() {
-        Some(cluster) => {
-            let (directory, storage) = (deps.directory.clone(), storage.clone());
-            cluster
-                .open(directory.clone(), storage.clone(), root.clone())
-                .await?;
-            let cancels = std::mem::take(&mut recovered.cancels_left);
-            Some(settler::start(directory, storage, layout.clone(), cancels))
-        }
-        None => None,
-    };
+    .map_err(|e| anyhow::anyhow!("cluster layout: {e}"))
+}
 
-    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let probe_storage = storage.clone();
-    let ctx = Arc::new(GatewayCtx {
-        node: config.node.clone(),
-        directory: deps.directory.clone(),
-        metrics,
-        flush_stats: storage.stats.clone(),
-        storage_probe: Box::new(move || match probe_storage.check() {
-            Ok(()) => ComponentHealth::up("sled answers"),
-            Err(e) => ComponentHealth::down(e.to_string()),
-        }),
-        request_timeout: config.request_timeout(),
-        max_body_bytes: config.max_body_bytes,
-        shutdown: stopping,
-        fault_injection: config.fault_injection,
-        roles: config.cluster.roles.clone(),
-        auth,
-        rate_limit: (config.security.rate_limit)
-            .map(|rate| RateLimit::start(rate, config.security.rate_burst)),
-        upstream,
-    });
-    let routes_loaded = ctx.upstream.route_count();
-    let routes = gateway::routes(ctx, registry::routes(registry));
-
-    println!("agora node {} is up", config.node);
-    println!("  gateway       http://{http_addr}/api  (health /health, metrics /metrics)");
-    println!("  registry      http://{http_addr}/eureka  (dashboard /eureka/web)");
-    println!("  product       http://{http_addr}/api/product");
-    println!("  inventory     http://{http_addr}/api/inventory");
-    println!("  order         http://{http_addr}/api/order");
-    println!("  notification  http://{http_addr}/api/notifications  (group {NOTIFICATION_GROUP})");
-    if let Some(file) = &config.routes {
-        println!(
-            "  routes        http://{http_addr}/gateway/routes  ({} from {})",
-            routes_loaded,
-            file.display()
-        );
-    }
-    let kind = if broker.is_some() {
-        "embedded broker"
-    } else {
-        "external"
-    };
-    println!(
-        "  kafka         {kafka_brokers}  ({kind}; topic {})",
-        config.topic
-    );
-    println!("  storage       {}", config.data.display());
-
-    let (stop, stop_rx) = oneshot::channel();
-    let app_broker = broker.clone();
-    let task = tokio::spawn(async move {
-        let (drain_tx, drain_rx) = oneshot::channel::<()>();
-        let server = warp::serve(routes).incoming(listener).graceful(async move {
-            let _ = drain_rx.await;
+/// Step: the configured Kafka, or an embedded broker, refilling the outbox with what the
+/// previous broker (in this process, so gone) had not delivered yet.
+fn start_kafka(config: &ServeConfig, storage: &Storage) -> anyhow::Result<Kafka> {
+    if let Some(brokers) = &config.kafka_brokers {
+        return Ok(Kafka {
+            broker: None,
+            brokers: brokers.clone(),
         });
-        let server = tokio::spawn(server.run());
-        let fatal = wait_for_stop(stop_rx, fatal_rx).await;
-        let _ = stopping_tx.send(true);
-        let _ = drain_tx.send(());
-        if tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
-            tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
-        }
-        leases.abort();
-        if let Some(settler) = settler {
-            settler.abort();
-        }
-        if let Some(cluster) = cluster {
-            cluster.stop();
-        }
-        let services = [Some(order), Some(product), Some(stock), notification];
-        for cell in services.into_iter().flatten().chain([notifier, root]) {
-            stop_children_first(cell).await;
-        }
-        storage.flush_now().context("final flush failed")?;
-        drop(broker);
-        tracing::info!("stopped");
-        match fatal {
-            Some(reason) => Err(anyhow::anyhow!(reason)),
-            None => Ok(()),
-        }
-    });
-    Ok(App {
-        http_addr,
-        kafka_brokers,
-        directory: deps.directory.clone(),
-        broker: app_broker,
-        stop,
-        task,
+    }
+    let republished = recovery::republish_unrecorded(storage).context("cannot refill the outbox")?;
+    tracing::info!(
+        republished,
+        "events the embedded broker lost are back in the outbox"
+    );
+    let broker =
+        EmbeddedBroker::start(&config.topic).context("cannot start the embedded Kafka broker")?;
+    Ok(Kafka {
+        brokers: broker.bootstrap_servers(),
+        broker: Some(Arc::new(broker)),
     })
 }
 
-/// Waits for a stop request (`None`) or a fatal failure (its reason).
-async fn wait_for_stop(
-    stop: oneshot::Receiver<()>,
-    mut fatal: mpsc::UnboundedReceiver<String>,
-) -> Option<String> {
-    tokio::select! {
-        _ = stop => None,
-        reason = fatal.recv() => reason,
+/// Step: the cluster listener and links, when `--cluster` is given.
+async fn join_cluster(
+    config: &ServeConfig,
+    layout: &Arc<Layout>,
+    registry: &Registry,
+    root: &ActorCell,
+) -> anyhow::Result<Option<Cluster>> {
+    match config.cluster.listen {
+        Some(listen) => {
+            let timeout = config.remote_timeout();
+            let root = root.clone();
+            let joined = Cluster::start(layout.clone(), &config.cluster, listen, registry, timeout, root);
+            Ok(Some(joined.await?))
+        }
+        None if !layout.is_single() => anyhow::bail!("--members needs --cluster"),
+        None => Ok(None),
     }
 }
 
-/// Registers services that are not entity supervisors and renews their leases.
+/// Step: the actor tree. Each kind is spawned after the kinds it calls, and given their typed
+/// routes: stock, then products (which seed stock), then the notifier and orders.
+struct Actors<'a> {
+    config: &'a ServeConfig,
+    storage: &'a Storage,
+    metrics: &'a Arc<Metrics>,
+    remote: Option<Arc<dyn Remote>>,
+    root: &'a ActorCell,
+}
+
+impl Actors<'_> {
+    async fn spawn(&self, brokers: &str) -> anyhow::Result<Directory> {
+        let config = self.config;
+        let stock = self.supervise::<Stock>(()).await?;
+        let products = self.supervise::<ProductEntity>(stock.clone()).await?;
+        let notifier_args = NotifierArgs {
+            storage: self.storage.clone(),
+            brokers: brokers.to_owned(),
+            topic: config.topic.clone(),
+            metrics: self.metrics.clone(),
+        };
+        let name = format!("{}/notifier", config.node);
+        let notifier = spawn_notifier(name, notifier_args, self.root.clone()).await?;
+        let calls = OrderCalls {
+            products: products.clone(),
+            stock: stock.clone(),
+            notifier: notifier.clone(),
+        };
+        let orders = self.supervise::<OrderEntity>(calls).await?;
+        let notification = match config.runs(Role::Notification) {
+            true => {
+                let args = NotificationArgs {
+                    storage: self.storage.clone(),
+                    brokers: brokers.to_owned(),
+                    topic: config.topic.clone(),
+                    group_id: NOTIFICATION_GROUP.into(),
+                    metrics: self.metrics.clone(),
+                };
+                let name = format!("{}/notification", config.node);
+                Some(spawn_notification(name, args, self.root.clone()).await?)
+            }
+            false => None,
+        };
+        Ok(Directory {
+            node: config.node.clone(),
+            products,
+            stock,
+            orders,
+            notifier,
+            notification,
+            storage: self.storage.clone(),
+            remote: self.remote.clone(),
+            call_timeout: config.request_timeout(),
+        })
+    }
+
+    /// Spawns the supervisor of kind `E`, whose entities call `calls`, and its route.
+    async fn supervise<E: Entity>(&self, calls: E::Calls) -> anyhow::Result<Route<E>> {
+        let args = SupervisorArgs::<E> {
+            node: self.config.node.clone(),
+            deps: Deps {
+                storage: self.storage.clone(),
+                metrics: self.metrics.clone(),
+                calls,
+            },
+            policy: RestartPolicy {
+                max_restarts: self.config.max_restarts,
+                window: self.config.restart_window(),
+            },
+            idle: self.config.idle(),
+        };
+        let supervisor: ractor::ActorRef<SupervisorMsg<E>> =
+            spawn_supervisor(args, self.root.clone()).await?;
+        let timeout = self.config.request_timeout();
+        Ok(Route::new(supervisor, self.remote.clone(), timeout))
+    }
+}
+
+/// The registry apps this node serves: the gateway, each entity kind, and the notification
+/// service where it runs.
+fn services(config: &ServeConfig, http_addr: SocketAddr) -> Vec<LocalInstance> {
+    let mut apps = vec![
+        API_GATEWAY,
+        ProductEntity::SERVICE,
+        Stock::SERVICE,
+        OrderEntity::SERVICE,
+    ];
+    if config.runs(Role::Notification) {
+        apps.push(NOTIFICATION_SERVICE);
+    }
+    let instance = |app| LocalInstance {
+        app,
+        node: config.node.clone(),
+        http_addr,
+    };
+    apps.into_iter().map(instance).collect()
+}
+
+/// Step: registers this node's services and renews all their leases from one task, which
+/// cancels them once the node begins to stop.
 async fn keep_leases(
     registry: Registry,
     lease: Duration,
     instances: Vec<LocalInstance>,
+    mut stopping: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
     let mut ids = Vec::new();
     for instance in &instances {
@@ -334,10 +321,16 @@ async fn keep_leases(
     Ok(tokio::spawn(async move {
         let mut tick = tokio::time::interval((lease / 3).max(Duration::from_millis(200)));
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stopping.wait_for(|stopping| *stopping) => break,
+            }
             for (instance, id) in instances.iter().zip(ids.iter_mut()) {
                 registry.keep_registered(instance, id).await;
             }
+        }
+        for (instance, id) in instances.iter().zip(&ids) {
+            let _ = registry.cancel(instance.app, id).await;
         }
     }))
 }

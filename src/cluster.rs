@@ -4,19 +4,20 @@
 //! dials the seeds again whenever they are not connected (ractor_cluster never reconnects by
 //! itself), logs a session that closes before authenticating as a refused cookie, forwards the
 //! registry's changes to every peer, and spawns the peer actor that serves other nodes.
-//! Which node owns a key is `layout`; calls to another node go through `links`; requests on
-//! the wire are `remote`; request ids follow them through `trace`; `settler` finishes sagas
-//! that a node's death left half done on another node.
+//! Which node owns a key is `layout`; calls to another node go through `links` (the routing
+//! layer's `Remote`); what crosses the wire and how it is served is `peer`; request ids follow
+//! calls through `trace`; `settler` finishes sagas that a node's death left half done on
+//! another node.
 
 pub mod layout;
 pub mod links;
 pub mod peer;
-pub mod remote;
 pub mod settler;
 pub mod trace;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -29,11 +30,10 @@ use tokio::task::JoinHandle;
 use self::layout::Layout;
 use self::links::{start_links, Links};
 use self::peer::{spawn_peer, PeerArgs};
-use crate::actors::Directory;
 use crate::codec;
 use crate::config::ClusterConfig;
 use crate::registry::Registry;
-use crate::storage::Storage;
+use crate::routing::Directory;
 
 /// How often the seeds are dialled again when they are not connected.
 const REDIAL: Duration = Duration::from_secs(1);
@@ -52,7 +52,7 @@ impl Cluster {
     /// Starts the node server on `listen` and the links to the members; the registry's changes
     /// go to the peers from now on.
     pub async fn start(
-        layout: &Layout,
+        layout: Arc<Layout>,
         config: &ClusterConfig,
         listen: SocketAddr,
         registry: &Registry,
@@ -63,8 +63,7 @@ impl Cluster {
         let seeds = config.join.clone();
         let host = config.host.clone();
         let node = layout.node().to_owned();
-        let members: BTreeSet<String> = layout.peers().map(str::to_owned).collect();
-        let links = start_links(&node, members, registry.clone(), timeout, root).await?;
+        let links = start_links(layout, registry.clone(), timeout, root).await?;
         let server = NodeServer::new(
             listen.port(),
             cookie.expose().to_owned(),
@@ -104,13 +103,13 @@ impl Cluster {
     pub async fn open(
         &mut self,
         directory: Directory,
-        storage: Storage,
+        registry: Registry,
         root: ActorCell,
     ) -> anyhow::Result<()> {
         let args = PeerArgs {
             node: self.node.clone(),
             directory,
-            storage,
+            registry,
         };
         spawn_peer(args, root).await?;
         let own = self.listen.to_string();

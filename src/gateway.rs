@@ -6,8 +6,8 @@
 //! requests forwarded to other services). Before any route, `filters::admit` applies the rate
 //! limit (`limit`) and authentication (`auth`). Every route goes through `filters::serve`
 //! (request id, timeout, metrics, JSON errors); requests refused before routing or taken by no
-//! route are answered here with a JSON 401/429/404/405. The gateway finds actors through the
-//! registry ([`Directory`]) and never touches sled.
+//! route are answered here with a JSON 401/429/404/405. The gateway reaches actors through the
+//! routing layer ([`Directory`]) and never touches sled.
 
 pub mod auth;
 pub mod error;
@@ -32,11 +32,11 @@ use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
 use crate::actors::entity::{EntityRequest, KeyOf};
-use crate::actors::Directory;
-use crate::cluster::remote::RemoteRequest;
 use crate::config::Role;
 use crate::health::ComponentHealth;
 use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::routing::{Directory, Routed};
 use crate::storage::FlushStats;
 use error::ApiError;
 use limit::Allowance;
@@ -45,6 +45,8 @@ use limit::Allowance;
 pub struct GatewayCtx {
     pub node: String,
     pub directory: Directory,
+    /// For `/health`'s summary and the nodes that run the notification service.
+    pub registry: Registry,
     pub metrics: Arc<Metrics>,
     pub flush_stats: Arc<FlushStats>,
     /// Checks that storage answers (the gateway itself never reads data from sled).
@@ -69,13 +71,10 @@ pub struct GatewayCtx {
 
 impl GatewayCtx {
     /// Sends `request` to the entity `key`, on whichever node owns it, and waits for its reply.
-    pub async fn ask<R: EntityRequest>(
-        &self,
-        key: KeyOf<R>,
-        request: R,
-    ) -> Result<R::Response, ApiError>
+    pub async fn ask<R>(&self, key: KeyOf<R>, request: R) -> Result<R::Response, ApiError>
     where
-        RemoteRequest: From<(KeyOf<R>, R)>,
+        R: EntityRequest,
+        R::Entity: Routed,
     {
         Ok(self.directory.ask(key, request).await?)
     }

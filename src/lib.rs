@@ -13,10 +13,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod codec;
 pub mod config;
 pub mod domain;
+pub mod error;
 pub mod gateway;
 pub mod health;
 pub mod metrics;
 pub mod registry;
+pub mod routing;
 pub mod storage;
 pub mod telemetry;
 #[cfg(test)]

@@ -11,9 +11,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(config) => {
             let telemetry = agora::telemetry::init(config.otlp_endpoint.as_deref(), &config.node)?;
             let run = async {
-                agora::app::start(config)
+                agora::app::Node::build(config)
                     .await?
-                    .run_until(shutdown_signal())
+                    .run_until_stopped(shutdown_signal())
                     .await
             };
             let result = run.await;

@@ -3,8 +3,9 @@
 //! This node's services register through [`Registry::register_local`] and renew their leases;
 //! external Eureka clients (Spring, py-eureka-client, eureka-js-client) use the REST API under
 //! `/eureka` served by [`routes`], and people look at the dashboard at `/eureka/web`. The gateway
-//! resolves which actor serves an app with [`Registry::actor_name`], balances its `lb://` routes
-//! over [`Registry::up_instances`], and shows [`Registry::summary`] on `/health`.
+//! balances its `lb://` routes over [`Registry::up_instances`] and shows [`Registry::summary`]
+//! on `/health`; the cluster's links read which nodes are UP. It is not how actors are found:
+//! that is the routing layer's typed directory.
 //!
 //! One actor (`actor.rs`) owns the state in memory, as Eureka's is; it publishes immutable
 //! snapshots (`snapshot.rs`) that queries read without a round trip.
@@ -62,7 +63,6 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct LocalInstance {
     pub app: &'static str,
     pub node: String,
-    pub actor_name: String,
     pub http_addr: SocketAddr,
 }
 
@@ -112,8 +112,7 @@ impl Registry {
         })
     }
 
-    /// Registers one of this node's services (status UP, metadata {"node": node, "actor":
-    /// actor_name}, instanceId `format!("{node}:{app lowercased}")`, hostName/ipAddr/port from
+    /// Registers one of this node's services (status UP, metadata {"node": node}, instanceId `format!("{node}:{app lowercased}")`, hostName/ipAddr/port from
     /// http_addr, vipAddress = app lowercased). Returns the instance id.
     pub async fn register_local(&self, local: LocalInstance) -> anyhow::Result<String> {
         let vip = local.app.to_ascii_lowercase();
@@ -122,10 +121,7 @@ impl Registry {
         let mut instance = Instance::new(local.app, &id, &ip, &ip);
         instance.port.number = u64::from(local.http_addr.port());
         instance.lease_info.duration_in_secs = self.lease.as_secs().max(1);
-        instance.metadata = BTreeMap::from([
-            ("node".to_owned(), local.node),
-            ("actor".to_owned(), local.actor_name),
-        ]);
+        instance.metadata = BTreeMap::from([("node".to_owned(), local.node)]);
         let base = format!("http://{}/", local.http_addr);
         instance.home_page_url = base.clone();
         instance.status_page_url = format!("{base}eureka/web");
@@ -163,12 +159,6 @@ impl Registry {
     pub async fn cancel(&self, app: &str, instance_id: &str) -> anyhow::Result<bool> {
         let key = Key::new(app, instance_id);
         self.ask(|reply| RegistryMsg::Cancel { key, reply }).await
-    }
-
-    /// From the latest snapshot, without a round trip: the metadata "actor" of an UP instance of
-    /// `app`, preferring one on this node. The gateway resolves actors with this.
-    pub fn actor_name(&self, app: &str) -> Option<String> {
-        self.snapshot.borrow().actor_name(app)
     }
 
     /// Every node with an instance, each with whether one of them is UP: its heartbeats (lease

@@ -300,7 +300,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut config = ServeConfig::for_tests(dir.path().to_path_buf());
     config.fault_injection = false;
-    let app = agora::app::start(config).await?;
+    let app = agora::app::Node::build(config).await?;
     let agora_addr: SocketAddr = app.http_addr;
     let base = format!("http://{agora_addr}");
     let client = reqwest::Client::new();

@@ -5,59 +5,64 @@
 //! The supervisor receives every command for its kind ([`SupervisorMsg::Deliver`]) and forwards
 //! it to the key's actor, so it knows which keys are busy. While an actor is being passivated
 //! (or restarted) commands for its key are buffered, so a key never has two actors: one writer
-//! per key. The supervisor also registers its service in the registry and renews the lease.
+//! per key. Callers reach a kind through its [`Route`]; answers come back through [`Reply`].
 
+mod reply;
+mod route;
 mod supervisor;
 
 use std::fmt::Display;
 use std::future::Future;
 use std::hash::Hash;
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::sync::Arc;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{ask, Deps, Reply, ShopError};
 use crate::config::Role;
 use crate::health::ComponentHealth;
-use crate::storage::StorageError;
+use crate::metrics::Metrics;
+use crate::storage::{Storage, StorageError};
 
+pub use self::reply::{decode_answer, reject, Reply};
+pub use self::route::{Remote, RemoteRequest, Route};
 pub use self::supervisor::{spawn_supervisor, EntitySupervisor, RestartPolicy, SupervisorArgs};
 
-/// One kind of entity: how its state loads and how it handles commands.
+/// One kind of entity: its protocol, how its state loads and how it handles commands.
 pub trait Entity: Send + Sync + Sized + 'static {
-    /// The registry app this kind's supervisor registers as.
+    /// The registry app this kind's service registers as.
     const SERVICE: &'static str;
-    /// Short name for actor names, logs and metrics.
+    /// Short name for actor names, logs, metrics and requests between nodes.
     const KIND: &'static str;
     /// The role whose members own this kind's partitions.
     const ROLE: Role;
-    /// Its text decides the partition; it crosses nodes inside remote requests.
+    /// Its text decides the partition; it crosses nodes with the command.
     type Key: Clone + Eq + Hash + Display + Serialize + DeserializeOwned + Send + Sync + 'static;
-    type Command: Send + 'static;
+    /// The kind's protocol: one variant per request, carrying the request and its [`Reply`].
+    /// It is serialisable (a reply encodes as nothing), so it also crosses to another node.
+    type Command: Serialize + DeserializeOwned + Send + 'static;
     /// Kind-wide reads (lists) that no single entity answers.
     type Query: Send + 'static;
     type State: Send + 'static;
+    /// The actors this kind calls (other kinds' routes, the notifier), given at start.
+    type Calls: Clone + Send + Sync + 'static;
 
     /// Loads the state of `key` from storage (absent records load as an empty state).
-    fn load(deps: &Deps, key: &Self::Key) -> Result<Self::State, StorageError>;
+    fn load(deps: &Deps<Self>, key: &Self::Key) -> Result<Self::State, StorageError>;
 
-    /// Handles one command, replying through its port. An `Err` fails the actor, which the
-    /// supervisor restarts from storage.
+    /// Handles one command, replying through its [`Reply`]. An `Err` fails the actor, which
+    /// the supervisor restarts from storage (the dropped reply answers `Unavailable`).
     fn handle(
-        deps: &Deps,
+        deps: &Deps<Self>,
         key: &Self::Key,
         state: &mut Self::State,
         command: Self::Command,
     ) -> impl Future<Output = Result<(), ActorProcessingErr>> + Send;
 
     /// Answers a kind-wide query (runs in its own task, not in the supervisor).
-    fn query(deps: Deps, query: Self::Query) -> impl Future<Output = ()> + Send + 'static;
-
-    /// Answers a command that cannot be delivered with `error`.
-    fn reject(command: Self::Command, error: ShopError);
+    fn query(deps: Deps<Self>, query: Self::Query) -> impl Future<Output = ()> + Send + 'static;
 
     /// Whether the actor stays in memory after a command (until idle). An entity rarely asked
     /// twice, or a key that does not exist, is passivated at once: live actors then stay
@@ -65,9 +70,26 @@ pub trait Entity: Send + Sync + Sized + 'static {
     fn keep_alive(state: &Self::State) -> bool;
 }
 
-/// A request to one entity that can travel to the node owning its key: it and its answer are
-/// serialisable, so [`crate::actors::Directory::ask`] serves it locally or through the cluster.
-pub trait EntityRequest: Serialize + DeserializeOwned + Send + 'static {
+/// Everything an entity actor of kind `E` needs besides its own state.
+pub struct Deps<E: Entity> {
+    pub storage: Storage,
+    pub metrics: Arc<Metrics>,
+    pub calls: E::Calls,
+}
+
+impl<E: Entity> Clone for Deps<E> {
+    fn clone(&self) -> Self {
+        Deps {
+            storage: self.storage.clone(),
+            metrics: self.metrics.clone(),
+            calls: self.calls.clone(),
+        }
+    }
+}
+
+/// A request to one entity: the variant of its kind's protocol it becomes, and what it answers.
+/// Sent with [`Route::ask`] (or `routing::Directory::ask`), here or on the owning node.
+pub trait EntityRequest: Send + 'static {
     type Entity: Entity;
     type Response: Serialize + DeserializeOwned + Send + 'static;
     /// Whether it writes: a remote owner makes its writes durable before it answers.
@@ -79,23 +101,23 @@ pub trait EntityRequest: Serialize + DeserializeOwned + Send + 'static {
 /// The key type of a request's entity.
 pub type KeyOf<R> = <<R as EntityRequest>::Entity as Entity>::Key;
 
-/// Implements [`EntityRequest`] for request structs whose command variant has the same name
-/// and fields plus `reply`.
+/// `impl EntityRequest for $request`: it becomes `$variant($request, reply)` of `$entity`'s
+/// protocol and answers `$response`. This is all the macro writes.
 #[macro_export]
-macro_rules! entity_requests {
-    ($entity:ty, $command:ident { $($request:ident { $($field:ident),* } -> $response:ty, writes: $writes:expr;)* }) => {
-        $(
-            impl $crate::actors::entity::EntityRequest for $request {
-                type Entity = $entity;
-                type Response = $response;
-                const WRITES: bool = $writes;
+macro_rules! entity_request {
+    ($request:ty => $entity:ty, $variant:path, $response:ty, writes: $writes:expr) => {
+        impl $crate::actors::entity::EntityRequest for $request {
+            type Entity = $entity;
+            type Response = $response;
+            const WRITES: bool = $writes;
 
-                fn into_command(self, reply: $crate::actors::Reply<$response>) -> $command {
-                    let $request { $($field),* } = self;
-                    $command::$request { $($field,)* reply }
-                }
+            fn into_command(
+                self,
+                reply: $crate::actors::entity::Reply<$response>,
+            ) -> <$entity as $crate::actors::entity::Entity>::Command {
+                $variant(self, reply)
             }
-        )*
+        }
     };
 }
 
@@ -113,7 +135,7 @@ impl<E: Entity> ractor::Message for EntityMsg<E> {}
 struct EntityActor<E>(PhantomData<fn() -> E>);
 
 struct Loaded<E: Entity> {
-    deps: Deps,
+    deps: Deps<E>,
     key: E::Key,
     state: E::State,
     supervisor: ActorRef<SupervisorMsg<E>>,
@@ -122,7 +144,7 @@ struct Loaded<E: Entity> {
 impl<E: Entity> Actor for EntityActor<E> {
     type Msg = EntityMsg<E>;
     type State = Loaded<E>;
-    type Arguments = (Deps, E::Key, ActorRef<SupervisorMsg<E>>);
+    type Arguments = (Deps<E>, E::Key, ActorRef<SupervisorMsg<E>>);
 
     async fn pre_start(
         &self,
@@ -189,23 +211,7 @@ pub enum SupervisorMsg<E: Entity> {
         key: E::Key,
         actor: ActorId,
     },
-    /// Renew this service's registry lease.
-    RenewLease,
     Health(RpcReplyPort<ComponentHealth>),
 }
 
 impl<E: Entity> ractor::Message for SupervisorMsg<E> {}
-
-/// Sends `command` to the entity `key` through its kind's supervisor and waits for the reply.
-pub async fn ask_entity<E: Entity, T: Send + 'static>(
-    supervisor: &ActorRef<SupervisorMsg<E>>,
-    key: E::Key,
-    command: impl FnOnce(Reply<T>) -> E::Command,
-    timeout: Duration,
-) -> Result<T, ShopError> {
-    let message = |reply| SupervisorMsg::Deliver {
-        key,
-        command: command(reply),
-    };
-    ask(supervisor, message, timeout).await
-}

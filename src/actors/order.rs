@@ -13,12 +13,13 @@ use futures::future::join_all;
 use ractor::{ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
 
-use super::entity::Entity;
-use super::product::GetProduct;
-use super::stock::{ReleaseReservation, ReserveStock, ReturnStock, SettleOrder};
-use super::{Deps, Reply, ShopError};
-use crate::actors::notifier::NotifierMsg;
+use super::entity::{Deps, Entity, Reply, Route};
+use super::notifier::NotifierMsg;
+use super::product::{GetProduct, ProductEntity};
+use super::stock::{ReleaseReservation, ReserveStock, ReturnStock, SettleOrder, Stock};
 use crate::config::Role;
+use crate::entity_request;
+use crate::error::ShopError;
 use crate::domain::{
     now_ms, EventType, Order, OrderEvent, OrderLine, OrderNumber, OrderStatus, Price, ProductId,
     Sku,
@@ -41,50 +42,38 @@ pub struct Placed {
     pub created: bool,
 }
 
+/// The order protocol: what the gateway, the settler and other nodes ask an order's actor.
+/// Each variant carries its request and the reply for its answer.
+#[derive(Serialize, Deserialize)]
 pub enum OrderCommand {
-    PlaceOrder {
-        lines: Vec<RequestedLine>,
-        reply: Reply<Placed>,
-    },
-    GetOrder {
-        reply: Reply<Order>,
-    },
-    CancelOrder {
-        reply: Reply<Order>,
-    },
-    /// The stock actor of `sku` (on another node) holds a pending change of this order: settle
-    /// it by the order's durable outcome. Handled by the order's own actor, so no saga of the
-    /// same order runs meanwhile.
-    ResolvePending {
-        sku: Sku,
-        reply: Reply<()>,
-    },
+    Place(PlaceOrder, Reply<Placed>),
+    Get(GetOrder, Reply<Order>),
+    Cancel(CancelOrder, Reply<Order>),
+    ResolvePending(ResolvePending, Reply<()>),
 }
 
-/// The requests the gateway and other nodes send; each becomes the [`OrderCommand`] of the
-/// same name.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PlaceOrder {
     pub lines: Vec<RequestedLine>,
 }
+entity_request!(PlaceOrder => OrderEntity, OrderCommand::Place, Placed, writes: true);
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct GetOrder {}
+entity_request!(GetOrder => OrderEntity, OrderCommand::Get, Order, writes: false);
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CancelOrder {}
+entity_request!(CancelOrder => OrderEntity, OrderCommand::Cancel, Order, writes: true);
 
+/// The stock actor of `sku` (on another node) holds a pending change of this order: settle it
+/// by the order's durable outcome. Handled by the order's own actor, so no saga of the same
+/// order runs meanwhile.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ResolvePending {
     pub sku: Sku,
 }
-
-crate::entity_requests!(OrderEntity, OrderCommand {
-    PlaceOrder { lines } -> Placed, writes: true;
-    GetOrder {} -> Order, writes: false;
-    CancelOrder {} -> Order, writes: true;
-    ResolvePending { sku } -> (), writes: true;
-});
+entity_request!(ResolvePending => OrderEntity, OrderCommand::ResolvePending, (), writes: true);
 
 pub enum OrderQuery {
     List {
@@ -96,6 +85,14 @@ pub enum OrderQuery {
 
 pub struct OrderEntity;
 
+/// What an order's saga calls: the catalog for prices, the stock, and the notifier it wakes.
+#[derive(Clone)]
+pub struct OrderCalls {
+    pub products: Route<ProductEntity>,
+    pub stock: Route<Stock>,
+    pub notifier: ActorRef<NotifierMsg>,
+}
+
 impl Entity for OrderEntity {
     const SERVICE: &'static str = ORDER_SERVICE;
     const KIND: &'static str = "order";
@@ -104,19 +101,20 @@ impl Entity for OrderEntity {
     type Command = OrderCommand;
     type Query = OrderQuery;
     type State = Option<Order>;
+    type Calls = OrderCalls;
 
-    fn load(deps: &Deps, key: &OrderNumber) -> Result<Self::State, StorageError> {
+    fn load(deps: &Deps<Self>, key: &OrderNumber) -> Result<Self::State, StorageError> {
         storage::get(&deps.storage.orders, key.as_bytes())
     }
 
     async fn handle(
-        deps: &Deps,
+        deps: &Deps<Self>,
         number: &OrderNumber,
         state: &mut Self::State,
         command: OrderCommand,
     ) -> Result<(), ActorProcessingErr> {
         match command {
-            OrderCommand::PlaceOrder { lines, reply } => {
+            OrderCommand::Place(PlaceOrder { lines }, reply) => {
                 let result = place(deps, *number, state, lines).await;
                 let outcome = match &result {
                     Ok(_) => "placed",
@@ -126,30 +124,28 @@ impl Entity for OrderEntity {
                     Err(_) => "error",
                 };
                 deps.metrics.orders.with_label_values(&[outcome]).inc();
-                let _ = reply.send(result);
+                reply.send(result);
             }
-            OrderCommand::GetOrder { reply } => {
-                let _ = reply.send(
-                    state
-                        .clone()
-                        .ok_or_else(|| ShopError::NotFound(format!("order {number}"))),
-                );
-            }
-            OrderCommand::CancelOrder { reply } => {
+            OrderCommand::Get(GetOrder {}, reply) => reply.send(
+                state
+                    .clone()
+                    .ok_or_else(|| ShopError::NotFound(format!("order {number}"))),
+            ),
+            OrderCommand::Cancel(CancelOrder {}, reply) => {
                 let result = cancel(deps, *number, state).await;
                 if result.is_ok() {
                     deps.metrics.orders.with_label_values(&["cancelled"]).inc();
                 }
-                let _ = reply.send(result);
+                reply.send(result);
             }
-            OrderCommand::ResolvePending { sku, reply } => {
-                let _ = reply.send(resolve_pending(deps, *number, state, sku).await);
+            OrderCommand::ResolvePending(ResolvePending { sku }, reply) => {
+                reply.send(resolve_pending(deps, *number, state, sku).await);
             }
         }
         Ok(())
     }
 
-    async fn query(deps: Deps, query: OrderQuery) {
+    async fn query(deps: Deps<Self>, query: OrderQuery) {
         let OrderQuery::List {
             after,
             limit,
@@ -159,22 +155,12 @@ impl Entity for OrderEntity {
         let result = storage::scan::<Order>(&deps.storage.orders, after.as_deref(), limit)
             .map(|rows| rows.into_iter().map(|(_, order)| order).collect())
             .map_err(ShopError::from);
-        let _ = reply.send(result);
+        reply.send(result);
     }
 
     /// An order is written once and seldom read again: its actor does not stay.
     fn keep_alive(_state: &Self::State) -> bool {
         false
-    }
-
-    fn reject(command: OrderCommand, error: ShopError) {
-        match command {
-            OrderCommand::PlaceOrder { reply, .. } => drop(reply.send(Err(error))),
-            OrderCommand::GetOrder { reply } | OrderCommand::CancelOrder { reply } => {
-                drop(reply.send(Err(error)))
-            }
-            OrderCommand::ResolvePending { reply, .. } => drop(reply.send(Err(error))),
-        }
     }
 }
 
@@ -206,7 +192,7 @@ fn fingerprint(wanted: &BTreeMap<Sku, (u32, Option<Price>)>) -> u64 {
 }
 
 async fn place(
-    deps: &Deps,
+    deps: &Deps<OrderEntity>,
     number: OrderNumber,
     state: &mut Option<Order>,
     lines: Vec<RequestedLine>,
@@ -247,12 +233,12 @@ async fn place(
 
 /// Prices each SKU from the catalog; unknown SKUs and changed prices are named together.
 async fn price_lines(
-    deps: &Deps,
+    deps: &Deps<OrderEntity>,
     wanted: &BTreeMap<Sku, (u32, Option<Price>)>,
 ) -> Result<Vec<OrderLine>, ShopError> {
     let lookups = wanted
         .keys()
-        .map(|sku| deps.directory.ask(ProductId::for_sku(sku), GetProduct {}));
+        .map(|sku| deps.calls.products.ask(ProductId::for_sku(sku), GetProduct {}));
     let (mut lines, mut unknown, mut changed) = (Vec::new(), Vec::new(), Vec::new());
     for ((sku, (quantity, asked)), found) in wanted.iter().zip(join_all(lookups).await) {
         match found {
@@ -281,7 +267,7 @@ async fn price_lines(
 
 /// Reserves every line, or releases them all and names the short SKUs.
 async fn reserve_all(
-    deps: &Deps,
+    deps: &Deps<OrderEntity>,
     number: OrderNumber,
     lines: &[OrderLine],
 ) -> Result<(), ShopError> {
@@ -290,7 +276,7 @@ async fn reserve_all(
             order: number,
             quantity: line.quantity,
         };
-        deps.directory.ask(line.sku.clone(), reserve)
+        deps.calls.stock.ask(line.sku.clone(), reserve)
     });
     let results = join_all(reservations).await;
     if results.iter().all(Result::is_ok) {
@@ -299,7 +285,7 @@ async fn reserve_all(
     // Release every line, including those whose answer was lost: release is idempotent.
     let releases = lines.iter().map(|line| {
         let release = ReleaseReservation { order: number };
-        deps.directory.ask(line.sku.clone(), release)
+        deps.calls.stock.ask(line.sku.clone(), release)
     });
     join_all(releases).await;
     let mut short = Vec::new();
@@ -314,7 +300,7 @@ async fn reserve_all(
 }
 
 async fn cancel(
-    deps: &Deps,
+    deps: &Deps<OrderEntity>,
     number: OrderNumber,
     state: &mut Option<Order>,
 ) -> Result<Order, ShopError> {
@@ -341,7 +327,7 @@ async fn cancel(
             order: number,
             quantity: line.quantity,
         };
-        deps.directory.ask(line.sku.clone(), give_back)
+        deps.calls.stock.ask(line.sku.clone(), give_back)
     });
     join_all(returns)
         .await
@@ -360,7 +346,7 @@ async fn cancel(
 /// order never written releases its reservation, an interrupted cancel is finished, any other
 /// outcome is final and the change is forgotten.
 async fn resolve_pending(
-    deps: &Deps,
+    deps: &Deps<OrderEntity>,
     number: OrderNumber,
     state: &mut Option<Order>,
     sku: Sku,
@@ -368,12 +354,12 @@ async fn resolve_pending(
     match state {
         None => {
             let release = ReleaseReservation { order: number };
-            deps.directory.ask(sku, release).await
+            deps.calls.stock.ask(sku, release).await
         }
         Some(order) if order.status == OrderStatus::Cancelled && !order.restocked => {
             cancel(deps, number, state).await.map(drop)
         }
-        Some(_) => deps.directory.ask(sku, SettleOrder { order: number }).await,
+        Some(_) => deps.calls.stock.ask(sku, SettleOrder { order: number }).await,
     }
 }
 
@@ -382,7 +368,7 @@ async fn resolve_pending(
 /// order never survives without its event; an event that survives without its order (or
 /// without its cancel) was never acknowledged, and recovery drops it. The notifier sends the
 /// event only once a flush covers both.
-fn write_with_event(deps: &Deps, order: &Order, event_type: EventType) -> Result<(), StorageError> {
+fn write_with_event(deps: &Deps<OrderEntity>, order: &Order, event_type: EventType) -> Result<(), StorageError> {
     let event = OrderEvent::for_order(order, event_type, now_ms());
     deps.storage.put_event(&event, || {
         storage::put(&deps.storage.orders, order.number.as_bytes(), order)
@@ -392,19 +378,17 @@ fn write_with_event(deps: &Deps, order: &Order, event_type: EventType) -> Result
 
 /// Tells each SKU's stock actor that the order's outcome is durable, without waiting: a
 /// settle that is lost leaves a pending change that recovery or the settler resolves.
-fn settle(deps: &Deps, order: &Order) {
+fn settle(deps: &Deps<OrderEntity>, order: &Order) {
     for line in &order.lines {
         let settle = SettleOrder {
             order: order.number,
         };
-        deps.directory.tell(line.sku.clone(), settle);
+        deps.calls.stock.tell(line.sku.clone(), settle);
     }
 }
 
-fn wake_notifier(deps: &Deps) {
-    if let Some(cell) = ractor::registry::where_is(format!("{}/notifier", deps.node)) {
-        let _ = ActorRef::<NotifierMsg>::from(cell).cast(NotifierMsg::OutboxChanged);
-    }
+fn wake_notifier(deps: &Deps<OrderEntity>) {
+    let _ = deps.calls.notifier.cast(NotifierMsg::OutboxChanged);
 }
 
 #[cfg(test)]

@@ -5,10 +5,11 @@
 use ractor::ActorProcessingErr;
 use serde::{Deserialize, Serialize};
 
-use super::entity::Entity;
-use super::stock::SeedStock;
-use super::{Deps, Reply, ShopError};
+use super::entity::{Deps, Entity, Reply, Route};
+use super::stock::{SeedStock, Stock};
 use crate::config::Role;
+use crate::entity_request;
+use crate::error::ShopError;
 use crate::domain::{Description, Price, Product, ProductId, ProductName, Sku};
 use crate::registry::PRODUCT_SERVICE;
 use crate::storage::{self, StorageError};
@@ -28,49 +29,37 @@ pub struct ProductChanges {
     pub price: Price,
 }
 
+/// The product protocol: what the gateway and order actors ask a product's actor, on this node
+/// or from another one. Each variant carries its request and the reply for its answer.
+#[derive(Serialize, Deserialize)]
 pub enum ProductCommand {
-    GetProduct {
-        reply: Reply<Product>,
-    },
-    CreateProduct {
-        product: Product,
-        quantity: Option<u32>,
-        reply: Reply<ProductView>,
-    },
-    UpdateProduct {
-        changes: ProductChanges,
-        reply: Reply<Product>,
-    },
-    DeleteProduct {
-        reply: Reply<()>,
-    },
+    Get(GetProduct, Reply<Product>),
+    Create(CreateProduct, Reply<ProductView>),
+    Update(UpdateProduct, Reply<Product>),
+    Delete(DeleteProduct, Reply<()>),
 }
 
-/// The requests the gateway and order actors send, on this node or from another one; each
-/// becomes the [`ProductCommand`] of the same name.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct GetProduct {}
+entity_request!(GetProduct => ProductEntity, ProductCommand::Get, Product, writes: false);
 
+/// Create the product, seeding its SKU's stock with `quantity` (or 0 if it has none yet).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CreateProduct {
     pub product: Product,
     pub quantity: Option<u32>,
 }
+entity_request!(CreateProduct => ProductEntity, ProductCommand::Create, ProductView, writes: true);
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct UpdateProduct {
     pub changes: ProductChanges,
 }
+entity_request!(UpdateProduct => ProductEntity, ProductCommand::Update, Product, writes: true);
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DeleteProduct {}
-
-crate::entity_requests!(ProductEntity, ProductCommand {
-    GetProduct {} -> Product, writes: false;
-    CreateProduct { product, quantity } -> ProductView, writes: true;
-    UpdateProduct { changes } -> Product, writes: true;
-    DeleteProduct {} -> (), writes: true;
-});
+entity_request!(DeleteProduct => ProductEntity, ProductCommand::Delete, (), writes: true);
 
 pub enum ProductQuery {
     /// Products in id order after `after`, with their stock.
@@ -91,29 +80,25 @@ impl Entity for ProductEntity {
     type Command = ProductCommand;
     type Query = ProductQuery;
     type State = Option<Product>;
+    /// Creating a product seeds its SKU's stock.
+    type Calls = Route<Stock>;
 
-    fn load(deps: &Deps, key: &ProductId) -> Result<Self::State, StorageError> {
+    fn load(deps: &Deps<Self>, key: &ProductId) -> Result<Self::State, StorageError> {
         storage::get(&deps.storage.products, key.as_bytes())
     }
 
     async fn handle(
-        deps: &Deps,
+        deps: &Deps<Self>,
         id: &ProductId,
         state: &mut Self::State,
         command: ProductCommand,
     ) -> Result<(), ActorProcessingErr> {
         let not_found = || ShopError::NotFound(format!("product {id}"));
         match command {
-            ProductCommand::GetProduct { reply } => {
-                let _ = reply.send(state.clone().ok_or_else(not_found));
-            }
-            ProductCommand::CreateProduct {
-                product,
-                quantity,
-                reply,
-            } => {
+            ProductCommand::Get(GetProduct {}, reply) => reply.send(state.clone().ok_or_else(not_found)),
+            ProductCommand::Create(CreateProduct { product, quantity }, reply) => {
                 if state.is_some() {
-                    let _ = reply.send(Err(ShopError::SkuTaken(product.sku.to_string())));
+                    reply.send(Err(ShopError::SkuTaken(product.sku.to_string())));
                     return Ok(());
                 }
                 let seeded = seed_stock(deps, &product.sku, quantity).await;
@@ -123,11 +108,11 @@ impl Entity for ProductEntity {
                         .map(|product| ProductView { product, quantity }),
                     Err(e) => Err(e),
                 };
-                let _ = reply.send(result);
+                reply.send(result);
             }
-            ProductCommand::UpdateProduct { changes, reply } => {
+            ProductCommand::Update(UpdateProduct { changes }, reply) => {
                 let Some(current) = state.clone() else {
-                    let _ = reply.send(Err(not_found()));
+                    reply.send(Err(not_found()));
                     return Ok(());
                 };
                 let product = Product {
@@ -136,22 +121,22 @@ impl Entity for ProductEntity {
                     price: changes.price,
                     ..current
                 };
-                let _ = reply.send(save_durably(deps, state, product).await);
+                reply.send(save_durably(deps, state, product).await);
             }
-            ProductCommand::DeleteProduct { reply } => {
+            ProductCommand::Delete(DeleteProduct {}, reply) => {
                 if state.is_none() {
-                    let _ = reply.send(Err(not_found()));
+                    reply.send(Err(not_found()));
                     return Ok(());
                 }
                 deps.storage.products.remove(id.as_bytes())?;
                 *state = None;
-                let _ = reply.send(deps.storage.durable().await.map_err(ShopError::from));
+                reply.send(deps.storage.durable().await.map_err(ShopError::from));
             }
         }
         Ok(())
     }
 
-    async fn query(deps: Deps, query: ProductQuery) {
+    async fn query(deps: Deps<Self>, query: ProductQuery) {
         let ProductQuery::List {
             after,
             limit,
@@ -171,32 +156,26 @@ impl Entity for ProductEntity {
                 })
                 .collect()
         };
-        let _ = reply.send(list().map_err(ShopError::from));
+        reply.send(list().map_err(ShopError::from));
     }
 
     /// Unknown ids are not kept: a scan of random ids leaves no actors behind.
     fn keep_alive(state: &Self::State) -> bool {
         state.is_some()
     }
-
-    fn reject(command: ProductCommand, error: ShopError) {
-        match command {
-            ProductCommand::GetProduct { reply } | ProductCommand::UpdateProduct { reply, .. } => {
-                drop(reply.send(Err(error)))
-            }
-            ProductCommand::CreateProduct { reply, .. } => drop(reply.send(Err(error))),
-            ProductCommand::DeleteProduct { reply } => drop(reply.send(Err(error))),
-        }
-    }
 }
 
-async fn seed_stock(deps: &Deps, sku: &Sku, quantity: Option<u32>) -> Result<u32, ShopError> {
+async fn seed_stock(
+    deps: &Deps<ProductEntity>,
+    sku: &Sku,
+    quantity: Option<u32>,
+) -> Result<u32, ShopError> {
     let seed = SeedStock { quantity };
-    Ok(deps.directory.ask(sku.clone(), seed).await?.quantity)
+    Ok(deps.calls.ask(sku.clone(), seed).await?.quantity)
 }
 
 async fn save_durably(
-    deps: &Deps,
+    deps: &Deps<ProductEntity>,
     state: &mut Option<Product>,
     product: Product,
 ) -> Result<Product, ShopError> {

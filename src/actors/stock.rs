@@ -10,102 +10,79 @@ use std::collections::BTreeMap;
 use ractor::ActorProcessingErr;
 use serde::{Deserialize, Serialize};
 
-use super::entity::Entity;
-use super::{Deps, Reply, ShopError};
+use super::entity::{Deps, Entity, Reply};
 use crate::config::Role;
+use crate::entity_request;
+use crate::error::ShopError;
 use crate::domain::{OrderNumber, PendingChange, Sku, StockLevel};
 use crate::registry::INVENTORY_SERVICE;
 use crate::storage::{self, StorageError};
 
+/// The stock protocol: what other actors and the gateway ask a SKU's stock actor, on this node
+/// or from another one. Each variant carries its request and the reply for its answer.
+#[derive(Serialize, Deserialize)]
 pub enum StockCommand {
-    GetStock {
-        reply: Reply<Option<StockLevel>>,
-    },
-    /// Set the available quantity (durable before the reply).
-    SetStock {
-        quantity: u32,
-        reply: Reply<StockLevel>,
-    },
-    /// Set the quantity if given; otherwise create the SKU with 0 if it has no stock yet.
-    SeedStock {
-        quantity: Option<u32>,
-        reply: Reply<StockLevel>,
-    },
-    /// Take `quantity` units for `order`, or answer `OutOfStock`. Idempotent per order.
-    ReserveStock {
-        order: OrderNumber,
-        quantity: u32,
-        reply: Reply<()>,
-    },
-    /// Give back what `order` reserved (the order was not placed).
-    ReleaseReservation {
-        order: OrderNumber,
-        reply: Reply<()>,
-    },
-    /// Forget the pending change of `order`: its outcome is durable.
-    SettleOrder {
-        order: OrderNumber,
-        reply: Reply<()>,
-    },
-    /// Put back `quantity` units of cancelled `order`. Idempotent per order.
-    ReturnStock {
-        order: OrderNumber,
-        quantity: u32,
-        reply: Reply<()>,
-    },
+    Get(GetStock, Reply<Option<StockLevel>>),
+    Set(SetStock, Reply<StockLevel>),
+    Seed(SeedStock, Reply<StockLevel>),
+    Reserve(ReserveStock, Reply<()>),
+    Release(ReleaseReservation, Reply<()>),
+    Settle(SettleOrder, Reply<()>),
+    Return(ReturnStock, Reply<()>),
 }
 
-/// The requests other actors and the gateway send, on this node or from another one; each
-/// becomes the [`StockCommand`] of the same name.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct GetStock {}
+entity_request!(GetStock => Stock, StockCommand::Get, Option<StockLevel>, writes: false);
 
+/// Set the available quantity (durable before the reply).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SetStock {
     pub quantity: u32,
 }
+entity_request!(SetStock => Stock, StockCommand::Set, StockLevel, writes: true);
 
+/// Set the quantity if given; otherwise create the SKU with 0 if it has no stock yet.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SeedStock {
     pub quantity: Option<u32>,
 }
+entity_request!(SeedStock => Stock, StockCommand::Seed, StockLevel, writes: true);
 
+/// Take `quantity` units for `order`, or answer `OutOfStock`. Idempotent per order.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ReserveStock {
     pub order: OrderNumber,
     pub quantity: u32,
 }
+entity_request!(ReserveStock => Stock, StockCommand::Reserve, (), writes: true);
 
+/// Give back what `order` reserved (the order was not placed).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ReleaseReservation {
     pub order: OrderNumber,
 }
+entity_request!(ReleaseReservation => Stock, StockCommand::Release, (), writes: true);
 
+/// Forget the pending change of `order`: its outcome is durable.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SettleOrder {
     pub order: OrderNumber,
 }
+entity_request!(SettleOrder => Stock, StockCommand::Settle, (), writes: true);
 
+/// Put back `quantity` units of cancelled `order`. Idempotent per order.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ReturnStock {
     pub order: OrderNumber,
     pub quantity: u32,
 }
-
-crate::entity_requests!(Stock, StockCommand {
-    GetStock {} -> Option<StockLevel>, writes: false;
-    SetStock { quantity } -> StockLevel, writes: true;
-    SeedStock { quantity } -> StockLevel, writes: true;
-    ReserveStock { order, quantity } -> (), writes: true;
-    ReleaseReservation { order } -> (), writes: true;
-    SettleOrder { order } -> (), writes: true;
-    ReturnStock { order, quantity } -> (), writes: true;
-});
+entity_request!(ReturnStock => Stock, StockCommand::Return, (), writes: true);
 
 pub struct Stock;
 
 impl Stock {
-    fn save(deps: &Deps, level: &StockLevel) -> Result<(), StorageError> {
+    fn save(deps: &Deps<Stock>, level: &StockLevel) -> Result<(), StorageError> {
         storage::put(&deps.storage.stock, level.sku.as_str().as_bytes(), level)
     }
 }
@@ -118,13 +95,14 @@ impl Entity for Stock {
     type Command = StockCommand;
     type Query = ();
     type State = Option<StockLevel>;
+    type Calls = ();
 
-    fn load(deps: &Deps, key: &Sku) -> Result<Self::State, StorageError> {
+    fn load(deps: &Deps<Stock>, key: &Sku) -> Result<Self::State, StorageError> {
         storage::get(&deps.storage.stock, key.as_str().as_bytes())
     }
 
     async fn handle(
-        deps: &Deps,
+        deps: &Deps<Stock>,
         sku: &Sku,
         state: &mut Self::State,
         command: StockCommand,
@@ -135,26 +113,20 @@ impl Entity for Stock {
             pending: BTreeMap::new(),
         };
         match command {
-            StockCommand::GetStock { reply } => {
-                let _ = reply.send(Ok(state.clone()));
-            }
-            StockCommand::SetStock { quantity, reply } => {
+            StockCommand::Get(GetStock {}, reply) => reply.send(Ok(state.clone())),
+            StockCommand::Set(SetStock { quantity }, reply) => {
                 let mut level = state.clone().unwrap_or_else(empty);
                 level.quantity = quantity;
                 persist_durably(deps, state, level, reply).await?;
             }
-            StockCommand::SeedStock { quantity, reply } => {
+            StockCommand::Seed(SeedStock { quantity }, reply) => {
                 let mut level = state.clone().unwrap_or_else(empty);
                 if let Some(quantity) = quantity {
                     level.quantity = quantity;
                 }
                 persist_durably(deps, state, level, reply).await?;
             }
-            StockCommand::ReserveStock {
-                order,
-                quantity,
-                reply,
-            } => {
+            StockCommand::Reserve(ReserveStock { order, quantity }, reply) => {
                 let result = match state {
                     Some(level) if level.pending.contains_key(&order) => Ok(()),
                     Some(level) if level.quantity >= quantity => {
@@ -167,9 +139,9 @@ impl Entity for Stock {
                     }
                     _ => Err(ShopError::OutOfStock(vec![sku.to_string()])),
                 };
-                let _ = reply.send(result);
+                reply.send(result);
             }
-            StockCommand::ReleaseReservation { order, reply } => {
+            StockCommand::Release(ReleaseReservation { order }, reply) => {
                 if let Some(level) = state {
                     if let Some(PendingChange::Reserved(quantity)) =
                         level.pending.get(&order).copied()
@@ -179,21 +151,17 @@ impl Entity for Stock {
                         Stock::save(deps, level)?;
                     }
                 }
-                let _ = reply.send(Ok(()));
+                reply.send(Ok(()));
             }
-            StockCommand::SettleOrder { order, reply } => {
+            StockCommand::Settle(SettleOrder { order }, reply) => {
                 if let Some(level) = state {
                     if level.pending.remove(&order).is_some() {
                         Stock::save(deps, level)?;
                     }
                 }
-                let _ = reply.send(Ok(()));
+                reply.send(Ok(()));
             }
-            StockCommand::ReturnStock {
-                order,
-                quantity,
-                reply,
-            } => {
+            StockCommand::Return(ReturnStock { order, quantity }, reply) => {
                 let level = state.get_or_insert_with(empty);
                 if level.pending.get(&order) != Some(&PendingChange::Returned(quantity)) {
                     level.quantity = level.quantity.saturating_add(quantity);
@@ -202,36 +170,23 @@ impl Entity for Stock {
                         .insert(order, PendingChange::Returned(quantity));
                     Stock::save(deps, level)?;
                 }
-                let _ = reply.send(Ok(()));
+                reply.send(Ok(()));
             }
         }
         Ok(())
     }
 
-    async fn query(_deps: Deps, _query: ()) {}
+    async fn query(_deps: Deps<Stock>, _query: ()) {}
 
     /// Unknown SKUs are not kept: a scan of random SKUs leaves no actors behind.
     fn keep_alive(state: &Self::State) -> bool {
         state.is_some()
     }
-
-    fn reject(command: StockCommand, error: ShopError) {
-        match command {
-            StockCommand::GetStock { reply } => drop(reply.send(Err(error))),
-            StockCommand::SetStock { reply, .. } | StockCommand::SeedStock { reply, .. } => {
-                drop(reply.send(Err(error)))
-            }
-            StockCommand::ReserveStock { reply, .. }
-            | StockCommand::ReleaseReservation { reply, .. }
-            | StockCommand::SettleOrder { reply, .. }
-            | StockCommand::ReturnStock { reply, .. } => drop(reply.send(Err(error))),
-        }
-    }
 }
 
 /// Writes `level`, waits for it to be on disk, then makes it the state and replies with it.
 async fn persist_durably(
-    deps: &Deps,
+    deps: &Deps<Stock>,
     state: &mut Option<StockLevel>,
     level: StockLevel,
     reply: Reply<StockLevel>,
@@ -244,6 +199,6 @@ async fn persist_durably(
         .await
         .map(|_| level)
         .map_err(ShopError::from);
-    let _ = reply.send(result);
+    reply.send(result);
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Links to the other nodes: which peer is reachable, a circuit breaker per node, and the
-//! calls themselves.
+//! calls themselves. [`Links`] is the cluster's side of the routing layer's `Remote` trait:
+//! who owns a key (the [`Layout`]) and a call to the owner.
 //!
 //! The links actor owns the breakers and rebuilds a [`View`] every tick from three sources:
 //! the process groups (a node whose TCP session closed has left them), the registry (a node
@@ -15,15 +16,16 @@ use std::time::{Duration, Instant};
 
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::peer::{group_of, PeerMsg, ALL_PEERS};
-use super::remote::{decode_answer, Envelope, RemoteRequest};
+use super::layout::Layout;
+use super::peer::{group_of, Envelope, PeerMsg, ALL_PEERS};
 use super::trace::current_request_id;
-use crate::actors::ShopError;
+use crate::actors::entity::{Remote, RemoteRequest};
 use crate::codec;
+use crate::config::Role;
+use crate::error::ShopError;
 use crate::registry::Registry;
 
 /// Failed calls in a row that open a node's breaker.
@@ -49,19 +51,39 @@ enum Reach {
 #[derive(Clone)]
 pub struct Links {
     node: String,
+    layout: Arc<Layout>,
     view: watch::Receiver<Arc<View>>,
     actor: ActorRef<LinksMsg>,
     timeout: Duration,
 }
 
-impl Links {
-    /// Sends `request` to `node` and decodes its answer. Fails at once when the node is known
-    /// down, and after the remote timeout when it does not answer.
-    pub async fn call<T: DeserializeOwned>(
-        &self,
-        node: &str,
-        request: RemoteRequest,
-    ) -> Result<T, ShopError> {
+#[async_trait::async_trait]
+impl Remote for Links {
+    fn owner(&self, role: Role, key: &str) -> Result<Option<String>, ShopError> {
+        if self.layout.is_single() {
+            return Ok(None);
+        }
+        let owner = self.layout.owner(role, key).ok_or_else(|| {
+            ShopError::Unavailable(format!("no member of the cluster runs {role:?}"))
+        })?;
+        Ok((owner != self.node).then(|| owner.to_owned()))
+    }
+
+    fn members_with(&self, role: Role) -> Vec<String> {
+        self.layout.members_with(role).map(str::to_owned).collect()
+    }
+
+    fn peers(&self) -> Vec<(String, bool)> {
+        let view = self.view.borrow();
+        let up = |node: &str| matches!(view.peers.get(node), Some(Reach::Up(_)));
+        (self.layout.peers())
+            .map(|node| (node.to_owned(), up(node)))
+            .collect()
+    }
+
+    /// Sends `request` to `node`; its answer comes back encoded. Fails at once when the node
+    /// is known down, and after the remote timeout when it does not answer.
+    async fn call(&self, node: &str, request: RemoteRequest) -> Result<Vec<u8>, ShopError> {
         let peer = match self.view.borrow().peers.get(node) {
             Some(Reach::Up(peer)) => peer.clone(),
             Some(Reach::Down(why)) => {
@@ -89,7 +111,7 @@ impl Links {
             answered,
         });
         match outcome {
-            Ok(CallResult::Success(answer)) => decode_answer(&answer),
+            Ok(CallResult::Success(answer)) => Ok(answer),
             Ok(CallResult::Timeout) => Err(ShopError::Unavailable(format!(
                 "node {node} did not answer within {:?}",
                 self.timeout
@@ -97,12 +119,9 @@ impl Links {
             _ => Err(ShopError::Unavailable(format!("node {node} went away"))),
         }
     }
+}
 
-    /// Whether `node` is reachable now.
-    pub fn is_up(&self, node: &str) -> bool {
-        matches!(self.view.borrow().peers.get(node), Some(Reach::Up(_)))
-    }
-
+impl Links {
     /// Sends a registry change to every connected peer, without waiting.
     pub fn broadcast(&self, change: Vec<u8>) {
         for cell in ractor::pg::get_members(&ALL_PEERS.to_owned()) {
@@ -240,16 +259,16 @@ impl LinksState {
 
 /// Starts the links actor, linked to `root`.
 pub async fn start_links(
-    node: &str,
-    members: BTreeSet<String>,
+    layout: Arc<Layout>,
     registry: Registry,
     timeout: Duration,
     root: ractor::ActorCell,
 ) -> anyhow::Result<Links> {
     let (publish, view) = watch::channel(Arc::new(View::default()));
+    let node = layout.node().to_owned();
     let args = LinksArgs {
-        node: node.to_owned(),
-        members,
+        node: node.clone(),
+        members: layout.peers().map(str::to_owned).collect(),
         registry,
         publish,
     };
@@ -258,7 +277,8 @@ pub async fn start_links(
         .await
         .map_err(|e| anyhow::anyhow!("cannot start {name}: {e}"))?;
     Ok(Links {
-        node: node.to_owned(),
+        node,
+        layout,
         view,
         actor,
         timeout,

@@ -4,18 +4,29 @@
 //! sync across the cluster, and that is how others find it.
 //!
 //! A call carries an encoded [`Envelope`]; each is served in its own task (so a slow entity
-//! never holds up the others) by `remote::serve`, under a span with the caller's request id.
-//! A replication message goes to the local registry.
+//! never holds up the others) by the routing layer (`Directory::serve`), under a span with the
+//! caller's request id. A replication message goes to the local registry.
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
+use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::remote::{self, Envelope};
-use crate::actors::{Directory, ShopError};
+use crate::actors::entity::RemoteRequest;
 use crate::codec;
-use crate::registry::Replication;
-use crate::storage::Storage;
+use crate::error::ShopError;
+use crate::registry::{Registry, Replication};
+use crate::routing::Directory;
+
+/// One request from another node, as it crosses the wire (through the project's codec).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The calling node.
+    pub from: String,
+    /// The request id of the HTTP request that caused this call, logged on both nodes.
+    pub request_id: Option<String>,
+    pub request: RemoteRequest,
+}
 
 /// The process group every node's peer actor joins.
 pub const ALL_PEERS: &str = "agora.peers";
@@ -29,7 +40,7 @@ pub fn group_of(node: &str) -> String {
 pub enum PeerMsg {
     /// A registry change made on another node (an encoded [`Replication`]).
     Replicate(Vec<u8>),
-    /// An encoded [`Envelope`]; the answer is what `remote::serve` encodes.
+    /// An encoded [`Envelope`]; the answer is what `Directory::serve` encodes.
     #[rpc]
     Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
 }
@@ -39,7 +50,7 @@ pub struct PeerActor;
 pub struct PeerArgs {
     pub node: String,
     pub directory: Directory,
-    pub storage: Storage,
+    pub registry: Registry,
 }
 
 impl Actor for PeerActor {
@@ -65,13 +76,13 @@ impl Actor for PeerActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             PeerMsg::Replicate(bytes) => match codec::decode::<Replication>(&bytes) {
-                Ok(change) => state.directory.registry.apply_replicated(change),
+                Ok(change) => state.registry.apply_replicated(change),
                 Err(e) => tracing::warn!(error = %e, "a peer's registry change does not decode"),
             },
             PeerMsg::Call(bytes, reply) => {
-                let (directory, storage) = (state.directory.clone(), state.storage.clone());
+                let directory = state.directory.clone();
                 tokio::spawn(async move {
-                    let answer = serve_call(&directory, &storage, &bytes).await;
+                    let answer = serve_call(&directory, &bytes).await;
                     let _ = reply.send(answer);
                 });
             }
@@ -80,7 +91,7 @@ impl Actor for PeerActor {
     }
 }
 
-async fn serve_call(directory: &Directory, storage: &Storage, bytes: &[u8]) -> Vec<u8> {
+async fn serve_call(directory: &Directory, bytes: &[u8]) -> Vec<u8> {
     let envelope = match codec::decode::<Envelope>(bytes) {
         Ok(envelope) => envelope,
         Err(e) => {
@@ -94,13 +105,7 @@ async fn serve_call(directory: &Directory, storage: &Storage, bytes: &[u8]) -> V
     let span = tracing::info_span!("remote", request_id = %request_id, from = %envelope.from);
     async {
         tracing::debug!(request = ?envelope.request, "serving a request from another node");
-        match remote::serve(directory, storage, envelope.request).await {
-            Ok(answer) => answer,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode an answer");
-                Vec::new()
-            }
-        }
+        directory.serve(envelope.request).await
     }
     .instrument(span)
     .await

@@ -16,9 +16,9 @@ use tokio::task::JoinHandle;
 
 use super::layout::Layout;
 use crate::actors::order::{CancelOrder, ResolvePending};
-use crate::actors::Directory;
 use crate::config::Role;
 use crate::domain::{OrderNumber, Sku, StockLevel};
+use crate::routing::Directory;
 use crate::storage::{self, Storage, StorageError};
 
 const SWEEP: Duration = Duration::from_secs(2);

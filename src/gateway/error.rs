@@ -10,7 +10,7 @@ use warp::reply::{Reply, Response};
 use super::auth::AuthFailure;
 use super::limit::Throttled;
 use super::upstream::UpstreamError;
-use crate::actors::ShopError;
+use crate::error::ShopError;
 use crate::domain::Invalid;
 
 #[derive(Debug, thiserror::Error)]

@@ -16,10 +16,10 @@ use warp::Filter;
 use super::error::{ApiError, ErrorBody};
 use super::filters::{call, page, serve, Call};
 use super::GatewayCtx;
+use crate::actors::call as call_actor;
 use crate::actors::notification::{NotificationJson, NotificationMsg, NotificationRecord};
-use crate::actors::request;
-use crate::cluster::remote::{list_notifications, ListRequest};
 use crate::domain::Invalid;
+use crate::error::ShopError;
 use crate::registry::NOTIFICATION_SERVICE;
 
 pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(Response,)> {
@@ -34,8 +34,11 @@ pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(Response,)> {
     list_route.or(stream_route).unify().boxed()
 }
 
-fn service(call: &Call) -> Result<ActorRef<NotificationMsg>, ApiError> {
-    Ok(call.ctx.directory.resolve(NOTIFICATION_SERVICE)?)
+fn service(call: &Call) -> Result<&ActorRef<NotificationMsg>, ApiError> {
+    let service = call.ctx.directory.notification.as_ref().ok_or_else(|| {
+        ShopError::Unavailable("this node does not run the notification service".into())
+    })?;
+    Ok(service)
 }
 
 /// What the notification service received from Kafka, oldest first.
@@ -58,23 +61,16 @@ async fn list(call: Call) -> Result<Response, ApiError> {
         ),
         None => None,
     };
-    let directory = &call.ctx.directory;
-    let mut nodes: Vec<String> = directory
-        .registry
-        .nodes_of(NOTIFICATION_SERVICE)
+    let ctx = &call.ctx;
+    let mut nodes: Vec<String> = (ctx.registry.nodes_of(NOTIFICATION_SERVICE))
         .into_keys()
         .collect();
     let single = nodes.len() <= 1;
     if nodes.is_empty() {
-        nodes.push(directory.layout.node().to_owned());
+        nodes.push(ctx.node.clone());
     }
-    let mut gathered = directory
-        .gather(
-            nodes,
-            ListRequest::Notifications { after, limit },
-            list_notifications(directory, after, limit),
-        )
-        .await?;
+    let directory = &ctx.directory;
+    let mut gathered = directory.list_notifications(nodes, after, limit).await?;
     let records = &mut gathered.items;
     if !single {
         // Several nodes consume the topic; a rebalance may give an event to two of them.
@@ -94,7 +90,7 @@ async fn list(call: Call) -> Result<Response, ApiError> {
         content_type = "text/event-stream", body = String)))]
 async fn stream(call: Call) -> Result<Response, ApiError> {
     let actor = service(&call)?;
-    let receiver = request(&actor, NotificationMsg::Subscribe, call.ctx.request_timeout).await?;
+    let receiver = call_actor(actor, NotificationMsg::Subscribe, call.ctx.request_timeout).await?;
     let events = BroadcastStream::new(receiver).filter_map(|record| async move {
         let record = record.ok()?;
         let event = warp::sse::Event::default()

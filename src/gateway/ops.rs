@@ -16,17 +16,17 @@ use warp::Filter;
 use super::error::ApiError;
 use super::filters::{call, json_response, serve, Call};
 use super::GatewayCtx;
-use crate::actors::entity::{Entity, SupervisorMsg};
+use crate::actors::entity::SupervisorMsg;
 use crate::actors::notification::NotificationMsg;
 use crate::actors::notifier::NotifierMsg;
 use crate::actors::order::OrderEntity;
 use crate::actors::product::ProductEntity;
 use crate::actors::stock::Stock;
-use crate::actors::{request, Directory, ShopError};
-use crate::config::Role;
+use crate::actors::call as call_actor;
 use crate::domain::{OrderNumber, ProductId, Sku};
+use crate::error::ShopError;
 use crate::health::{ComponentHealth, Status};
-use crate::registry::NOTIFICATION_SERVICE;
+use crate::routing::{Directory, Routed};
 
 /// How long `/health` waits for each component.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -52,18 +52,15 @@ pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(Response,)> {
 }
 
 async fn probe<M: ractor::Message>(
-    actor: Result<ActorRef<M>, ShopError>,
+    actor: &ActorRef<M>,
     make: impl FnOnce(RpcReplyPort<ComponentHealth>) -> M,
 ) -> ComponentHealth {
-    let answer = match actor {
-        Ok(actor) => request(&actor, make, PROBE_TIMEOUT).await,
-        Err(e) => Err(e),
-    };
-    answer.unwrap_or_else(|e| ComponentHealth::down(e.to_string()))
+    (call_actor(actor, make, PROBE_TIMEOUT).await)
+        .unwrap_or_else(|e| ComponentHealth::down(e.to_string()))
 }
 
-async fn supervisor_health<E: Entity>(ctx: &GatewayCtx) -> ComponentHealth {
-    probe(ctx.directory.supervisor::<E>(), SupervisorMsg::Health).await
+async fn supervisor_health<E: Routed>(ctx: &GatewayCtx) -> ComponentHealth {
+    probe(ctx.directory.route::<E>().supervisor(), SupervisorMsg::Health).await
 }
 
 /// The answer of `GET /health`.
@@ -114,24 +111,20 @@ fn worst(parts: &[&ComponentHealth]) -> ComponentHealth {
 ))]
 async fn health(call: Call) -> Result<Response, ApiError> {
     let ctx = &call.ctx;
-    let notifier = ractor::registry::where_is(format!("{}/notifier", ctx.node))
-        .map(ActorRef::<NotifierMsg>::from)
-        .ok_or_else(|| ShopError::Unavailable("the notifier is not running".into()));
     let notification = async {
-        if !ctx.roles.contains(&Role::Notification) {
-            return ComponentHealth::up("the notification service runs on other nodes");
+        match &ctx.directory.notification {
+            Some(service) => probe(service, NotificationMsg::Health).await,
+            None => ComponentHealth::up("the notification service runs on other nodes"),
         }
-        let service = ctx.directory.resolve(NOTIFICATION_SERVICE);
-        probe::<NotificationMsg>(service, NotificationMsg::Health).await
     };
     let (notifier, notification, product, stock, order) = tokio::join!(
-        probe(notifier, NotifierMsg::Health),
+        probe(&ctx.directory.notifier, NotifierMsg::Health),
         notification,
         supervisor_health::<ProductEntity>(ctx),
         supervisor_health::<Stock>(ctx),
         supervisor_health::<OrderEntity>(ctx),
     );
-    let summary = ctx.directory.registry.summary();
+    let summary = ctx.registry.summary();
     let registry = ComponentHealth::up(format!(
         "{} apps, {} instances up, {} down",
         summary.apps, summary.instances_up, summary.instances_down
@@ -167,14 +160,9 @@ async fn health(call: Call) -> Result<Response, ApiError> {
 /// The other members and whether each is reachable; DEGRADED while one is not (its keys
 /// answer 503, the rest are served).
 fn cluster_health(directory: &Directory) -> ComponentHealth {
-    let Some(links) = &directory.links else {
+    let Some(peers) = directory.peers() else {
         return ComponentHealth::up("single node");
     };
-    let peers: Vec<(&str, bool)> = directory
-        .layout
-        .peers()
-        .map(|node| (node, links.is_up(node)))
-        .collect();
     let detail = peers
         .iter()
         .map(|(node, up)| format!("{node} {}", if *up { "reachable" } else { "unreachable" }))
@@ -201,9 +189,8 @@ async fn metrics(call: Call) -> Result<Response, ApiError> {
 }
 
 async fn inject_panic(call: Call, kind: String, key: String) -> Result<Response, ApiError> {
-    fn send<E: Entity>(call: &Call, key: E::Key) -> Result<(), ApiError> {
-        let supervisor = call.ctx.directory.supervisor::<E>()?;
-        supervisor
+    fn send<E: Routed>(call: &Call, key: E::Key) -> Result<(), ApiError> {
+        (call.ctx.directory.route::<E>().supervisor())
             .cast(SupervisorMsg::InjectPanic { key })
             .map_err(|e| ShopError::Unavailable(e.to_string()))?;
         Ok(())

@@ -14,9 +14,7 @@ use super::error::{ApiError, ErrorBody};
 use super::filters::{call, created, json_response, page, serve, Call, Paging, WholeNumber};
 use super::GatewayCtx;
 use crate::actors::order::{CancelOrder, GetOrder, PlaceOrder, RequestedLine};
-use crate::actors::ShopError;
-use crate::cluster::remote::{list_orders, ListRequest};
-use crate::config::Role;
+use crate::error::ShopError;
 use crate::domain::{
     parse_line_quantity, Amount, Invalid, LineJson, Order, OrderNumber, OrderStatus, Price, Sku,
     MAX_ORDER_LINES,
@@ -192,13 +190,7 @@ async fn list(call: Call) -> Result<Response, ApiError> {
         .map(|raw| OrderNumber::parse(&raw))
         .transpose()?;
     let directory = &call.ctx.directory;
-    let mut gathered = directory
-        .gather(
-            directory.owners_of(Role::Order),
-            ListRequest::Orders { after, limit },
-            list_orders(directory, after, limit),
-        )
-        .await?;
+    let mut gathered = directory.list_orders(after, limit).await?;
     let next = gathered.first_page(limit, |o| o.number);
     let orders: Vec<OrderJson> = gathered.items.iter().map(OrderJson::from).collect();
     Ok(page(

@@ -18,9 +18,7 @@ use crate::actors::product::{
     CreateProduct, DeleteProduct, GetProduct, ProductChanges, ProductView, UpdateProduct,
 };
 use crate::actors::stock::GetStock;
-use crate::actors::ShopError;
-use crate::cluster::remote::{list_products, ListRequest};
-use crate::config::Role;
+use crate::error::ShopError;
 use crate::domain::{
     parse_stock, Amount, Description, Invalid, Price, Product, ProductId, ProductName, Sku,
 };
@@ -171,16 +169,10 @@ async fn list(call: Call) -> Result<Response, ApiError> {
         .transpose()?;
     let ctx = &call.ctx;
     let directory = &ctx.directory;
-    let mut gathered = directory
-        .gather(
-            directory.owners_of(Role::Product),
-            ListRequest::Products { after, limit },
-            list_products(directory, after, limit),
-        )
-        .await?;
+    let mut gathered = directory.list_products(after, limit).await?;
     let next = gathered.first_page(limit, |v| v.product.id);
     let views = &mut gathered.items;
-    if !directory.layout.is_single() {
+    if !directory.is_single() {
         // Each node counted its products' stock from its own storage; the stock may live on
         // another node.
         let products = views.drain(..).map(|v| with_quantity(ctx, v.product));

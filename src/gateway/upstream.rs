@@ -176,7 +176,7 @@ impl Upstream {
         remote: Option<SocketAddr>,
     ) -> Result<Response, ApiError> {
         let route = &self.routes[index];
-        let authorities = route.authorities(&call.ctx.directory.registry);
+        let authorities = route.authorities(&call.ctx.registry);
         if let Target::Balanced(app) = &route.spec.target {
             if authorities.is_empty() {
                 return Err(UpstreamError::NoInstance(app.clone()).into());
@@ -225,7 +225,7 @@ pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(Response,)> {
 #[utoipa::path(get, path = "/gateway/routes", operation_id = "listGatewayRoutes", tag = "ops",
     responses((status = 200, description = "The route table", body = Vec<RouteJson>)))]
 pub(super) async fn list(call: Call) -> Result<Response, ApiError> {
-    let registry = &call.ctx.directory.registry;
+    let registry = &call.ctx.registry;
     let routes: Vec<RouteJson> = (call.ctx.upstream.routes.iter())
         .map(|route| route.spec.describe(route.authorities(registry)))
         .collect();

@@ -2,7 +2,7 @@
 //!
 //! The registry actor owns the only mutable copy and sends an immutable `Arc<Snapshot>` through
 //! a `tokio::sync::watch` channel after every change and renewal; routes, the dashboard and
-//! `Registry::actor_name` read the latest one without a round trip to the actor.
+//! `Registry`'s queries read the latest one without a round trip to the actor.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,7 +59,7 @@ pub(crate) struct Change {
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Snapshot {
-    /// The node this registry runs on; `actor_name` prefers its instances.
+    /// The node this registry runs on (the dashboard shows it).
     pub node: String,
     /// App name (upper case) → instance id → record. An app with no instances is removed.
     pub apps: BTreeMap<String, BTreeMap<String, Arc<Record>>>,
@@ -140,19 +140,6 @@ impl Snapshot {
                 .map(|(name, instances)| AppView { name, instances })
                 .collect(),
         }
-    }
-
-    /// The `actor` metadata of an UP instance of `app`, preferring one on this node.
-    pub(crate) fn actor_name(&self, app: &str) -> Option<String> {
-        let up = self
-            .apps
-            .get(&app.to_ascii_uppercase())?
-            .values()
-            .filter(|r| r.info.status == Status::Up && r.info.metadata.contains_key("actor"));
-        let (local, remote): (Vec<_>, Vec<_>) =
-            up.partition(|r| r.info.metadata.get("node") == Some(&self.node));
-        let chosen = local.first().or(remote.first())?;
-        chosen.info.metadata.get("actor").cloned()
     }
 
     /// The address and port of every UP instance of `app` whose port is enabled, by instance id.

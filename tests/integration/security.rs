@@ -222,7 +222,7 @@ async fn a_bad_public_key_file_stops_start_up_naming_the_file() {
     ] {
         let mut config = ServeConfig::for_tests(dir.path().join("data"));
         config.security.auth_jwt_public_key = Some(file.clone());
-        let error = match agora::app::start(config).await {
+        let error = match agora::app::Node::build(config).await {
             Ok(_) => panic!("{} was accepted", file.display()),
             Err(error) => format!("{error:#}"),
         };

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agora::app::App;
+use agora::app::Node;
 use agora::broker::EmbeddedBroker;
 use agora::config::ServeConfig;
 use reqwest::{Client, Method, Response};
@@ -26,7 +26,7 @@ pub struct TestApp {
 }
 
 enum Runner {
-    InProcess(Option<App>),
+    InProcess(Option<Node>),
     Process(Child),
 }
 
@@ -43,7 +43,7 @@ impl TestApp {
         configure(&mut config);
         // Actor names are process-wide: every in-process node needs its own.
         config.node = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let app = agora::app::start(config).await.expect("agora starts");
+        let app = Node::build(config).await.expect("agora starts");
         let base = format!("http://{}", app.http_addr);
         TestApp {
             base,

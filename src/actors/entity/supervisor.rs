@@ -1,22 +1,21 @@
 //! The supervisor of one entity kind: spawns each key's actor on demand, forwards it the
 //! key's commands (buffering them while the actor stops or restarts), passivates idle or
-//! released actors, restarts failed ones from storage and escalates past the restart limit,
-//! and keeps the kind's service registered. Entity actors and callers talk to it through
-//! [`SupervisorMsg`]; it answers `/health` with its active and escalated keys.
+//! released actors, restarts failed ones from storage and escalates past the restart limit.
+//! Entity actors and callers (through the kind's `Route`) talk to it with [`SupervisorMsg`]; it
+//! answers `/health` with its active and escalated keys.
 
 use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::{Entity, EntityActor, EntityMsg, SupervisorMsg};
-use crate::actors::{Deps, ShopError};
+use super::reply::reject;
+use super::{Deps, Entity, EntityActor, EntityMsg, SupervisorMsg};
+use crate::error::ShopError;
 use crate::health::ComponentHealth;
-use crate::registry::LocalInstance;
 
 /// When to stop restarting: more than `max_restarts` failures of one key within `window`.
 #[derive(Debug, Clone, Copy)]
@@ -25,13 +24,12 @@ pub struct RestartPolicy {
     pub window: Duration,
 }
 
-pub struct SupervisorArgs {
-    pub deps: Deps,
+pub struct SupervisorArgs<E: Entity> {
+    /// The node's name, for the supervisor's actor name.
+    pub node: String,
+    pub deps: Deps<E>,
     pub policy: RestartPolicy,
     pub idle: Duration,
-    pub lease: Duration,
-    /// The gateway's address, advertised in the registry.
-    pub http_addr: SocketAddr,
 }
 
 enum Slot<E: Entity> {
@@ -47,25 +45,24 @@ enum Slot<E: Entity> {
 }
 
 pub struct SupervisorState<E: Entity> {
-    args: SupervisorArgs,
+    args: SupervisorArgs<E>,
     slots: HashMap<E::Key, Slot<E>>,
     keys_by_actor: HashMap<ActorId, E::Key>,
     /// Failure times per key, only those within the restart window.
     failures: HashMap<E::Key, VecDeque<Instant>>,
     /// Keys that failed past the limit, refused until the instant given.
     escalated: HashMap<E::Key, Instant>,
-    instance_id: String,
-    timers: Vec<JoinHandle<()>>,
+    sweep: JoinHandle<()>,
 }
 
 pub struct EntitySupervisor<E>(PhantomData<fn() -> E>);
 
 /// Spawns the supervisor of kind `E`, linked to `root`, named `{node}/{kind}`.
 pub async fn spawn_supervisor<E: Entity>(
-    args: SupervisorArgs,
+    args: SupervisorArgs<E>,
     root: ActorCell,
 ) -> anyhow::Result<ActorRef<SupervisorMsg<E>>> {
-    let name = format!("{}/{}", args.deps.node, E::KIND);
+    let name = format!("{}/{}", args.node, E::KIND);
     let (actor, _) = Actor::spawn_linked(
         Some(name.clone()),
         EntitySupervisor::<E>(PhantomData),
@@ -133,9 +130,7 @@ impl<E: Entity> SupervisorState<E> {
                     self.send(&actor, key.clone(), command);
                 }
             }
-            Err(e) => buffer
-                .into_iter()
-                .for_each(|c| E::reject(c, ShopError::Internal(e.clone()))),
+            Err(e) => reject(buffer, ShopError::Internal(e)),
         }
     }
 
@@ -162,7 +157,7 @@ impl<E: Entity> SupervisorState<E> {
                     "{} {key} keeps failing and was escalated; retry later",
                     E::KIND
                 );
-                return E::reject(command, ShopError::Unavailable(msg));
+                return reject([command], ShopError::Unavailable(msg));
             }
             self.escalated.remove(&key);
         }
@@ -252,9 +247,7 @@ impl<E: Entity> SupervisorState<E> {
                         "{} {key} keeps failing and was escalated; retry later",
                         E::KIND
                     );
-                    buffer
-                        .into_iter()
-                        .for_each(|c| E::reject(c, ShopError::Unavailable(msg.clone())));
+                    reject(buffer, ShopError::Unavailable(msg));
                     return;
                 }
             }
@@ -284,58 +277,27 @@ impl<E: Entity> SupervisorState<E> {
             ))
         }
     }
-
-    async fn renew_lease(&mut self) {
-        let instance = self.local_instance();
-        let registry = &self.args.deps.directory.registry;
-        registry
-            .keep_registered(&instance, &mut self.instance_id)
-            .await;
-    }
-
-    fn local_instance(&self) -> LocalInstance {
-        LocalInstance {
-            app: E::SERVICE,
-            node: self.args.deps.node.clone(),
-            actor_name: format!("{}/{}", self.args.deps.node, E::KIND),
-            http_addr: self.args.http_addr,
-        }
-    }
 }
 
 impl<E: Entity> Actor for EntitySupervisor<E> {
     type Msg = SupervisorMsg<E>;
     type State = SupervisorState<E>;
-    type Arguments = SupervisorArgs;
+    type Arguments = SupervisorArgs<E>;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        args: SupervisorArgs,
+        args: SupervisorArgs<E>,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let sweep = (args.idle / 2).clamp(Duration::from_millis(200), Duration::from_secs(30));
-        let renew = (args.lease / 3).max(Duration::from_millis(200));
-        let timers = vec![
-            myself.send_interval(sweep, || SupervisorMsg::SweepIdle),
-            myself.send_interval(renew, || SupervisorMsg::RenewLease),
-        ];
-        let mut state = SupervisorState {
+        let every = (args.idle / 2).clamp(Duration::from_millis(200), Duration::from_secs(30));
+        Ok(SupervisorState {
             args,
             slots: HashMap::new(),
             keys_by_actor: HashMap::new(),
             failures: HashMap::new(),
             escalated: HashMap::new(),
-            instance_id: String::new(),
-            timers,
-        };
-        state.instance_id = state
-            .args
-            .deps
-            .directory
-            .registry
-            .register_local(state.local_instance())
-            .await?;
-        Ok(state)
+            sweep: myself.send_interval(every, || SupervisorMsg::SweepIdle),
+        })
     }
 
     async fn post_stop(
@@ -343,14 +305,7 @@ impl<E: Entity> Actor for EntitySupervisor<E> {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        state.timers.iter().for_each(JoinHandle::abort);
-        let _ = state
-            .args
-            .deps
-            .directory
-            .registry
-            .cancel(E::SERVICE, &state.instance_id)
-            .await;
+        state.sweep.abort();
         Ok(())
     }
 
@@ -373,7 +328,6 @@ impl<E: Entity> Actor for EntitySupervisor<E> {
             }
             SupervisorMsg::SweepIdle => state.sweep_idle(),
             SupervisorMsg::Release { key, actor } => state.release(&key, actor),
-            SupervisorMsg::RenewLease => state.renew_lease().await,
             SupervisorMsg::Health(reply) => {
                 let _ = reply.send(state.health());
             }

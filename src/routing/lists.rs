@@ -1,0 +1,190 @@
+//! Kind-wide lists (products, orders, notifications): each owner lists its own keys, and the
+//! directory gathers the parts from every node at once, this node's through its own actors.
+//! A node that does not answer leaves its part out and is named in [`Gathered::missing`].
+
+use futures::future::join_all;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::Directory;
+use crate::actors::call;
+use crate::actors::entity::{decode_answer, RemoteRequest};
+use crate::actors::notification::{NotificationMsg, NotificationRecord};
+use crate::actors::order::OrderQuery;
+use crate::actors::product::{ProductQuery, ProductView};
+use crate::codec;
+use crate::config::Role;
+use crate::domain::{Order, OrderNumber, ProductId};
+use crate::error::ShopError;
+
+/// Kind-wide reads that every owner answers for its own keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ListRequest {
+    Products {
+        after: Option<ProductId>,
+        limit: usize,
+    },
+    Orders {
+        after: Option<OrderNumber>,
+        limit: usize,
+    },
+    Notifications {
+        after: Option<u64>,
+        limit: usize,
+    },
+}
+
+/// A kind-wide list gathered from every node that owns part of it.
+#[derive(Debug)]
+pub struct Gathered<T> {
+    pub items: Vec<T>,
+    /// Nodes that did not answer: the list lacks their part.
+    pub missing: Vec<String>,
+}
+
+impl<T> Gathered<T> {
+    /// Keeps the first `limit` items in `key` order (the right page, since every node sent its
+    /// first `limit` after the same cursor) and gives the key to continue after when the page
+    /// is full.
+    pub fn first_page<K: Ord>(&mut self, limit: usize, key: impl Fn(&T) -> K) -> Option<K> {
+        self.items.sort_by_key(&key);
+        self.items.truncate(limit);
+        self.items
+            .last()
+            .filter(|_| self.items.len() == limit)
+            .map(key)
+    }
+}
+
+impl Directory {
+    /// Products after `after` from every owner of products.
+    pub async fn list_products(
+        &self,
+        after: Option<ProductId>,
+        limit: usize,
+    ) -> Result<Gathered<ProductView>, ShopError> {
+        let list = ListRequest::Products { after, limit };
+        self.gather(self.owners_of(Role::Product), list).await
+    }
+
+    /// Orders after `after` from every owner of orders.
+    pub async fn list_orders(
+        &self,
+        after: Option<OrderNumber>,
+        limit: usize,
+    ) -> Result<Gathered<Order>, ShopError> {
+        let list = ListRequest::Orders { after, limit };
+        self.gather(self.owners_of(Role::Order), list).await
+    }
+
+    /// Notifications after sequence `after` from each of `nodes`.
+    pub async fn list_notifications(
+        &self,
+        nodes: Vec<String>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Gathered<NotificationRecord>, ShopError> {
+        let list = ListRequest::Notifications { after, limit };
+        self.gather(nodes, list).await
+    }
+
+    /// The members that own partitions of `role` (just this node when it runs alone).
+    fn owners_of(&self, role: Role) -> Vec<String> {
+        match &self.remote {
+            Some(remote) => remote.members_with(role),
+            None => vec![self.node.clone()],
+        }
+    }
+
+    /// Asks each of `nodes` for its part of `list` at once (this node's from its own actors)
+    /// and collects what answered. Fails only if this node's own part fails.
+    async fn gather<T: DeserializeOwned>(
+        &self,
+        nodes: Vec<String>,
+        list: ListRequest,
+    ) -> Result<Gathered<T>, ShopError> {
+        let own = nodes.iter().any(|n| *n == self.node);
+        let others: Vec<String> = nodes.into_iter().filter(|n| *n != self.node).collect();
+        let calls = others.iter().map(|node| self.remote_part(node, &list));
+        let here = async {
+            match own {
+                true => decode_answer(&self.serve_list_request(list.clone()).await),
+                false => Ok(Vec::new()),
+            }
+        };
+        let (mine, theirs) = futures::join!(here, join_all(calls));
+        let mut gathered = Gathered {
+            items: mine?,
+            missing: Vec::new(),
+        };
+        for (node, answer) in others.into_iter().zip(theirs) {
+            match answer {
+                Ok(items) => gathered.items.extend(items),
+                Err(e) => {
+                    tracing::warn!(node, error = %e, "a node's part of a list is missing");
+                    gathered.missing.push(node);
+                }
+            }
+        }
+        Ok(gathered)
+    }
+
+    async fn remote_part<T: DeserializeOwned>(
+        &self,
+        node: &str,
+        list: &ListRequest,
+    ) -> Result<Vec<T>, ShopError> {
+        let remote = (self.remote.as_ref())
+            .ok_or_else(|| ShopError::Unavailable("this node is not in a cluster".into()))?;
+        let list = codec::encode(list)
+            .map_err(|e| ShopError::Internal(format!("a request does not encode: {e}")))?;
+        decode_answer(&remote.call(node, RemoteRequest::List(list)).await?)
+    }
+
+    /// Answers another node's list request (encoded) with this node's part, encoded.
+    pub(super) async fn serve_list(&self, list: &[u8]) -> Vec<u8> {
+        match codec::decode::<ListRequest>(list) {
+            Ok(list) => self.serve_list_request(list).await,
+            Err(e) => {
+                let error = ShopError::Internal(format!("a list request does not decode: {e}"));
+                codec::encode(&Err::<(), _>(error)).unwrap_or_default()
+            }
+        }
+    }
+
+    /// This node's part of `list`, encoded as a `Result<Vec<_>, ShopError>`.
+    async fn serve_list_request(&self, list: ListRequest) -> Vec<u8> {
+        let encoded = match list {
+            ListRequest::Products { after, limit } => {
+                let list = |reply| ProductQuery::List { after, limit, reply };
+                codec::encode(&self.products.query(list).await)
+            }
+            ListRequest::Orders { after, limit } => {
+                let list = |reply| OrderQuery::List { after, limit, reply };
+                codec::encode(&self.orders.query(list).await)
+            }
+            ListRequest::Notifications { after, limit } => {
+                codec::encode(&self.notifications_here(after, limit).await)
+            }
+        };
+        encoded.unwrap_or_default()
+    }
+
+    async fn notifications_here(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<NotificationRecord>, ShopError> {
+        let service = (self.notification.as_ref()).ok_or_else(|| {
+            ShopError::Unavailable("this node does not run the notification service".into())
+        })?;
+        let list = |reply| NotificationMsg::List {
+            after,
+            limit,
+            reply,
+        };
+        call(service, list, self.call_timeout)
+            .await?
+            .map_err(ShopError::Internal)
+    }
+}
