@@ -29,6 +29,7 @@ fn up_by_node<'a>(records: impl Iterator<Item = &'a Arc<Record>>) -> BTreeMap<St
 
 #[cfg(test)]
 mod tests;
+mod tree;
 mod wire;
 mod xml;
 

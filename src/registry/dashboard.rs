@@ -84,3 +84,26 @@ fn escape(text: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::registry::tests::start;
+
+    #[tokio::test]
+    async fn dashboard_escapes_client_values() {
+        let (_, api) = start("t-web", Duration::from_secs(90)).await;
+        let body = r#"{"instance":{"instanceId":"<script>x</script>","hostName":"h","app":"WEB","ipAddr":"1.2.3.4",
+            "dataCenterInfo":{"name":"MyOwn"}}}"#;
+        let res = api.post("/eureka/apps/web", body).await;
+        assert_eq!(res.status, 204);
+        let res = api.call("GET", "/eureka/web").await;
+        assert_eq!(res.status, 200);
+        assert_eq!(res.content_type, "text/html; charset=utf-8");
+        let html = res.body;
+        assert!(html.contains("&lt;script&gt;x&lt;/script&gt;"), "{html}");
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("WEB"), "{html}");
+    }
+}

@@ -1,9 +1,10 @@
 //! XML: Eureka's XML representation, written with quick-xml (which escapes text and attributes).
 //!
-//! `wire.rs` describes an instance as [`Node`]s and calls in here for clients that did not ask
-//! for JSON. Ports render as `<port enabled="true">8080</port>` and the data center as
-//! `<dataCenterInfo class="...">`, the attributes py-eureka-client reads. Metadata keys become
-//! element names, as in Eureka; a key that is no valid XML name is left out of the XML.
+//! `wire.rs` calls in here for clients that did not ask for JSON; an instance is rendered from
+//! its description as [`Node`]s (`tree.rs`), everything as text. Ports render as
+//! `<port enabled="true">8080</port>` and the data center as `<dataCenterInfo class="...">`, the
+//! attributes py-eureka-client reads. Metadata keys become element names, as in Eureka; a key
+//! that is no valid XML name is left out of the XML.
 
 use std::io;
 
@@ -12,7 +13,7 @@ use quick_xml::Writer;
 
 use super::instance::{Action, Instance};
 use super::snapshot::{AppView, AppsView};
-use super::wire::{instance_nodes, Node};
+use super::tree::{instance_nodes, Node};
 
 type Xml = Writer<Vec<u8>>;
 
