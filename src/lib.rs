@@ -15,6 +15,7 @@ pub mod config;
 pub mod domain;
 pub mod gateway;
 pub mod health;
+pub mod kafka;
 pub mod metrics;
 pub mod registry;
 pub mod storage;

@@ -7,7 +7,8 @@
 //! and deletes each one only after Kafka acknowledged it, so nothing is lost while Kafka is
 //! down: the outbox simply grows, and drains when Kafka is back. A crash between the
 //! acknowledgement and the delete sends the event again; the notification service records each
-//! event id once. The gateway asks it for [`NotifierMsg::Health`].
+//! event id once. The gateway asks it for [`NotifierMsg::Health`]. The producer's settings are
+//! in [`crate::kafka`].
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,14 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use rdkafka::consumer::ConsumerContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, ClientContext};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::domain::OrderEvent;
 use crate::health::ComponentHealth;
+use crate::kafka::{self, OutageContext};
 use crate::metrics::Metrics;
 use crate::storage::{self, Storage};
 
@@ -79,35 +78,6 @@ pub struct NotifierState {
     failing: Option<(String, Instant)>,
 }
 
-/// Hears librdkafka's client-level errors (which no message or delivery carries) and reports
-/// an outage — every broker unreachable, or a fatal error that leaves the client unusable — to
-/// its actor at once, so health degrades before the first delivery times out. Shared with the
-/// notification service's consumer.
-pub(crate) struct OutageContext {
-    /// Called with the error text and whether it is fatal.
-    report: Box<dyn Fn(String, bool) + Send + Sync>,
-}
-
-impl OutageContext {
-    pub(crate) fn new(report: impl Fn(String, bool) + Send + Sync + 'static) -> Self {
-        OutageContext {
-            report: Box::new(report),
-        }
-    }
-}
-
-impl ClientContext for OutageContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(%error, reason, "Kafka client error");
-        let fatal = error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal);
-        if fatal || error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            (self.report)(format!("{error}: {reason}"), fatal);
-        }
-    }
-}
-
-impl ConsumerContext for OutageContext {}
-
 /// Starts the notifier under `supervisor`.
 pub async fn spawn_notifier(
     name: String,
@@ -120,29 +90,6 @@ pub async fn spawn_notifier(
     Ok(notifier)
 }
 
-fn producer(
-    brokers: &str,
-    notifier: ActorRef<NotifierMsg>,
-) -> anyhow::Result<FutureProducer<OutageContext>> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        // No duplicates or reordering from librdkafka's own retries; every replica has it.
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        // librdkafka retries internally until this; then the failure reaches us and the event is
-        // sent again on a later tick.
-        .set("message.timeout.ms", "10000")
-        // Events are few and latency matters more than batching.
-        .set("linger.ms", "5")
-        // Reconnect quickly once Kafka is back (the default backoff grows to 10 s).
-        .set("reconnect.backoff.ms", "100")
-        .set("reconnect.backoff.max.ms", "1000")
-        .create_with_context(OutageContext::new(move |error, fatal| {
-            let _ = notifier.cast(NotifierMsg::ClientError { error, fatal });
-        }))
-        .context("cannot create the Kafka producer")
-}
-
 impl Actor for Notifier {
     type Msg = NotifierMsg;
     type State = NotifierState;
@@ -153,7 +100,10 @@ impl Actor for Notifier {
         myself: ActorRef<NotifierMsg>,
         args: NotifierArgs,
     ) -> Result<NotifierState, ActorProcessingErr> {
-        let producer = producer(&args.brokers, myself.clone())?;
+        let notifier = myself.clone();
+        let producer = kafka::producer(&args.brokers, move |error, fatal| {
+            let _ = notifier.cast(NotifierMsg::ClientError { error, fatal });
+        })?;
         let ticker = myself.send_interval(TICK, || NotifierMsg::Tick);
         let mut state = NotifierState {
             storage: args.storage,
