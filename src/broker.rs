@@ -4,6 +4,7 @@
 //! librdkafka's mock cluster is not `Send` (it holds a raw pointer), so one dedicated thread owns
 //! it and takes [`Command`]s over a channel. The notifier produces to it and the notification
 //! service consumes from it through ordinary `bootstrap.servers`, exactly as with a real Kafka.
+//! The client that creates the cluster is configured in [`crate::kafka`].
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -11,8 +12,9 @@ use std::thread::JoinHandle;
 use anyhow::{anyhow, Context};
 use rdkafka::bindings;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
-use rdkafka::ClientConfig;
+use rdkafka::producer::{DefaultProducerContext, Producer};
+
+use crate::kafka;
 
 /// Partitions of the topic the embedded broker creates.
 const PARTITIONS: i32 = 3;
@@ -99,13 +101,10 @@ fn run(topic: &str, ready: &mpsc::Sender<anyhow::Result<String>>, inbox: &mpsc::
     // A client configured with `test.mock.num.brokers` creates and owns the mock cluster (rather
     // than `MockCluster::new`), because only then can we reach the cluster's handle to turn off
     // the group coordinator's 3 s initial rebalance delay: consumers join at once.
-    let client: BaseProducer<DefaultProducerContext> = match ClientConfig::new()
-        .set("test.mock.num.brokers", "1")
-        .create()
-    {
+    let client = match kafka::mock_cluster_client() {
         Ok(client) => client,
         Err(e) => {
-            let _ = ready.send(Err(anyhow!(e).context("cannot create the mock cluster")));
+            let _ = ready.send(Err(e));
             return;
         }
     };

@@ -16,6 +16,7 @@ pub mod domain;
 pub mod error;
 pub mod gateway;
 pub mod health;
+pub mod kafka;
 pub mod metrics;
 pub mod registry;
 pub mod routing;

@@ -5,7 +5,7 @@
 //! `seen_events` — and makes that durable before the task commits the message's offset. So an
 //! event is never lost (a crash before the commit redelivers it) and never recorded twice (a
 //! redelivery finds its id). The gateway lists the records, subscribes to new ones for
-//! server-sent events, and asks for health.
+//! server-sent events, and asks for health. The consumer's settings are in [`crate::kafka`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,14 +15,13 @@ use futures::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::actors::notifier::OutageContext;
 use crate::domain::now_ms;
 use crate::health::ComponentHealth;
+use crate::kafka::{self, OutageContext};
 use crate::metrics::Metrics;
 use crate::storage::{self, Storage, StorageError};
 
@@ -173,25 +172,9 @@ fn consumer(
     args: &NotificationArgs,
     service: ActorRef<NotificationMsg>,
 ) -> anyhow::Result<EventConsumer> {
-    let consumer: EventConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &args.brokers)
-        .set("group.id", &args.group_id)
-        // Offsets are committed by hand, only after the record is durable.
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        // A lost member is noticed within 6 s (the usual broker minimum); heartbeats every
-        // 500 ms let a rebalance complete quickly.
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500")
-        // Events are few: answer a fetch after 100 ms rather than waiting for data (500 ms).
-        .set("fetch.wait.max.ms", "100")
-        // Reconnect quickly once Kafka is back (the default backoff grows to 10 s).
-        .set("reconnect.backoff.ms", "100")
-        .set("reconnect.backoff.max.ms", "1000")
-        .create_with_context(OutageContext::new(move |error, _| {
-            let _ = service.cast(NotificationMsg::ConsumerError(error));
-        }))
-        .context("cannot create the Kafka consumer")?;
+    let consumer = kafka::consumer(&args.brokers, &args.group_id, move |error, _| {
+        let _ = service.cast(NotificationMsg::ConsumerError(error));
+    })?;
     consumer
         .subscribe(&[&args.topic])
         .with_context(|| format!("cannot subscribe to {}", args.topic))?;

@@ -7,7 +7,8 @@
 //! and deletes each one only after Kafka acknowledged it, so nothing is lost while Kafka is
 //! down: the outbox simply grows, and drains when Kafka is back. A crash between the
 //! acknowledgement and the delete sends the event again; the notification service records each
-//! event id once. The gateway asks it for [`NotifierMsg::Health`].
+//! event id once. The gateway asks it for [`NotifierMsg::Health`]. The producer's settings are
+//! in [`crate::kafka`].
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,14 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use rdkafka::consumer::ConsumerContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, ClientContext};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::domain::OrderEvent;
 use crate::health::ComponentHealth;
+use crate::kafka::{self, OutageContext};
 use crate::metrics::Metrics;
 use crate::storage::{self, Storage};
 
@@ -79,35 +78,6 @@ pub struct NotifierState {
     failing: Option<(String, Instant)>,
 }
 
-/// Hears librdkafka's client-level errors (which no message or delivery carries) and reports
-/// an outage — every broker unreachable, or a fatal error that leaves the client unusable — to
-/// its actor at once, so health degrades before the first delivery times out. Shared with the
-/// notification service's consumer.
-pub(crate) struct OutageContext {
-    /// Called with the error text and whether it is fatal.
-    report: Box<dyn Fn(String, bool) + Send + Sync>,
-}
-
-impl OutageContext {
-    pub(crate) fn new(report: impl Fn(String, bool) + Send + Sync + 'static) -> Self {
-        OutageContext {
-            report: Box::new(report),
-        }
-    }
-}
-
-impl ClientContext for OutageContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(%error, reason, "Kafka client error");
-        let fatal = error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal);
-        if fatal || error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            (self.report)(format!("{error}: {reason}"), fatal);
-        }
-    }
-}
-
-impl ConsumerContext for OutageContext {}
-
 /// Starts the notifier under `supervisor`.
 pub async fn spawn_notifier(
     name: String,
@@ -120,29 +90,6 @@ pub async fn spawn_notifier(
     Ok(notifier)
 }
 
-fn producer(
-    brokers: &str,
-    notifier: ActorRef<NotifierMsg>,
-) -> anyhow::Result<FutureProducer<OutageContext>> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        // No duplicates or reordering from librdkafka's own retries; every replica has it.
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        // librdkafka retries internally until this; then the failure reaches us and the event is
-        // sent again on a later tick.
-        .set("message.timeout.ms", "10000")
-        // Events are few and latency matters more than batching.
-        .set("linger.ms", "5")
-        // Reconnect quickly once Kafka is back (the default backoff grows to 10 s).
-        .set("reconnect.backoff.ms", "100")
-        .set("reconnect.backoff.max.ms", "1000")
-        .create_with_context(OutageContext::new(move |error, fatal| {
-            let _ = notifier.cast(NotifierMsg::ClientError { error, fatal });
-        }))
-        .context("cannot create the Kafka producer")
-}
-
 impl Actor for Notifier {
     type Msg = NotifierMsg;
     type State = NotifierState;
@@ -153,7 +100,10 @@ impl Actor for Notifier {
         myself: ActorRef<NotifierMsg>,
         args: NotifierArgs,
     ) -> Result<NotifierState, ActorProcessingErr> {
-        let producer = producer(&args.brokers, myself.clone())?;
+        let notifier = myself.clone();
+        let producer = kafka::producer(&args.brokers, move |error, fatal| {
+            let _ = notifier.cast(NotifierMsg::ClientError { error, fatal });
+        })?;
         let ticker = myself.send_interval(TICK, || NotifierMsg::Tick);
         let mut state = NotifierState {
             storage: args.storage,
@@ -334,175 +284,4 @@ impl NotifierState {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    //! The whole path — outbox, notifier, embedded broker, notification service — on real parts.
-    //! [`Pipeline`] also serves the notification service's tests.
-
-    use super::*;
-    use crate::actors::notification::{
-        spawn_notification, NotificationArgs, NotificationMsg, NotificationRecord,
-    };
-    use crate::broker::EmbeddedBroker;
-    use crate::domain::{now_ms, EventType, OrderNumber, Price};
-    use crate::health::Status;
-
-    const TOPIC: &str = "order-events";
-    const DEADLINE: Duration = Duration::from_secs(30);
-
-    /// A supervisor for the actors under test; it outlives their stopping.
-    struct Root;
-    enum RootMsg {}
-    impl ractor::Message for RootMsg {}
-    impl Actor for Root {
-        type Msg = RootMsg;
-        type State = ();
-        type Arguments = ();
-        async fn pre_start(&self, _: ActorRef<RootMsg>, _: ()) -> Result<(), ActorProcessingErr> {
-            Ok(())
-        }
-        async fn handle_supervisor_evt(
-            &self,
-            _: ActorRef<RootMsg>,
-            _: ractor::SupervisionEvent,
-            _: &mut (),
-        ) -> Result<(), ActorProcessingErr> {
-            Ok(())
-        }
-    }
-
-    pub(crate) struct Pipeline {
-        pub(crate) broker: EmbeddedBroker,
-        pub(crate) storage: Storage,
-        pub(crate) metrics: Arc<Metrics>,
-        pub(crate) notifier: ActorRef<NotifierMsg>,
-        pub(crate) service: ActorRef<NotificationMsg>,
-        root: ActorRef<RootMsg>,
-        _dir: tempfile::TempDir,
-    }
-
-    impl Pipeline {
-        /// `name` keeps actor names unique among tests running at once.
-        pub(crate) async fn start(name: &str) -> Pipeline {
-            let dir = tempfile::tempdir().unwrap();
-            let storage = Storage::open(dir.path()).unwrap();
-            let metrics = Arc::new(Metrics::new());
-            let broker = EmbeddedBroker::start(TOPIC).unwrap();
-            let (root, _) = Actor::spawn(None, Root, ()).await.unwrap();
-            let notifier = spawn_notifier(
-                format!("{name}-notifier"),
-                NotifierArgs {
-                    storage: storage.clone(),
-                    brokers: broker.bootstrap_servers(),
-                    topic: TOPIC.into(),
-                    metrics: metrics.clone(),
-                },
-                root.get_cell(),
-            )
-            .await
-            .unwrap();
-            let service = spawn_notification(
-                format!("{name}-notification"),
-                NotificationArgs {
-                    storage: storage.clone(),
-                    brokers: broker.bootstrap_servers(),
-                    topic: TOPIC.into(),
-                    group_id: "notificationId".into(),
-                    metrics: metrics.clone(),
-                },
-                root.get_cell(),
-            )
-            .await
-            .unwrap();
-            Pipeline {
-                broker,
-                storage,
-                metrics,
-                notifier,
-                service,
-                root,
-                _dir: dir,
-            }
-        }
-
-        /// What the order actor does: store the event in the outbox, make it durable, then
-        /// tell the notifier.
-        pub(crate) async fn put(&self, event: &OrderEvent) {
-            self.storage.put_event(event, || Ok(())).unwrap();
-            self.storage.durable().await.unwrap();
-            self.notifier.cast(NotifierMsg::OutboxChanged).unwrap();
-        }
-
-        pub(crate) async fn records(&self) -> Vec<NotificationRecord> {
-            ractor::call!(self.service, |reply| NotificationMsg::List {
-                after: None,
-                limit: 100,
-                reply
-            })
-            .unwrap()
-            .unwrap()
-        }
-
-        pub(crate) async fn notifier_health(&self) -> ComponentHealth {
-            ractor::call!(self.notifier, NotifierMsg::Health).unwrap()
-        }
-
-        /// Polls `done` every 50 ms until it holds, failing after [`DEADLINE`].
-        pub(crate) async fn until<F: std::future::Future<Output = bool>>(
-            &self,
-            what: &str,
-            done: impl Fn() -> F,
-        ) {
-            let start = Instant::now();
-            while !done().await {
-                assert!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-
-        pub(crate) async fn stop(self) {
-            self.notifier.stop_and_wait(None, None).await.unwrap();
-            self.service.stop_and_wait(None, None).await.unwrap();
-            self.root.stop_and_wait(None, None).await.unwrap();
-        }
-    }
-
-    pub(crate) fn event() -> OrderEvent {
-        OrderEvent {
-            event_id: uuid::Uuid::new_v4(),
-            event_type: EventType::OrderPlaced,
-            order_number: OrderNumber::new(),
-            lines: Vec::new(),
-            total: Price::from_cents(1_990).unwrap(),
-            timestamp_ms: now_ms(),
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn events_wait_in_the_outbox_while_kafka_is_down() {
-        let p = Pipeline::start("outage").await;
-        p.broker.brokers_down().unwrap();
-        let sent: Vec<OrderEvent> = (0..3).map(|_| event()).collect();
-        for event in &sent {
-            p.put(event).await;
-        }
-        p.until("the notifier reports DEGRADED", || async {
-            p.notifier_health().await.status == Status::Degraded
-        })
-        .await;
-        let health = p.notifier_health().await;
-        assert!(health.detail.contains("3 events wait"), "{}", health.detail);
-        assert_eq!(p.storage.outbox.len(), 3);
-        assert!(p.records().await.is_empty());
-
-        p.broker.brokers_up().unwrap();
-        p.until("the outbox drains and every event is recorded", || async {
-            p.storage.outbox.is_empty() && p.records().await.len() == sent.len()
-        })
-        .await;
-        let got: HashSet<String> = p.records().await.into_iter().map(|r| r.event_id).collect();
-        let want: HashSet<String> = sent.iter().map(|e| e.event_id.to_string()).collect();
-        assert_eq!(got, want);
-        assert_eq!(p.notifier_health().await.status, Status::Up);
-        p.stop().await;
-    }
-}
+mod tests;
