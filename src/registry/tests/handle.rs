@@ -1,6 +1,7 @@
 //! The `Registry` handle as agora's own services use it: local registration and lease expiry,
-//! which instance's actor serves an app, and the addresses the gateway balances over.
+//! which nodes serve an app, and the addresses the gateway balances over.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::start;
@@ -13,7 +14,6 @@ async fn expired_lease_marks_down_then_renew_is_404() {
     let local = LocalInstance {
         app: ORDER_SERVICE,
         node: "t-lease".into(),
-        actor_name: "t-lease/orders".into(),
         http_addr: "127.0.0.1:8080".parse().expect("address"),
     };
     let id = registry
@@ -26,7 +26,7 @@ async fn expired_lease_marks_down_then_renew_is_404() {
         registry.summary().instances_down == 1
     })
     .await;
-    assert_eq!(registry.actor_name(ORDER_SERVICE), None);
+    assert_eq!(registry.nodes_of(ORDER_SERVICE)["t-lease"], false);
     let path = format!("/eureka/apps/{ORDER_SERVICE}/t-lease%3Aorder-service");
     assert_eq!(api.call("PUT", &path).await.status, 404);
     assert!(!registry
@@ -47,31 +47,30 @@ async fn expired_lease_marks_down_then_renew_is_404() {
 }
 
 #[tokio::test]
-async fn actor_name_prefers_this_node() {
+async fn local_and_remote_instances_count_per_node() {
     let (registry, api) = start("t-actor", Duration::from_secs(90)).await;
-    assert_eq!(registry.actor_name(PRODUCT_SERVICE), None);
+    let up = |nodes: &[&str]| -> BTreeMap<String, bool> {
+        nodes.iter().map(|n| (n.to_string(), true)).collect()
+    };
+    assert_eq!(registry.nodes_of(PRODUCT_SERVICE), up(&[]));
     let remote = r#"{"instance":{"hostName":"h2","app":"PRODUCT-SERVICE","ipAddr":"10.0.0.9",
         "metadata":{"node":"other","actor":"other/products"},"dataCenterInfo":{"name":"MyOwn"}}}"#;
     let res = api.post("/eureka/apps/PRODUCT-SERVICE", remote).await;
     assert_eq!(res.status, 204);
-    assert_eq!(
-        registry.actor_name(PRODUCT_SERVICE).as_deref(),
-        Some("other/products")
-    );
+    assert_eq!(registry.nodes_of(PRODUCT_SERVICE), up(&["other"]));
 
     let id = registry
         .register_local(LocalInstance {
             app: PRODUCT_SERVICE,
             node: "t-actor".into(),
-            actor_name: "t-actor/products".into(),
             http_addr: "127.0.0.1:9000".parse().expect("address"),
         })
         .await
         .expect("registers");
     assert_eq!(id, "t-actor:product-service");
     assert_eq!(
-        registry.actor_name("product-service").as_deref(),
-        Some("t-actor/products")
+        registry.nodes_of("product-service"),
+        up(&["other", "t-actor"])
     );
     assert_eq!(
         registry.summary(),
@@ -92,10 +91,7 @@ async fn actor_name_prefers_this_node() {
         .cancel(PRODUCT_SERVICE, &id)
         .await
         .expect("cancel answers"));
-    assert_eq!(
-        registry.actor_name(PRODUCT_SERVICE).as_deref(),
-        Some("other/products")
-    );
+    assert_eq!(registry.nodes_of(PRODUCT_SERVICE), up(&["other"]));
 }
 
 #[tokio::test]
