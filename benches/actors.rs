@@ -10,6 +10,7 @@ use std::time::Duration;
 use agora::actors::order::{PlaceOrder, RequestedLine};
 use agora::actors::product::CreateProduct;
 use agora::actors::stock::GetStock;
+use agora::cluster::layout::Layout;
 use agora::config::{Role, ServeConfig};
 use agora::domain::{Description, OrderNumber, Price, Product, ProductId, ProductName, Sku};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -124,6 +125,9 @@ fn between_nodes(c: &mut Criterion) {
     config.cluster.listen = Some(listen);
     config.cluster.cookie = Some("bench".parse().unwrap());
     config.cluster.members = vec!["a".parse().unwrap(), "b".parse().unwrap()];
+    let cluster = &config.cluster;
+    let (partitions, members) = (cluster.partitions, cluster.members.clone());
+    let layout = Layout::new("a", partitions, members, &cluster.roles).unwrap();
     let app = rt.block_on(agora::app::Node::build(config)).unwrap();
     let mut node_b = Command::new(env!("CARGO_BIN_EXE_agora"))
         .args(["serve", "--node", "b", "--http", "127.0.0.1:0", "--data"])
@@ -141,13 +145,12 @@ fn between_nodes(c: &mut Criterion) {
         .spawn()
         .expect("node b starts");
     let directory = app.directory.clone();
-    let links = directory.links.clone().expect("clustered");
+    let b_is_up = || directory.peers().unwrap_or_default() == [("b".to_owned(), true)];
     rt.block_on(async {
-        while !links.is_up("b") {
+        while !b_is_up() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
-    let layout = directory.layout.clone();
     let sku = (0..)
         .map(|i| Sku::parse(&format!("remote-{i}")).unwrap())
         .find(|s| layout.owner(Role::Inventory, s.as_str()) == Some("b"))

@@ -92,7 +92,12 @@ impl Node {
         let directory = actors.spawn(&kafka.brokers).await?;
         let (stopping_tx, stopping) = watch::channel(false);
         let instances = services(&config, http_addr);
-        let leases = keep_leases(registry.clone(), config.lease(), instances, stopping.clone());
+        let leases = keep_leases(
+            registry.clone(),
+            config.lease(),
+            instances,
+            stopping.clone(),
+        );
         let leases = leases.await?;
         let settler = match cluster.as_mut() {
             Some(cluster) => {
@@ -176,7 +181,8 @@ fn start_kafka(config: &ServeConfig, storage: &Storage) -> anyhow::Result<Kafka>
             brokers: brokers.clone(),
         });
     }
-    let republished = recovery::republish_unrecorded(storage).context("cannot refill the outbox")?;
+    let republished =
+        recovery::republish_unrecorded(storage).context("cannot refill the outbox")?;
     tracing::info!(
         republished,
         "events the embedded broker lost are back in the outbox"
@@ -200,7 +206,14 @@ async fn join_cluster(
         Some(listen) => {
             let timeout = config.remote_timeout();
             let root = root.clone();
-            let joined = Cluster::start(layout.clone(), &config.cluster, listen, registry, timeout, root);
+            let joined = Cluster::start(
+                layout.clone(),
+                &config.cluster,
+                listen,
+                registry,
+                timeout,
+                root,
+            );
             Ok(Some(joined.await?))
         }
         None if !layout.is_single() => anyhow::bail!("--members needs --cluster"),

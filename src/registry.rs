@@ -16,17 +16,6 @@ mod instance;
 mod replication;
 mod routes;
 mod snapshot;
-/// The nodes named in `records`' metadata, each with whether one of its records is UP.
-fn up_by_node<'a>(records: impl Iterator<Item = &'a Arc<Record>>) -> BTreeMap<String, bool> {
-    let mut nodes = BTreeMap::new();
-    for record in records {
-        if let Some(node) = record.info.metadata.get("node") {
-            *nodes.entry(node.clone()).or_insert(false) |= record.info.status == Status::Up;
-        }
-    }
-    nodes
-}
-
 #[cfg(test)]
 mod tests;
 mod tree;
@@ -238,4 +227,15 @@ impl Registry {
             CallResult::SenderError => bail!("the registry actor dropped the request"),
         }
     }
+}
+
+/// The nodes named in `records`' metadata, each with whether one of its records is UP.
+fn up_by_node<'a>(records: impl Iterator<Item = &'a Arc<Record>>) -> BTreeMap<String, bool> {
+    let mut nodes = BTreeMap::new();
+    for record in records {
+        if let Some(node) = record.info.metadata.get("node") {
+            *nodes.entry(node.clone()).or_insert(false) |= record.info.status == Status::Up;
+        }
+    }
+    nodes
 }

@@ -18,12 +18,12 @@ use super::notifier::NotifierMsg;
 use super::product::{GetProduct, ProductEntity};
 use super::stock::{ReleaseReservation, ReserveStock, ReturnStock, SettleOrder, Stock};
 use crate::config::Role;
-use crate::entity_request;
-use crate::error::ShopError;
 use crate::domain::{
     now_ms, EventType, Order, OrderEvent, OrderLine, OrderNumber, OrderStatus, Price, ProductId,
     Sku,
 };
+use crate::entity_request;
+use crate::error::ShopError;
 use crate::registry::ORDER_SERVICE;
 use crate::storage::{self, StorageError};
 
@@ -236,9 +236,11 @@ async fn price_lines(
     deps: &Deps<OrderEntity>,
     wanted: &BTreeMap<Sku, (u32, Option<Price>)>,
 ) -> Result<Vec<OrderLine>, ShopError> {
-    let lookups = wanted
-        .keys()
-        .map(|sku| deps.calls.products.ask(ProductId::for_sku(sku), GetProduct {}));
+    let lookups = wanted.keys().map(|sku| {
+        deps.calls
+            .products
+            .ask(ProductId::for_sku(sku), GetProduct {})
+    });
     let (mut lines, mut unknown, mut changed) = (Vec::new(), Vec::new(), Vec::new());
     for ((sku, (quantity, asked)), found) in wanted.iter().zip(join_all(lookups).await) {
         match found {
@@ -359,7 +361,12 @@ async fn resolve_pending(
         Some(order) if order.status == OrderStatus::Cancelled && !order.restocked => {
             cancel(deps, number, state).await.map(drop)
         }
-        Some(_) => deps.calls.stock.ask(sku, SettleOrder { order: number }).await,
+        Some(_) => {
+            deps.calls
+                .stock
+                .ask(sku, SettleOrder { order: number })
+                .await
+        }
     }
 }
 
@@ -368,7 +375,11 @@ async fn resolve_pending(
 /// order never survives without its event; an event that survives without its order (or
 /// without its cancel) was never acknowledged, and recovery drops it. The notifier sends the
 /// event only once a flush covers both.
-fn write_with_event(deps: &Deps<OrderEntity>, order: &Order, event_type: EventType) -> Result<(), StorageError> {
+fn write_with_event(
+    deps: &Deps<OrderEntity>,
+    order: &Order,
+    event_type: EventType,
+) -> Result<(), StorageError> {
     let event = OrderEvent::for_order(order, event_type, now_ms());
     deps.storage.put_event(&event, || {
         storage::put(&deps.storage.orders, order.number.as_bytes(), order)

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::entity::{Deps, Entity, Reply, Route};
 use super::stock::{SeedStock, Stock};
 use crate::config::Role;
+use crate::domain::{Description, Price, Product, ProductId, ProductName, Sku};
 use crate::entity_request;
 use crate::error::ShopError;
-use crate::domain::{Description, Price, Product, ProductId, ProductName, Sku};
 use crate::registry::PRODUCT_SERVICE;
 use crate::storage::{self, StorageError};
 
@@ -95,7 +95,9 @@ impl Entity for ProductEntity {
     ) -> Result<(), ActorProcessingErr> {
         let not_found = || ShopError::NotFound(format!("product {id}"));
         match command {
-            ProductCommand::Get(GetProduct {}, reply) => reply.send(state.clone().ok_or_else(not_found)),
+            ProductCommand::Get(GetProduct {}, reply) => {
+                reply.send(state.clone().ok_or_else(not_found))
+            }
             ProductCommand::Create(CreateProduct { product, quantity }, reply) => {
                 if state.is_some() {
                     reply.send(Err(ShopError::SkuTaken(product.sku.to_string())));

@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::entity::{Deps, Entity, Reply};
 use crate::config::Role;
+use crate::domain::{OrderNumber, PendingChange, Sku, StockLevel};
 use crate::entity_request;
 use crate::error::ShopError;
-use crate::domain::{OrderNumber, PendingChange, Sku, StockLevel};
 use crate::registry::INVENTORY_SERVICE;
 use crate::storage::{self, StorageError};
 

@@ -113,7 +113,10 @@ impl Running {
             if tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
                 tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
             }
-            if tokio::time::timeout(LEASES_CANCEL_TIMEOUT, leases).await.is_err() {
+            if tokio::time::timeout(LEASES_CANCEL_TIMEOUT, leases)
+                .await
+                .is_err()
+            {
                 tracing::warn!("the registrations were not cancelled in time");
             }
             if let Some(settler) = settler {

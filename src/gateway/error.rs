@@ -10,8 +10,8 @@ use warp::reply::{Reply, Response};
 use super::auth::AuthFailure;
 use super::limit::Throttled;
 use super::upstream::UpstreamError;
-use crate::error::ShopError;
 use crate::domain::Invalid;
+use crate::error::ShopError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

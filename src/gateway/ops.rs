@@ -16,13 +16,13 @@ use warp::Filter;
 use super::error::ApiError;
 use super::filters::{call, json_response, serve, Call};
 use super::GatewayCtx;
+use crate::actors::call as call_actor;
 use crate::actors::entity::SupervisorMsg;
 use crate::actors::notification::NotificationMsg;
 use crate::actors::notifier::NotifierMsg;
 use crate::actors::order::OrderEntity;
 use crate::actors::product::ProductEntity;
 use crate::actors::stock::Stock;
-use crate::actors::call as call_actor;
 use crate::domain::{OrderNumber, ProductId, Sku};
 use crate::error::ShopError;
 use crate::health::{ComponentHealth, Status};
@@ -60,7 +60,11 @@ async fn probe<M: ractor::Message>(
 }
 
 async fn supervisor_health<E: Routed>(ctx: &GatewayCtx) -> ComponentHealth {
-    probe(ctx.directory.route::<E>().supervisor(), SupervisorMsg::Health).await
+    probe(
+        ctx.directory.route::<E>().supervisor(),
+        SupervisorMsg::Health,
+    )
+    .await
 }
 
 /// The answer of `GET /health`.

@@ -14,11 +14,11 @@ use super::error::{ApiError, ErrorBody};
 use super::filters::{call, created, json_response, page, serve, Call, Paging, WholeNumber};
 use super::GatewayCtx;
 use crate::actors::order::{CancelOrder, GetOrder, PlaceOrder, RequestedLine};
-use crate::error::ShopError;
 use crate::domain::{
     parse_line_quantity, Amount, Invalid, LineJson, Order, OrderNumber, OrderStatus, Price, Sku,
     MAX_ORDER_LINES,
 };
+use crate::error::ShopError;
 
 /// The body of `POST /api/order` (public for the request fuzz target).
 #[derive(Deserialize, ToSchema)]

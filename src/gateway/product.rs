@@ -18,10 +18,10 @@ use crate::actors::product::{
     CreateProduct, DeleteProduct, GetProduct, ProductChanges, ProductView, UpdateProduct,
 };
 use crate::actors::stock::GetStock;
-use crate::error::ShopError;
 use crate::domain::{
     parse_stock, Amount, Description, Invalid, Price, Product, ProductId, ProductName, Sku,
 };
+use crate::error::ShopError;
 
 /// The body of `POST /api/product` and `PUT /api/product/{id}` (public for the request fuzz
 /// target).

@@ -103,7 +103,7 @@ impl Directory {
         nodes: Vec<String>,
         list: ListRequest,
     ) -> Result<Gathered<T>, ShopError> {
-        let own = nodes.iter().any(|n| *n == self.node);
+        let own = nodes.contains(&self.node);
         let others: Vec<String> = nodes.into_iter().filter(|n| *n != self.node).collect();
         let calls = others.iter().map(|node| self.remote_part(node, &list));
         let here = async {
@@ -156,11 +156,19 @@ impl Directory {
     async fn serve_list_request(&self, list: ListRequest) -> Vec<u8> {
         let encoded = match list {
             ListRequest::Products { after, limit } => {
-                let list = |reply| ProductQuery::List { after, limit, reply };
+                let list = |reply| ProductQuery::List {
+                    after,
+                    limit,
+                    reply,
+                };
                 codec::encode(&self.products.query(list).await)
             }
             ListRequest::Orders { after, limit } => {
-                let list = |reply| OrderQuery::List { after, limit, reply };
+                let list = |reply| OrderQuery::List {
+                    after,
+                    limit,
+                    reply,
+                };
                 codec::encode(&self.orders.query(list).await)
             }
             ListRequest::Notifications { after, limit } => {

@@ -26,7 +26,7 @@ pub struct TestApp {
 }
 
 enum Runner {
-    InProcess(Option<Node>),
+    InProcess(Option<Box<Node>>),
     Process(Child),
 }
 
@@ -50,7 +50,7 @@ impl TestApp {
             kafka_brokers: app.kafka_brokers.clone(),
             client: client(),
             log: Arc::default(),
-            runner: Runner::InProcess(Some(app)),
+            runner: Runner::InProcess(Some(Box::new(app))),
             _dir: Some(dir),
         }
     }

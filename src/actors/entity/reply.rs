@@ -131,4 +131,3 @@ pub fn decode_answer<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ShopError> 
     codec::decode::<Result<T, ShopError>>(bytes)
         .map_err(|e| ShopError::Internal(format!("a peer's answer does not decode: {e}")))?
 }
-

@@ -161,7 +161,9 @@ impl<E: Entity> Route<E> {
                     ))),
                 }
             }
-            Err(e) => Err(ShopError::Internal(format!("a request does not decode: {e}"))),
+            Err(e) => Err(ShopError::Internal(format!(
+                "a request does not decode: {e}"
+            ))),
         };
         let durable = match writes {
             true => storage.durable().await.map_err(ShopError::from),
@@ -175,8 +177,9 @@ impl<E: Entity> Route<E> {
 
     /// Hands `command` to the supervisor; if it is gone, the command's reply says so.
     fn deliver(&self, key: E::Key, command: E::Command) {
-        if let Err(ractor::MessagingErr::SendErr(message)) =
-            self.supervisor.cast(SupervisorMsg::Deliver { key, command })
+        if let Err(ractor::MessagingErr::SendErr(message)) = self
+            .supervisor
+            .cast(SupervisorMsg::Deliver { key, command })
         {
             reject([message], self.not_running());
         }

@@ -26,7 +26,7 @@ async fn expired_lease_marks_down_then_renew_is_404() {
         registry.summary().instances_down == 1
     })
     .await;
-    assert_eq!(registry.nodes_of(ORDER_SERVICE)["t-lease"], false);
+    assert!(!registry.nodes_of(ORDER_SERVICE)["t-lease"]);
     let path = format!("/eureka/apps/{ORDER_SERVICE}/t-lease%3Aorder-service");
     assert_eq!(api.call("PUT", &path).await.status, 404);
     assert!(!registry
