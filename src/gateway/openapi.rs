@@ -6,8 +6,11 @@
 //! types they send and receive (`ToSchema`), and from the registry's [`RegistryApi`]. [`COMMON`]
 //! adds the answers that whole kinds of routes share (a bad body, the 401 and 429 of `admit`, the
 //! timeout of `serve`), as reusable responses with [`ErrorBody`], and [`PARTIAL_LIST`] the
-//! headers of a list gathered from the cluster's nodes. The document is built once; the gateway
-//! also reads it for the `Allow` header of a 405 ([`allowed_methods`]).
+//! headers of a list gathered from the cluster's nodes. `schemas` describes the domain types the
+//! bodies carry. The document is built once; the gateway also reads it for the `Allow` header of
+//! a 405 ([`allowed_methods`]).
+
+mod schemas;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock};
