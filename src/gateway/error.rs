@@ -1,6 +1,12 @@
 //! API errors: every failure a request can meet, and the one place where each maps to an HTTP
 //! status and a JSON body, [`ErrorBody`] (`{error, message, requestId, ...}`), which the OpenAPI
 //! document (`openapi.rs`) describes for every error response.
+//!
+//! Every gateway module depends on this one, so it depends on none of them but the leaves
+//! `auth` and `limit` (whose refusals it answers): the failures of forwarding ([`UpstreamError`])
+//! are declared here, and the `Allow` header of a 405 comes from the route table in `allow`.
+
+pub(super) mod allow;
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -9,7 +15,6 @@ use warp::reply::{Reply, Response};
 
 use super::auth::AuthFailure;
 use super::limit::Throttled;
-use super::upstream::UpstreamError;
 use crate::domain::Invalid;
 use crate::error::ShopError;
 
@@ -40,6 +45,26 @@ pub enum ApiError {
     Shop(#[from] ShopError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+}
+
+/// Why a request could not be forwarded along a configured route (`upstream`).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("no instance of {0} is UP")]
+    NoInstance(String),
+    #[error("route {route}: {target} sent no response within {ms} ms")]
+    Timeout {
+        route: String,
+        target: String,
+        ms: u128,
+    },
+    #[error("route {route}: {target} failed after {attempts} attempt(s): {reason}")]
+    Unreachable {
+        route: String,
+        target: String,
+        attempts: u32,
+        reason: String,
+    },
 }
 
 /// The body of every error answer of the gateway.
@@ -124,7 +149,7 @@ impl ApiError {
             ApiError::RouteNotFound
         } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
             ApiError::MethodNotAllowed {
-                allow: super::openapi::allowed_methods(path),
+                allow: allow::allowed_methods(path),
             }
         } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
             ApiError::PayloadTooLarge(0)

@@ -3,7 +3,8 @@
 //! stream, parsed as JSON by [`Call::json`], with [`WholeNumber`] for integer fields);
 //! [`serve`] runs a handler under the request timeout (or, [`serve_within`], a route's own)
 //! inside a tracing span that carries the request id, renders its error as JSON, echoes
-//! `X-Request-Id` and records the request's metrics.
+//! `X-Request-Id` and records the request's metrics. [`LineJson`] is an order line as answers
+//! show it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,8 +15,9 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::de::{self, DeserializeOwned, Unexpected};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use tracing::Instrument;
+use utoipa::ToSchema;
 use warp::filters::path::FullPath;
 use warp::http::{HeaderMap, HeaderValue, Method};
 use warp::reply::Response;
@@ -24,6 +26,7 @@ use warp::Filter;
 use super::error::ApiError;
 use super::limit::Allowance;
 use super::GatewayCtx;
+use crate::domain::{Amount, OrderLine, Sku};
 
 /// How far past the limit an oversized body is still read (and dropped), so the client gets its
 /// 413 on a healthy connection instead of a reset.
@@ -85,6 +88,28 @@ impl<'de> Deserialize<'de> for WholeNumber {
             }
         }
         deserializer.deserialize_any(Whole)
+    }
+}
+
+/// An order line as JSON shows it, in API answers and in events.
+// (`OrderEvent::to_json` writes the event's lines; a test below checks that they agree.)
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LineJson {
+    #[schema(value_type = Sku)]
+    pub sku_code: String,
+    /// The unit price.
+    pub price: Amount,
+    pub quantity: u32,
+}
+
+impl From<&OrderLine> for LineJson {
+    fn from(line: &OrderLine) -> LineJson {
+        LineJson {
+            sku_code: line.sku.as_str().to_owned(),
+            price: line.price.amount(),
+            quantity: line.quantity,
+        }
     }
 }
 
@@ -381,7 +406,9 @@ pub fn created(location: String, body: &impl serde::Serialize) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::WholeNumber;
+    use super::{LineJson, WholeNumber};
+    use crate::domain::{EventType, Order, OrderEvent, OrderLine, OrderNumber, OrderStatus};
+    use crate::domain::{Price, Sku};
 
     #[test]
     fn whole_numbers_may_have_a_zero_fraction() {
@@ -393,5 +420,26 @@ mod tests {
         for bad in ["1.5", "\"3\"", "null", "1e19", "9223372036854775808"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn events_show_lines_as_the_api_does() {
+        let line = |cents, quantity| OrderLine {
+            sku: Sku::parse("iphone_13").unwrap(),
+            price: Price::from_cents(cents).unwrap(),
+            quantity,
+        };
+        let order = Order {
+            number: OrderNumber::new(),
+            status: OrderStatus::Placed,
+            lines: vec![line(1_990, 3), line(100_000, 1)],
+            total: Price::from_cents(105_970).unwrap(),
+            created_ms: 0,
+            fingerprint: 0,
+            restocked: true,
+        };
+        let api: Vec<LineJson> = order.lines.iter().map(LineJson::from).collect();
+        let event = OrderEvent::for_order(&order, EventType::OrderPlaced, 0).to_json();
+        assert_eq!(event["lines"], serde_json::to_value(api).unwrap());
     }
 }

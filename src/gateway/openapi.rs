@@ -6,10 +6,12 @@
 //! types they send and receive (`ToSchema`), and from the registry's [`RegistryApi`]. [`COMMON`]
 //! adds the answers that whole kinds of routes share (a bad body, the 401 and 429 of `admit`, the
 //! timeout of `serve`), as reusable responses with [`ErrorBody`], and [`PARTIAL_LIST`] the
-//! headers of a list gathered from the cluster's nodes. The document is built once; the gateway
-//! also reads it for the `Allow` header of a 405 ([`allowed_methods`]).
+//! headers of a list gathered from the cluster's nodes. `schemas` describes the domain types the
+//! bodies carry. The document is built once; it lists exactly the routes of the route table that
+//! the `Allow` header of a 405 is read from (`error::allow`), which its tests check.
 
-use std::collections::BTreeSet;
+mod schemas;
+
 use std::sync::{Arc, LazyLock};
 
 use utoipa::openapi::path::{Operation, PathItem};
@@ -295,38 +297,9 @@ fn complete(path: &str, method: &str, operation: &mut Operation) {
     ]);
 }
 
-/// The document, built once: its JSON, and each path template with the methods it lists.
-struct Built {
-    json: String,
-    paths: Vec<(String, Vec<&'static str>)>,
-}
-
-static BUILT: LazyLock<Built> = LazyLock::new(|| {
-    let mut doc = document();
-    let paths = (doc.paths.paths.iter_mut())
-        .map(|(path, item)| (path.clone(), operations(item).map(|(m, _)| m).collect()))
-        .collect();
-    let json = doc.to_json().expect("the OpenAPI document serializes");
-    Built { json, paths }
-});
-
-/// The `Allow` header for a request `path` whose method no route takes: the methods of every
-/// path template it fits (`{name}` fits any segment). `None` for a path the document lacks.
-pub fn allowed_methods(path: &str) -> Option<String> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let fits = |template: &str| {
-        let parts: Vec<&str> = template.trim_matches('/').split('/').collect();
-        parts.len() == segments.len()
-            && parts.iter().zip(&segments).all(|(part, segment)| {
-                part == segment || (part.starts_with('{') && !segment.is_empty())
-            })
-    };
-    let methods: BTreeSet<String> = (BUILT.paths.iter())
-        .filter(|(template, _)| fits(template))
-        .flat_map(|(_, methods)| methods.iter().map(|m| m.to_ascii_uppercase()))
-        .collect();
-    (!methods.is_empty()).then(|| methods.into_iter().collect::<Vec<_>>().join(", "))
-}
+/// The document's JSON, built once.
+static JSON: LazyLock<String> =
+    LazyLock::new(|| (document().to_json()).expect("the OpenAPI document serializes"));
 
 /// `GET /openapi.json`.
 pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(HttpResponse,)> {
@@ -342,48 +315,16 @@ pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(HttpResponse,)> {
     (status = 200, description = "The OpenAPI document", body = Object),
 ))]
 async fn openapi_json(_call: Call) -> Result<HttpResponse, ApiError> {
-    let body = BUILT.json.as_str();
+    let body = JSON.as_str();
     Ok(warp::reply::with_header(body, "content-type", "application/json").into_response())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::collections::BTreeSet;
 
-    /// Every route the gateway and the registry serve (the fault hook `/_test/panic` aside).
-    const ROUTES: &[(&str, &str)] = &[
-        ("get", "/api/product"),
-        ("post", "/api/product"),
-        ("get", "/api/product/{id}"),
-        ("put", "/api/product/{id}"),
-        ("delete", "/api/product/{id}"),
-        ("get", "/api/inventory"),
-        ("put", "/api/inventory/{skuCode}"),
-        ("get", "/api/order"),
-        ("post", "/api/order"),
-        ("get", "/api/order/{orderNumber}"),
-        ("post", "/api/order/{orderNumber}/cancel"),
-        ("get", "/api/notifications"),
-        ("get", "/api/notifications/stream"),
-        ("get", "/health"),
-        ("get", "/metrics"),
-        ("get", "/gateway/routes"),
-        ("get", "/openapi.json"),
-        ("get", "/eureka/apps"),
-        ("get", "/eureka/apps/delta"),
-        ("get", "/eureka/apps/{appId}"),
-        ("post", "/eureka/apps/{appId}"),
-        ("get", "/eureka/apps/{appId}/{instanceId}"),
-        ("put", "/eureka/apps/{appId}/{instanceId}"),
-        ("delete", "/eureka/apps/{appId}/{instanceId}"),
-        ("put", "/eureka/apps/{appId}/{instanceId}/status"),
-        ("delete", "/eureka/apps/{appId}/{instanceId}/status"),
-        ("put", "/eureka/apps/{appId}/{instanceId}/metadata"),
-        ("get", "/eureka/instances/{instanceId}"),
-        ("get", "/eureka/vips/{vipAddress}"),
-        ("get", "/eureka/svips/{svipAddress}"),
-        ("get", "/eureka/web"),
-    ];
+    use super::*;
+    use crate::gateway::error::allow::ROUTES;
 
     #[test]
     fn the_document_lists_every_route() {
@@ -414,16 +355,6 @@ mod tests {
             .filter(|name| registry.schemas.contains_key(*name))
             .collect();
         assert!(both.is_empty(), "merging would drop one of {both:?}");
-    }
-
-    #[test]
-    fn a_path_allows_the_methods_of_the_templates_it_fits() {
-        let allowed = |path| allowed_methods(path).unwrap_or_default();
-        assert_eq!(allowed("/api/product"), "GET, POST");
-        assert_eq!(allowed("/api/product/42/"), "DELETE, GET, PUT");
-        // "delta" is also an app name: register takes POST there.
-        assert_eq!(allowed("/eureka/apps/delta"), "GET, POST");
-        assert_eq!(allowed("/api/nothing/here"), "");
     }
 
     #[test]

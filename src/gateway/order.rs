@@ -11,11 +11,13 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::error::{ApiError, ErrorBody};
-use super::filters::{call, created, json_response, page, serve, Call, Paging, WholeNumber};
+use super::filters::{
+    call, created, json_response, page, serve, Call, LineJson, Paging, WholeNumber,
+};
 use super::GatewayCtx;
 use crate::actors::order::{CancelOrder, GetOrder, PlaceOrder, RequestedLine};
 use crate::domain::{
-    parse_line_quantity, Amount, Invalid, LineJson, Order, OrderNumber, OrderStatus, Price, Sku,
+    parse_line_quantity, Amount, Invalid, Order, OrderNumber, OrderStatus, Price, Sku,
     MAX_ORDER_LINES,
 };
 use crate::error::ShopError;

@@ -5,7 +5,8 @@
 //!
 //! The gateway mounts [`routes`] after every built-in route, so those take precedence. Each
 //! [`Route`] owns its HTTP client (its connect timeout) and its round-robin counter; the table
-//! never changes after start. Failures are [`UpstreamError`]s, which `error.rs` maps to statuses.
+//! never changes after start. Failures are [`UpstreamError`]s, which `error.rs` declares and maps
+//! to statuses.
 
 mod forward;
 mod table;
@@ -27,7 +28,7 @@ use warp::Filter;
 
 use self::forward::HttpClient;
 use self::table::{RouteSpec, Target};
-use super::error::ApiError;
+use super::error::{ApiError, UpstreamError};
 use super::filters::{call, json_response, serve, serve_within, Call};
 use super::GatewayCtx;
 use crate::registry::Registry;
@@ -35,26 +36,6 @@ use crate::registry::Registry;
 /// Added to a route's own time budget to bound the whole exchange, so the route's timeouts, not
 /// the outer one, decide.
 const BUDGET_MARGIN: Duration = Duration::from_secs(1);
-
-/// Why a request could not be forwarded.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("no instance of {0} is UP")]
-    NoInstance(String),
-    #[error("route {route}: {target} sent no response within {ms} ms")]
-    Timeout {
-        route: String,
-        target: String,
-        ms: u128,
-    },
-    #[error("route {route}: {target} failed after {attempts} attempt(s): {reason}")]
-    Unreachable {
-        route: String,
-        target: String,
-        attempts: u32,
-        reason: String,
-    },
-}
 
 /// A route as `GET /gateway/routes` lists it.
 #[derive(Serialize, ToSchema)]

@@ -20,8 +20,8 @@ use warp::http::header::{CONNECTION, CONTENT_LENGTH, HOST};
 use warp::http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use warp::reply::{Reply, Response};
 
-use super::{Route, UpstreamError};
-use crate::gateway::error::ApiError;
+use super::Route;
+use crate::gateway::error::{ApiError, UpstreamError};
 use crate::gateway::filters::Call;
 
 /// The client a route sends with; it pools connections per authority.
