@@ -1,8 +1,10 @@
 //! Configuration: the command line, with an environment-variable fallback for every flag.
 //!
-//! `main` parses it; `app::start` consumes a [`ServeConfig`]. Tests build a `ServeConfig`
-//! directly with [`ServeConfig::for_tests`].
+//! `main` parses it; `app::Node::build` consumes a [`ServeConfig`]. Tests build a `ServeConfig`
+//! with [`ServeConfig::for_tests`], from the same clap definitions: every default is written
+//! once, in the `#[arg]` attributes.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -10,7 +12,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,6 +23,13 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The command line with every environment fallback removed: only the arguments count.
+    fn without_env() -> clap::Command {
+        Cli::command().mut_subcommand("serve", |serve| serve.mut_args(|arg| arg.env(None)))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,21 +163,6 @@ pub struct ClusterConfig {
         default_value_t = 2000
     )]
     pub remote_timeout_ms: u64,
-}
-
-impl Default for ClusterConfig {
-    fn default() -> ClusterConfig {
-        ClusterConfig {
-            listen: None,
-            host: None,
-            join: Vec::new(),
-            cookie: None,
-            roles: Role::ALL.to_vec(),
-            members: Vec::new(),
-            partitions: 32,
-            remote_timeout_ms: 2000,
-        }
-    }
 }
 
 /// One part of the shop a node can run.
@@ -307,27 +301,20 @@ impl FromStr for Secret {
 }
 
 impl ServeConfig {
-    /// A configuration for tests: free port, the given data directory, short timers, no
-    /// authentication and no rate limit.
+    /// A configuration for tests: clap's defaults but for a free port, the given data
+    /// directory, a 90 s lease (no peer expires mid-test) and the fault hook on. It reads no
+    /// `AGORA_*` variable (the environment fallbacks are taken off its clap command), so a
+    /// developer's environment cannot change a test.
     pub fn for_tests(data: PathBuf) -> ServeConfig {
-        ServeConfig {
-            http: "127.0.0.1:0".parse().expect("valid address"),
-            data,
-            kafka_brokers: None,
-            topic: "notificationTopic".into(),
-            node: "node1".into(),
-            lease_secs: 90,
-            idle_secs: 120,
-            request_timeout_ms: 5000,
-            max_body_bytes: 64 * 1024,
-            max_restarts: 5,
-            restart_window_secs: 10,
-            otlp_endpoint: None,
-            routes: None,
-            fault_injection: true,
-            security: SecurityConfig::default(),
-            cluster: ClusterConfig::default(),
-        }
+        let options = "agora serve --http 127.0.0.1:0 --lease-secs 90 --fault-injection --data";
+        let args = options.split(' ').map(OsString::from).chain([data.into()]);
+        let matches = Cli::without_env()
+            .try_get_matches_from(args)
+            .expect("valid test arguments");
+        let Cli {
+            command: Command::Serve(config),
+        } = Cli::from_arg_matches(&matches).expect("a serve configuration");
+        config
     }
 
     pub fn lease(&self) -> Duration {
@@ -353,5 +340,32 @@ impl ServeConfig {
 
     pub fn restart_window(&self) -> Duration {
         Duration::from_secs(self.restart_window_secs.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_test_configuration_reads_no_environment_variable() {
+        let command = Cli::without_env();
+        let serve = command.find_subcommand("serve").expect("serve");
+        let read = serve.get_arguments().filter_map(|a| a.get_env());
+        assert_eq!(read.count(), 0);
+        let with_env = Cli::command();
+        let serve = with_env.find_subcommand("serve").expect("serve");
+        assert!(serve.get_arguments().any(|a| a.get_env().is_some()));
+    }
+
+    #[test]
+    fn the_test_configuration_keeps_the_defaults_it_does_not_set() {
+        let config = ServeConfig::for_tests("d".into());
+        assert_eq!(config.http.port(), 0);
+        assert_eq!(config.data, PathBuf::from("d"));
+        assert_eq!(config.lease_secs, 90);
+        assert!(config.fault_injection);
+        assert_eq!(config.cluster.roles, Role::ALL);
+        assert!(config.cluster.listen.is_none() && config.security.auth_jwt_secret.is_none());
     }
 }

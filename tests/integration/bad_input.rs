@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::support::TestApp;
+use super::support::{order_body, order_line, TestApp};
 
 struct Case {
     name: &'static str,
@@ -53,12 +53,8 @@ fn raw(
     }
 }
 
-fn order(lines: Value) -> Value {
-    json!({ "orderLineItemsDtoList": lines })
-}
-
 fn cases() -> Vec<Case> {
-    let line = |sku: Value, qty: Value| order(json!([{"skuCode": sku, "quantity": qty}]));
+    let line = |sku: Value, qty: Value| order_body(vec![order_line(sku, qty)]);
     let product =
         |name: Value, price: Value| json!({"name": name, "description": "d", "price": price});
     vec![
@@ -90,7 +86,7 @@ fn cases() -> Vec<Case> {
             "wrong content type",
             "/api/order",
             Some("text/plain"),
-            order(json!([])).to_string(),
+            order_body(json!([])).to_string(),
             415,
             "unsupported_media_type",
         ),
@@ -186,7 +182,7 @@ fn cases() -> Vec<Case> {
             "empty order",
             Method::POST,
             "/api/order",
-            order(json!([])),
+            order_body(json!([])),
             400,
             "invalid_input",
         ),
@@ -226,10 +222,7 @@ fn cases() -> Vec<Case> {
             "too many lines",
             Method::POST,
             "/api/order",
-            order(json!(vec![
-                json!({"skuCode": "stable", "quantity": 1});
-                101
-            ])),
+            order_body(vec![order_line("stable", 1); 101]),
             400,
             "invalid_input",
         ),
@@ -284,8 +277,7 @@ async fn bad_input_is_refused_with_a_json_error_and_changes_nothing() {
     let before = snapshot(&app).await;
     for case in cases() {
         let mut req = app
-            .client
-            .request(case.method.clone(), format!("{}{}", app.base, case.path))
+            .http(case.method.clone(), case.path)
             .header("x-request-id", "req-42");
         if let Some(content_type) = case.content_type {
             req = req.header("content-type", content_type);

@@ -11,10 +11,13 @@ use std::time::{Duration, Instant};
 use agora::cluster::layout::Layout;
 use agora::config::{MemberSpec, Role};
 use agora::domain::{OrderNumber, ProductId, Sku};
-use serde_json::{json, Value};
+use reqwest::Method;
+use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::support::{free_port, notification_counts, TestApp};
+use super::support::{
+    free_addr, notification_counts, order_body, order_line, retry, sold, TestApp,
+};
 
 const MEMBERS: &str = "n1,n2,n3";
 const INITIAL: u64 = 10_000;
@@ -33,7 +36,7 @@ impl Cluster {
         let members: Vec<MemberSpec> = MEMBERS.split(',').map(|m| m.parse().unwrap()).collect();
         let cluster_addrs = ["n1", "n2", "n3"]
             .into_iter()
-            .map(|n| (n, format!("127.0.0.1:{}", free_port())))
+            .map(|n| (n, free_addr().to_string()))
             .collect();
         Cluster {
             layout: Layout::new("n1", 32, members, &Role::ALL).unwrap(),
@@ -107,12 +110,10 @@ async fn wait_for_mesh(nodes: &[&TestApp]) {
 
 async fn place(app: &TestApp, sku: &str, quantity: u64, key: &str) -> (u16, Duration) {
     let started = Instant::now();
-    let body = json!({"orderLineItemsDtoList": [{"skuCode": sku, "quantity": quantity}]});
     let response = app
-        .client
-        .post(format!("{}/api/order", app.base))
+        .http(Method::POST, "/api/order")
         .header("idempotency-key", key)
-        .json(&body)
+        .json(&order_body(vec![order_line(sku, quantity)]))
         .send()
         .await
         .expect("answered");
@@ -122,17 +123,13 @@ async fn place(app: &TestApp, sku: &str, quantity: u64, key: &str) -> (u16, Dura
 /// Polls `GET path` on `app` until its status is `want`; returns how long it took.
 async fn time_until_status(app: &TestApp, path: &str, want: u16) -> Duration {
     let started = Instant::now();
-    loop {
+    let attempt = || async move {
         let status = app.get(path).await.status().as_u16();
-        if status == want {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{path} never gave {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (status == want)
+            .then(|| started.elapsed())
+            .ok_or_else(|| format!("{path} never gave {want}"))
+    };
+    retry(Duration::from_millis(20), Duration::from_secs(30), attempt).await
 }
 
 #[derive(Default)]
@@ -194,12 +191,10 @@ async fn three_nodes_share_the_shop_and_survive_kill_and_freeze() {
 
     // The request id follows the request into the node that owns the stock.
     let trace = format!("trace-{}", uuid::Uuid::new_v4().simple());
-    let body = json!({"orderLineItemsDtoList": [{"skuCode": s2, "quantity": 1}]});
     let traced = n1
-        .client
-        .post(format!("{}/api/order", n1.base))
+        .http(Method::POST, "/api/order")
         .header("x-request-id", &trace)
-        .json(&body)
+        .json(&order_body(vec![order_line(&s2, 1)]))
         .send()
         .await
         .unwrap();
@@ -302,9 +297,7 @@ async fn three_nodes_share_the_shop_and_survive_kill_and_freeze() {
     n1.wait_until(|| async { audit_balances(&n1, &skus).await })
         .await;
     let orders = n2.all_orders().await;
-    n1.wait_until(|| async { n1.notifications().await.len() >= orders.len() })
-        .await;
-    let events = n1.notifications().await;
+    let events = n1.wait_for_notifications(orders.len()).await;
     let counts = notification_counts(&events);
     for order in &orders {
         let number = order["orderNumber"].as_str().unwrap().to_owned();
@@ -337,7 +330,7 @@ async fn three_nodes_share_the_shop_and_survive_kill_and_freeze() {
     let dir4 = tempfile::tempdir().unwrap();
     let env = [
         ("AGORA_NODE", "n4"),
-        ("AGORA_CLUSTER", &*format!("127.0.0.1:{}", free_port())),
+        ("AGORA_CLUSTER", &*free_addr().to_string()),
         ("AGORA_JOIN", &*cluster.cluster_addrs["n1"]),
         ("AGORA_COOKIE", "not-the-cookie"),
         ("AGORA_MEMBERS", MEMBERS),
@@ -354,13 +347,7 @@ async fn three_nodes_share_the_shop_and_survive_kill_and_freeze() {
 
 /// stock + units sold = initial, for every SKU (sold: lines of every order in the cluster).
 async fn audit_balances(app: &TestApp, skus: &[String]) -> bool {
-    let mut sold: HashMap<String, u64> = HashMap::new();
-    for order in app.all_orders().await {
-        for line in order["lines"].as_array().unwrap() {
-            let sku = line["skuCode"].as_str().unwrap().to_owned();
-            *sold.entry(sku).or_default() += line["quantity"].as_u64().unwrap();
-        }
-    }
+    let sold = sold(&app.all_orders().await);
     let query: Vec<String> = skus.iter().map(|s| format!("skuCode={s}")).collect();
     let levels: Value = app
         .json(&format!("/api/inventory?{}", query.join("&")))

@@ -5,7 +5,7 @@
 use futures::future::join_all;
 use serde_json::Value;
 
-use super::support::{notification_counts, TestApp};
+use super::support::{sold, TestApp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_orders_survive_kill_9() {
@@ -35,7 +35,6 @@ async fn acknowledged_orders_survive_kill_9() {
     app.kill9();
 
     let app = TestApp::spawn_process(dir.path(), &[]).await;
-    let mut sold = std::collections::HashMap::new();
     for order in &acked {
         let number = order["orderNumber"].as_str().unwrap();
         assert_eq!(
@@ -43,11 +42,8 @@ async fn acknowledged_orders_survive_kill_9() {
             order,
             "order {number} survived"
         );
-        let line = &order["lines"][0];
-        *sold
-            .entry(line["skuCode"].as_str().unwrap().to_owned())
-            .or_insert(0) += line["quantity"].as_u64().unwrap();
     }
+    let sold = sold(&acked);
     for sku in SKUS {
         assert_eq!(
             app.stock(sku).await + sold[sku],
@@ -55,17 +51,11 @@ async fn acknowledged_orders_survive_kill_9() {
             "stock + sold = initial for {sku}"
         );
     }
-    app.wait_until(|| async {
-        let counts = notification_counts(&app.notifications().await);
-        acked.iter().all(|o| {
-            counts.contains_key(&(
-                o["orderNumber"].as_str().unwrap().to_owned(),
-                "OrderPlaced".to_owned(),
-            ))
-        })
-    })
-    .await;
-    let counts = notification_counts(&app.notifications().await);
+    let numbers: Vec<&str> = acked
+        .iter()
+        .map(|o| o["orderNumber"].as_str().unwrap())
+        .collect();
+    let counts = app.wait_for_placed(&numbers).await;
     assert!(
         counts.values().all(|n| *n == 1),
         "every notification exactly once: {counts:?}"

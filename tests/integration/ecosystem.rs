@@ -33,8 +33,8 @@ fn kcat(brokers: &str, topic: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
-async fn place_order(app: &TestApp, sku: &str) -> String {
-    app.product(sku, 5.0, 10).await;
+/// Orders one unit of `sku`; returns the order number.
+async fn order_one(app: &TestApp, sku: &str) -> String {
     let response = app.order(&[(sku, 1)]).await;
     assert_eq!(response.status(), 201);
     let order: Value = response.json().await.expect("JSON body");
@@ -51,7 +51,8 @@ fn has_order(notifications: &[Value], number: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kcat_reads_the_order_events() {
     let app = TestApp::spawn().await;
-    let number = place_order(&app, "kcat").await;
+    app.product("kcat", 5.0, 10).await;
+    let number = order_one(&app, "kcat").await;
     // Once the notification service has it, the event is on the topic.
     app.wait_until(|| async { has_order(&app.notifications().await, &number) })
         .await;
@@ -96,13 +97,7 @@ async fn a_second_agora_uses_the_first_ones_broker() {
     // Orders on B until one comes back through B's own consumer.
     let numbers = std::sync::Mutex::new(Vec::new());
     b.wait_until(|| async {
-        let response = b.order(&[("ext", 1)]).await;
-        assert_eq!(response.status(), 201);
-        let order: Value = response.json().await.expect("JSON body");
-        let number = order["orderNumber"]
-            .as_str()
-            .expect("orderNumber")
-            .to_owned();
+        let number = order_one(&b, "ext").await;
         numbers.lock().unwrap().push(number.clone());
         b.wait_until(|| async {
             has_order(&a.notifications().await, &number)

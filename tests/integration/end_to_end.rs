@@ -6,7 +6,7 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::support::{notification_counts, TestApp};
+use super::support::{notification_counts, order_body, order_line, TestApp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_shop_works_end_to_end() {
@@ -114,10 +114,9 @@ async fn the_shop_works_end_to_end() {
 
     // An Idempotency-Key makes a retry return the first answer and create nothing.
     let keyed = || {
-        app.client
-            .post(format!("{}/api/order", app.base))
+        app.http(Method::POST, "/api/order")
             .header("idempotency-key", "retry-me")
-            .json(&json!({"orderLineItemsDtoList": [{"skuCode": "case", "quantity": 1}]}))
+            .json(&order_body(vec![order_line("case", 1)]))
             .send()
     };
     let first: Value = keyed().await.unwrap().json().await.unwrap();
@@ -144,8 +143,7 @@ async fn the_shop_works_end_to_end() {
 
     // Notifications arrive through Kafka, once each.
     let mut live = app
-        .client
-        .get(format!("{}/api/notifications/stream", app.base))
+        .http(Method::GET, "/api/notifications/stream")
         .send()
         .await
         .unwrap()
@@ -167,9 +165,7 @@ async fn the_shop_works_end_to_end() {
         seen.contains("event:OrderPlaced") || seen.contains("event: OrderPlaced"),
         "{seen}"
     );
-    app.wait_until(|| async { app.notifications().await.len() >= 4 })
-        .await;
-    let counts = notification_counts(&app.notifications().await);
+    let counts = notification_counts(&app.wait_for_notifications(4).await);
     assert_eq!(
         counts.get(&(number.clone(), "OrderPlaced".into())),
         Some(&1)
@@ -192,14 +188,8 @@ async fn the_shop_works_end_to_end() {
     assert_eq!(app.order(&[("iphone_13", 1)]).await.status(), 422);
 
     // Registry, health and metrics.
-    let apps = app
-        .client
-        .get(format!("{}/eureka/apps", app.base))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    let apps: Value = apps.json().await.unwrap();
+    let apps = app.get_accept("/eureka/apps", "application/json").await;
+    let apps: Value = serde_json::from_str(&apps).unwrap();
     let names: Vec<&str> = apps["applications"]["application"]
         .as_array()
         .unwrap()

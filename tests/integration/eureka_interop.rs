@@ -2,73 +2,19 @@
 //! (`tests/interop/eureka_client.py`) registers, renews, fetches full and delta registries as XML,
 //! discovers itself and calls itself; a deleted instance is re-registered after its renew gets
 //! 404; on stop the client cancels. Needs the virtualenv `.ci/run` makes, found through
-//! `AGORA_PYTHON`; without it the test says so and passes. `gateway_routes` starts its Python
-//! services with the helpers here ([`start_script`], [`expect_line`]).
-
-use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
+//! `AGORA_PYTHON`; without it the test says so and passes.
 
 use reqwest::Method;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
 
-use super::support::{agora_python, TestApp};
+use super::support::{agora_python, expect_line, start_script, TestApp};
 
 const APP: &str = "INTEROP-SVC";
 
-/// Reads the script's lines until one starts with `prefix`; returns the rest of it.
-pub(super) async fn expect_line(lines: &mut Lines<BufReader<ChildStdout>>, prefix: &str) -> String {
-    let read = async {
-        while let Some(line) = lines.next_line().await.expect("script output") {
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return rest.trim().to_owned();
-            }
-        }
-        panic!("the script ended before printing {prefix:?}");
-    };
-    tokio::time::timeout(Duration::from_secs(60), read)
-        .await
-        .unwrap_or_else(|_| panic!("no {prefix:?} line within 60 s"))
-}
-
-/// Runs `tests/interop/{script}` with `python`, the registry URL of `app` and `args`, and reads
-/// its output lines; closing its stdin stops it, and so does dropping it.
-pub(super) fn start_script(
-    python: &Path,
-    script: &str,
-    app: &TestApp,
-    args: &[&str],
-) -> (Child, Lines<BufReader<ChildStdout>>) {
-    let mut child = Command::new(python)
-        .arg(format!(
-            "{}/tests/interop/{script}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .arg(format!("{}/eureka/", app.base))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python starts");
-    let lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    (child, lines)
-}
-
 /// Whether the instance is UP in the JSON and the XML registry and on the dashboard.
 async fn listed_up(app: &TestApp, id: &str) -> bool {
-    let json: Value = app
-        .client
-        .get(format!("{}/eureka/apps", app.base))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("JSON registry");
+    let json = app.get_accept("/eureka/apps", "application/json").await;
+    let json: Value = serde_json::from_str(&json).expect("JSON registry");
     let in_json = json["applications"]["application"]
         .as_array()
         .into_iter()

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::Client;
+use reqwest::{Client, Method};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use super::support::{notification_counts, TestApp};
+use super::support::{notification_counts, order_body, order_line, sold, TestApp};
 
 const SKUS: [&str; 6] = ["f1", "f2", "f3", "f4", "f5", "f6"];
 /// The first two SKUs run out during the test (so shortages race with crashes too).
@@ -60,10 +60,10 @@ fn random_order(rng: &mut Rng) -> Value {
     let lines: Vec<Value> = (0..rng.between(1, 3))
         .map(|_| {
             let sku = SKUS[rng.between(0, SKUS.len() as u64 - 1) as usize];
-            json!({"skuCode": sku, "quantity": rng.between(1, 3)})
+            order_line(sku, rng.between(1, 3))
         })
         .collect();
-    json!({ "orderLineItemsDtoList": lines })
+    order_body(lines)
 }
 
 /// Places orders against whichever node `base` names until `stop`, riding out crashes.
@@ -172,14 +172,7 @@ async fn check_invariants(app: &TestApp, acked: &[Value]) -> usize {
         let number = order["orderNumber"].as_str().expect("orderNumber");
         assert_eq!(by_number.get(number), Some(&order), "acknowledged {number}");
     }
-    let mut sold: HashMap<&str, u64> = HashMap::new();
-    for order in orders.iter().filter(|o| o["status"] == "PLACED") {
-        for line in order["lines"].as_array().expect("lines") {
-            *sold
-                .entry(line["skuCode"].as_str().expect("sku"))
-                .or_insert(0) += line["quantity"].as_u64().expect("quantity");
-        }
-    }
+    let sold = sold(orders.iter().filter(|o| o["status"] == "PLACED"));
     for sku in SKUS {
         let sold = sold.get(sku).copied().unwrap_or(0);
         assert_eq!(
@@ -188,13 +181,8 @@ async fn check_invariants(app: &TestApp, acked: &[Value]) -> usize {
             "stock + sold = initial for {sku}"
         );
     }
-    let placed = |n: &str| (n.to_owned(), "OrderPlaced".to_owned());
-    app.wait_until(|| async {
-        let counts = notification_counts(&app.notifications().await);
-        by_number.keys().all(|n| counts.contains_key(&placed(n)))
-    })
-    .await;
-    let counts = notification_counts(&app.notifications().await);
+    let numbers: Vec<&str> = by_number.keys().copied().collect();
+    let counts = app.wait_for_placed(&numbers).await;
     for ((number, kind), n) in &counts {
         assert_eq!(*n, 1, "{kind} of {number} announced once");
         assert!(by_number.contains_key(number.as_str()), "{number} exists");
@@ -240,8 +228,7 @@ async fn orders_succeed_while_kafka_is_down_and_every_event_arrives_once() {
     }
     let broker = app.embedded_broker();
     let load = Load::start(&app, 4);
-    app.wait_until(|| async { !app.notifications().await.is_empty() })
-        .await;
+    app.wait_for_notifications(1).await;
     broker.brokers_down().unwrap();
     app.wait_until(|| async { app.health_of("kafka").await.0 == "DEGRADED" })
         .await;
@@ -262,9 +249,7 @@ async fn orders_succeed_while_kafka_is_down_and_every_event_arrives_once() {
 }
 
 async fn check_every_event_once(app: &TestApp, acked: &[Value]) {
-    app.wait_until(|| async { app.notifications().await.len() >= acked.len() })
-        .await;
-    let counts = notification_counts(&app.notifications().await);
+    let counts = notification_counts(&app.wait_for_notifications(acked.len()).await);
     assert!(counts.values().all(|n| *n == 1), "once each: {counts:?}");
     for order in acked {
         let number = order["orderNumber"].as_str().unwrap().to_owned();
@@ -303,14 +288,12 @@ async fn a_failing_actor_restarts_intact_then_escalates_then_recovers() {
         .to_owned();
     let path = format!("/api/product/{id}");
     let changed = json!({"name": "Product s1", "description": "changed", "price": 5.5});
-    let response = app
-        .request(reqwest::Method::PUT, &path, Some(changed))
-        .await;
+    let response = app.request(Method::PUT, &path, Some(changed)).await;
     assert_eq!(response.status(), 200);
     let expected = app.json(&path).await;
     let panic = || async {
-        let url = format!("{}/_test/panic/product/{id}", app.base);
-        let response = app.client.post(url).send().await.unwrap();
+        let hook = app.http(Method::POST, &format!("/_test/panic/product/{id}"));
+        let response = hook.send().await.unwrap();
         assert_eq!(response.status(), 202);
     };
     let restarts = "agora_actor_restarts_total{kind=\"product\"}";

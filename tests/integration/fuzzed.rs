@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::support::TestApp;
+use super::support::{order_body, retry, TestApp};
 
 const SKUS: [&str; 2] = ["fz1", "fz2"];
 
@@ -184,8 +184,7 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
     let line = (json_value(), json_value(), json_value()).prop_map(
         |(sku, quantity, price)| json!({"skuCode": sku, "quantity": quantity, "price": price}),
     );
-    let order = proptest::collection::vec(line, 0..4)
-        .prop_map(|lines| json!({ "orderLineItemsDtoList": lines }));
+    let order = proptest::collection::vec(line, 0..4).prop_map(order_body);
     let product = (json_value(), json_value(), json_value(), json_value()).prop_map(
         |(name, price, sku, quantity)| json!({"name": name, "price": price, "skuCode": sku, "quantity": quantity}),
     );
@@ -245,13 +244,12 @@ async fn snapshot(app: &TestApp) -> (Value, Value) {
 }
 
 async fn send(app: &TestApp, req: &Fuzzed) -> Result<u16, TestCaseError> {
-    let mut url = format!("{}{}", app.base, req.path);
+    let mut path = req.path.clone();
     if !req.query.is_empty() {
-        url = format!("{url}?{}", req.query);
+        path = format!("{path}?{}", req.query);
     }
     let mut builder = app
-        .client
-        .request(req.method.clone(), &url)
+        .http(req.method.clone(), &path)
         .timeout(Duration::from_secs(10))
         .body(req.body.clone());
     for (name, value) in &req.headers {
@@ -443,16 +441,11 @@ fn corrupt_products(data: &Path, records: Vec<(uuid::Uuid, Vec<u8>)>) {
         // A runtime of its own: dropping it stops the flusher, which releases sled's lock.
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let storage = loop {
-                match agora::storage::Storage::open(&data) {
-                    Ok(storage) => break storage,
-                    Err(e) => {
-                        assert!(Instant::now() < deadline, "cannot reopen the data: {e:#}");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
+            let reopen = || async {
+                agora::storage::Storage::open(&data)
+                    .map_err(|e| format!("cannot reopen the data: {e:#}"))
             };
+            let storage = retry(Duration::from_millis(20), Duration::from_secs(30), reopen).await;
             for (key, bytes) in records {
                 storage.products.insert(key.as_bytes(), bytes).unwrap();
             }

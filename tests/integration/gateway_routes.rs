@@ -16,8 +16,9 @@ use tokio::io::{BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
 use warp::Filter;
 
-use super::eureka_interop::{expect_line, start_script};
-use super::support::{agora_python, free_port, TestApp};
+use super::support::{
+    agora_python, agora_serve, expect_line, free_addr, serve_locally, start_script, TestApp,
+};
 
 /// How long the echo service takes to answer `/slow`.
 const SLOW: Duration = Duration::from_secs(2);
@@ -53,12 +54,7 @@ async fn echo_service() -> SocketAddr {
                 }))
             },
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("free port");
-    let addr = listener.local_addr().expect("bound");
-    tokio::spawn(warp::serve(echo).incoming(listener).run());
-    addr
+    serve_locally(echo.boxed()).await
 }
 
 /// A node whose routes file is `routes` (written into `dir`), with leases of `lease_secs`.
@@ -75,7 +71,7 @@ async fn node_with_routes(dir: &Path, routes: &str, lease_secs: u64) -> TestApp 
 /// A node with routes to an echo service, a closed port and an app nobody registered.
 async fn node_with_echo() -> (TestApp, SocketAddr, tempfile::TempDir) {
     let echo = echo_service().await;
-    let closed = free_port();
+    let closed = free_addr();
     let routes = format!(
         r#"
 [defaults]
@@ -113,7 +109,7 @@ retries = 0
 
 [[routes]]
 id = "nowhere"
-uri = "http://127.0.0.1:{closed}"
+uri = "http://{closed}"
 predicates = ["Path=/nowhere/**"]
 retries = 2
 
@@ -138,8 +134,7 @@ async fn send(app: &TestApp, method: Method, path: &str) -> (u16, Value) {
 async fn strip_prefix_and_rewrite_path_forward_the_request() {
     let (app, echo, _dir) = node_with_echo().await;
     let response = app
-        .client
-        .post(format!("{}/strip/orders/7?x=1&y=2", app.base))
+        .http(Method::POST, "/strip/orders/7?x=1&y=2")
         .header("x-custom", "kept")
         .header("proxy-authorization", "Basic c2VjcmV0")
         .header("x-request-id", "lb-test-1")
@@ -290,9 +285,7 @@ async fn a_bad_route_file_stops_the_start() {
         "[[routes]]\nid = \"r\"\nuri = \"lb://x\"\npredicates = [\"Host=example.org\"]\n",
     )
     .expect("written");
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_agora"))
-        .args(["serve", "--http", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
+    let output = tokio::process::Command::from(agora_serve(&dir.path().join("data")))
         .arg("--routes")
         .arg(&file)
         .env("RUST_LOG", "error")

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use warp::Filter;
 
-use super::support::TestApp;
+use super::support::{serve_locally, TestApp};
 
 /// One export the collector received: its content type and body.
 type Export = (Option<String>, Bytes);
@@ -25,11 +25,7 @@ async fn collector() -> (String, mpsc::UnboundedReceiver<Export>) {
             let _ = tx.send((content_type, body));
             warp::reply()
         });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port");
-    let url = format!("http://{}", listener.local_addr().expect("bound"));
-    tokio::spawn(warp::serve(traces).incoming(listener).run());
+    let url = format!("http://{}", serve_locally(traces.boxed()).await);
     (url, rx)
 }
 

@@ -4,12 +4,11 @@
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use agora::config::ServeConfig;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use reqwest::{RequestBuilder, Response};
+use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 
-use super::support::TestApp;
+use super::support::{product_body, TestApp};
 
 const SECRET: &str = "a-test-secret-that-is-at-least-32-bytes-long";
 const ISSUER: &str = "https://auth.agora.test";
@@ -48,14 +47,9 @@ fn rs256(claims: &Value) -> String {
     jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &key).expect("signed")
 }
 
-fn new_product(sku: &str) -> Value {
-    json!({"name": format!("Product {sku}"), "description": "d", "price": 1.0, "skuCode": sku, "quantity": 1})
-}
-
 fn post_product(app: &TestApp, sku: &str) -> RequestBuilder {
-    app.client
-        .post(format!("{}/api/product", app.base))
-        .json(&new_product(sku))
+    app.http(Method::POST, "/api/product")
+        .json(&product_body(sku, 1.0, 1))
 }
 
 fn header<'r>(response: &'r Response, name: &str) -> &'r str {
@@ -154,8 +148,7 @@ async fn bearer_tokens_guard_the_api() {
         .unwrap();
     assert_eq!(created.status(), 201);
     let listed = app
-        .client
-        .get(format!("{}/api/product", app.base))
+        .http(Method::GET, "/api/product")
         .bearer_auth(&token)
         .send()
         .await
@@ -220,9 +213,9 @@ async fn a_bad_public_key_file_stops_start_up_naming_the_file() {
         (fixture("jwt-test-private.pem"), "private key"),
         (dir.path().join("missing.pem"), "cannot read"),
     ] {
-        let mut config = ServeConfig::for_tests(dir.path().join("data"));
-        config.security.auth_jwt_public_key = Some(file.clone());
-        let error = match agora::app::Node::build(config).await {
+        let started =
+            TestApp::try_spawn_with(|c| c.security.auth_jwt_public_key = Some(file.clone()));
+        let error = match started.await {
             Ok(_) => panic!("{} was accepted", file.display()),
             Err(error) => format!("{error:#}"),
         };
@@ -243,8 +236,7 @@ async fn registry_writes_need_basic_auth() {
         "dataCenterInfo": {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"}
     }});
     let register = || {
-        app.client
-            .post(format!("{}/eureka/apps/X", app.base))
+        app.http(Method::POST, "/eureka/apps/X")
             .json(&instance)
             .header("x-request-id", "register")
     };
@@ -283,8 +275,7 @@ async fn a_client_over_its_rate_gets_429_until_its_bucket_refills() {
     let mut throttled = None;
     for _ in 0..20 {
         let response = app
-            .client
-            .get(format!("{}{path}", app.base))
+            .http(Method::GET, path)
             .header("x-request-id", "flood")
             .send()
             .await

@@ -1,9 +1,16 @@
 //! `TestApp`: starts agora on a free port with its own data directory and talks to it over HTTP.
 //! In-process for most tests; as a child process (`TestApp::spawn_process`) where a test must
-//! kill it.
+//! kill it. Every integration test reaches agora through it; the helpers it shares with them
+//! (polling, request bodies, child processes, local servers) live in the modules below, each
+//! written once.
 
+mod bodies;
+mod services;
+
+use std::collections::HashMap;
+use std::future::Future;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,8 +18,13 @@ use std::time::{Duration, Instant};
 use agora::app::Node;
 use agora::broker::EmbeddedBroker;
 use agora::config::ServeConfig;
-use reqwest::{Client, Method, Response};
-use serde_json::{json, Value};
+use reqwest::{Client, Method, RequestBuilder, Response};
+use serde_json::Value;
+
+pub use bodies::{notification_counts, order_body, order_line, product_body, sold};
+pub use services::{
+    agora_python, agora_serve, expect_line, free_addr, serve_locally, start_script,
+};
 
 pub struct TestApp {
     pub base: String,
@@ -38,31 +50,35 @@ impl TestApp {
 
     /// [`TestApp::spawn`] with a changed configuration.
     pub async fn spawn_with(configure: impl FnOnce(&mut ServeConfig)) -> TestApp {
+        TestApp::try_spawn_with(configure)
+            .await
+            .expect("agora starts")
+    }
+
+    /// [`TestApp::spawn_with`] for a configuration that may not start: its error, if so.
+    pub async fn try_spawn_with(
+        configure: impl FnOnce(&mut ServeConfig),
+    ) -> anyhow::Result<TestApp> {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = ServeConfig::for_tests(dir.path().to_path_buf());
         configure(&mut config);
         // Actor names are process-wide: every in-process node needs its own.
         config.node = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let app = Node::build(config).await.expect("agora starts");
-        let base = format!("http://{}", app.http_addr);
-        TestApp {
-            base,
+        let app = Node::build(config).await?;
+        Ok(TestApp {
+            base: format!("http://{}", app.http_addr),
             kafka_brokers: app.kafka_brokers.clone(),
             client: client(),
             log: Arc::default(),
             runner: Runner::InProcess(Some(Box::new(app))),
             _dir: Some(dir),
-        }
+        })
     }
 
-    /// An `agora serve` child process on `data`, ready once `/health` answers. Its gateway and
-    /// Kafka addresses come from its start-up lines.
+    /// An `agora serve` child process on `data` (see [`agora_serve`]), ready once `/health`
+    /// answers. Its gateway and Kafka addresses come from its start-up lines.
     pub async fn spawn_process(data: &Path, extra_env: &[(&str, &str)]) -> TestApp {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
-            .args(["serve", "--http", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .env("RUST_LOG", "warn")
-            .env("NO_COLOR", "1")
+        let mut child = agora_serve(data)
             .envs(extra_env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -150,8 +166,13 @@ impl TestApp {
         }
     }
 
+    /// A request to `path` on this node, for a test to add headers or a body to.
+    pub fn http(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
     pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Response {
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        let mut req = self.http(method, path);
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -160,12 +181,8 @@ impl TestApp {
 
     /// The body of `GET path` with an `Accept` header.
     pub async fn get_accept(&self, path: &str, accept: &str) -> String {
-        let request = self.client.get(format!("{}{path}", self.base));
-        let response = request
-            .header("accept", accept)
-            .send()
-            .await
-            .expect("answered");
+        let request = self.http(Method::GET, path).header("accept", accept);
+        let response = request.send().await.expect("answered");
         response.text().await.expect("a body")
     }
 
@@ -189,18 +206,16 @@ impl TestApp {
 
     /// Creates a product with `quantity` in stock; returns its JSON.
     pub async fn product(&self, sku: &str, price: f64, quantity: u32) -> Value {
-        let body = json!({"name": format!("Product {sku}"), "description": "test", "price": price, "skuCode": sku, "quantity": quantity});
-        let response = self.post("/api/product", body).await;
+        let response = self
+            .post("/api/product", product_body(sku, price, quantity))
+            .await;
         assert_eq!(response.status(), 201, "create {sku}");
         response.json().await.expect("JSON body")
     }
 
     pub async fn order(&self, lines: &[(&str, u32)]) -> Response {
-        let lines: Vec<Value> = lines
-            .iter()
-            .map(|(sku, qty)| json!({"skuCode": sku, "quantity": qty}))
-            .collect();
-        self.post("/api/order", json!({ "orderLineItemsDtoList": lines }))
+        let lines = lines.iter().map(|(sku, qty)| order_line(sku, qty));
+        self.post("/api/order", order_body(lines.collect::<Vec<_>>()))
             .await
     }
 
@@ -268,17 +283,40 @@ impl TestApp {
         }
     }
 
+    /// Waits until at least `n` notifications have arrived; returns every one.
+    pub async fn wait_for_notifications(&self, n: usize) -> Vec<Value> {
+        self.wait_until(|| async { self.notifications().await.len() >= n })
+            .await;
+        self.notifications().await
+    }
+
+    /// Waits until the `OrderPlaced` of every order in `numbers` has arrived; returns the
+    /// [`notification_counts`] of every notification then.
+    pub async fn wait_for_placed(&self, numbers: &[&str]) -> HashMap<(String, String), usize> {
+        self.wait_until(|| async {
+            let counts = notification_counts(&self.notifications().await);
+            numbers
+                .iter()
+                .all(|n| counts.contains_key(&(n.to_string(), "OrderPlaced".to_owned())))
+        })
+        .await;
+        notification_counts(&self.notifications().await)
+    }
+
     /// Polls `check` every 50 ms until it holds (at most 60 s).
     pub async fn wait_until<F, Fut>(&self, check: F)
     where
         F: Fn() -> Fut,
-        Fut: std::future::Future<Output = bool>,
+        Fut: Future<Output = bool>,
     {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !check().await {
-            assert!(Instant::now() < deadline, "condition not met within 60 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let check = &check;
+        let attempt = || async move {
+            check()
+                .await
+                .then_some(())
+                .ok_or_else(|| "condition not met within 60 s".to_owned())
+        };
+        retry(Duration::from_millis(50), Duration::from_secs(60), attempt).await
     }
 }
 
@@ -292,14 +330,21 @@ impl Drop for TestApp {
     }
 }
 
-/// The Python of the virtualenv `.ci/run` makes (`AGORA_PYTHON`), with `tool` installed; `None`,
-/// after saying why the test is skipped, where it is not set (as under a plain `cargo test`).
-pub fn agora_python(tool: &str) -> Option<PathBuf> {
-    let python = std::env::var_os("AGORA_PYTHON").map(PathBuf::from);
-    if python.is_none() {
-        eprintln!("skipped: AGORA_PYTHON is not set (.ci/run sets it to its venv with {tool})");
+/// Runs `attempt` every `every` until it succeeds; past `within`, the message of its last
+/// failure fails the test. The one polling loop of the integration tests.
+pub async fn retry<T, F, Fut>(every: Duration, within: Duration, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match attempt().await {
+            Ok(done) => return done,
+            Err(why) => assert!(Instant::now() < deadline, "{why}"),
+        }
+        tokio::time::sleep(every).await;
     }
-    python
 }
 
 fn client() -> Client {
@@ -307,27 +352,4 @@ fn client() -> Client {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("HTTP client")
-}
-
-/// A loopback port that was free a moment ago (for a process to bind, or for nothing to).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// Counts notifications per (orderNumber, eventType).
-pub fn notification_counts(
-    notifications: &[Value],
-) -> std::collections::HashMap<(String, String), usize> {
-    let mut counts = std::collections::HashMap::new();
-    for n in notifications {
-        let key = (
-            n["orderNumber"].as_str().unwrap_or("").to_owned(),
-            n["eventType"].as_str().unwrap_or("").to_owned(),
-        );
-        *counts.entry(key).or_insert(0) += 1;
-    }
-    counts
 }
