@@ -454,7 +454,11 @@ fn corrupt_products(data: &Path, records: Vec<(uuid::Uuid, Vec<u8>)>) {
                 }
             };
             for (key, bytes) in records {
-                storage.products.insert(key.as_bytes(), bytes).unwrap();
+                storage
+                    .products
+                    .sled_tree()
+                    .insert(key.as_bytes(), bytes)
+                    .unwrap();
             }
             storage.flush_now().unwrap();
         });
