@@ -31,7 +31,7 @@ use crate::domain::{Order, OrderEvent, OrderNumber, Product, ProductId, Sku, Sto
 
 mod table;
 
-pub use table::{Table, TableKey};
+pub use table::{Stored, Table, TableKey};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]

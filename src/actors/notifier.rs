@@ -194,7 +194,7 @@ impl NotifierState {
             if self.in_flight.len() >= MAX_IN_FLIGHT {
                 break;
             }
-            let (key, event) = entry.context("cannot read the outbox")?;
+            let (key, stored) = entry.context("cannot read the outbox")?;
             if !self.storage.is_durable_event(key) {
                 // Keys only grow, so every later one is newer still; the writer's flush wakes us.
                 break;
@@ -202,7 +202,7 @@ impl NotifierState {
             if self.in_flight.contains(&key) || self.unreadable.contains(&key) {
                 continue;
             }
-            let event = match event {
+            let event = match stored.read() {
                 Ok(event) => event,
                 Err(e) => {
                     tracing::error!(error = %e, "outbox record skipped");

@@ -134,17 +134,17 @@ impl<K: TableKey, V: Serialize + DeserializeOwned> Table<K, V> {
     pub fn scan(&self, after: Option<&K>, limit: usize) -> Result<Vec<(K, V)>, StorageError> {
         self.entries_after(after)
             .take(limit)
-            .map(|entry| entry.and_then(|(key, value)| Ok((key, value?))))
+            .map(|entry| entry.and_then(|(key, stored)| Ok((key, stored.read()?))))
             .collect()
     }
 
-    /// Every record after `after` in key order, read as the iterator advances. A record that
-    /// does not decode comes with its key and its error, so a reader can skip it; a key that
-    /// does not decode ends in an error.
+    /// Every record after `after` in key order, read from sled as the iterator advances and
+    /// decoded only when asked ([`Stored::read`]), so a reader can skip a record unread, or
+    /// skip one that does not decode. A key that does not decode is an error.
     pub fn entries_after(
         &self,
         after: Option<&K>,
-    ) -> impl Iterator<Item = Result<(K, Result<V, StorageError>), StorageError>> + '_ {
+    ) -> impl Iterator<Item = Result<(K, Stored<'_, K, V>), StorageError>> + '_ {
         let start = match after {
             Some(key) => Bound::Excluded(key.encode().as_ref().to_vec()),
             None => Bound::Unbounded,
@@ -155,7 +155,12 @@ impl<K: TableKey, V: Serialize + DeserializeOwned> Table<K, V> {
                 tree: self.name(),
                 key: show_key(&key),
             })?;
-            Ok((typed, self.decode(&key, &bytes)))
+            let stored = Stored {
+                table: self,
+                key,
+                bytes,
+            };
+            Ok((typed, stored))
         })
     }
 
@@ -187,6 +192,19 @@ impl<K: TableKey, V: Serialize + DeserializeOwned> Table<K, V> {
 
     fn name(&self) -> String {
         String::from_utf8_lossy(&self.tree.name()).into_owned()
+    }
+}
+
+/// A record as sled returned it, not yet decoded.
+pub struct Stored<'a, K, V> {
+    table: &'a Table<K, V>,
+    key: sled::IVec,
+    bytes: sled::IVec,
+}
+
+impl<K: TableKey, V: Serialize + DeserializeOwned> Stored<'_, K, V> {
+    pub fn read(&self) -> Result<V, StorageError> {
+        self.table.decode(&self.key, &self.bytes)
     }
 }
 
