@@ -8,7 +8,7 @@ use agora::codec;
 use agora::domain::{
     Order, OrderLine, OrderNumber, OrderStatus, PendingChange, Price, Sku, StockLevel,
 };
-use agora::storage::{self, Storage};
+use agora::storage::Storage;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const WRITERS: u64 = 64;
@@ -30,6 +30,17 @@ fn order() -> Order {
     }
 }
 
+/// Writes `level` under the big-endian `i`, as this benchmark always has (the key only has to
+/// differ per writer).
+fn put_stock(storage: &Storage, i: u64, level: &StockLevel) {
+    let bytes = codec::encode(level).unwrap();
+    storage
+        .stock
+        .sled_tree()
+        .insert(i.to_be_bytes(), bytes)
+        .unwrap();
+}
+
 fn durable_writes(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -49,7 +60,7 @@ fn durable_writes(c: &mut Criterion) {
             let writes = (0..WRITERS).map(|i| {
                 let (storage, record) = (storage.clone(), level(i));
                 async move {
-                    storage::put(&storage.stock, &i.to_be_bytes(), &record).unwrap();
+                    put_stock(&storage, i, &record);
                     storage.durable().await.unwrap();
                 }
             });
@@ -59,7 +70,7 @@ fn durable_writes(c: &mut Criterion) {
     group.bench_function("flush_per_write_64_writes", |b| {
         b.iter(|| {
             for i in 0..WRITERS {
-                storage::put(&storage.stock, &i.to_be_bytes(), &level(i)).unwrap();
+                put_stock(&storage, i, &level(i));
                 storage.flush_now().unwrap();
             }
         })
@@ -133,24 +144,28 @@ async fn place_and_record(storage: &Storage, sku: u64, payload: &str, transactio
     level
         .pending
         .insert(order.number, PendingChange::Reserved(1));
-    let sku_key = level.sku.as_str().as_bytes().to_vec();
-    storage::put(&storage.stock, &sku_key, &level).unwrap();
+    storage.stock.put(&level.sku, &level).unwrap();
     let event = storage.next_id().unwrap().to_be_bytes();
     let order_bytes = codec::encode(&order).unwrap();
+    let (outbox, orders) = (storage.outbox.sled_tree(), storage.orders.sled_tree());
     write_pair(
-        (&storage.outbox, &event, payload.as_bytes()),
-        (&storage.orders, order.number.as_bytes(), &order_bytes),
+        (outbox, &event, payload.as_bytes()),
+        (orders, order.number.as_bytes(), &order_bytes),
         transactions,
     );
     storage.durable().await.unwrap();
     level.pending.clear();
-    storage::put(&storage.stock, &sku_key, &level).unwrap();
-    storage.outbox.remove(event).unwrap();
+    storage.stock.put(&level.sku, &level).unwrap();
+    outbox.remove(event).unwrap();
     let seq = storage.next_id().unwrap().to_be_bytes();
     let seen = format!("{}/OrderPlaced", order.number);
     write_pair(
-        (&storage.seen_events, seen.as_bytes(), &seq),
-        (&storage.notifications, &seq, payload.as_bytes()),
+        (storage.seen_events.sled_tree(), seen.as_bytes(), &seq),
+        (
+            storage.notifications::<String>().sled_tree(),
+            &seq,
+            payload.as_bytes(),
+        ),
         transactions,
     );
     storage.durable().await.unwrap();

@@ -1,7 +1,8 @@
-//! Storage: the node's one sled database, its trees, typed access through the codec, and group
-//! commit.
+//! Storage: the node's one sled database, its typed tables ([`Table`]), and group commit.
 //!
-//! Entity actors read and write their own records here; nothing else writes them. A write is
+//! Entity actors read and write their own records here; nothing else writes them but crash
+//! recovery (each table's field says who writes and who reads it). Tables are the only way in:
+//! the sled trees are private, keys are encoded by [`TableKey`], records by the codec. A write is
 //! acknowledged to a client only after [`Storage::durable`] returns: that call joins the next
 //! shared flush, so many writers pay for one `fsync` (group commit) and none skips it.
 //!
@@ -26,6 +27,11 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{self, CodecError};
+use crate::domain::{Order, OrderEvent, OrderNumber, Product, ProductId, Sku, StockLevel};
+
+mod table;
+
+pub use table::{Stored, Table, TableKey};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +44,8 @@ pub enum StorageError {
         key: String,
         source: CodecError,
     },
+    #[error("key {key} in {tree} is not a key of that tree")]
+    Key { tree: String, key: String },
     #[error("record does not encode: {0}")]
     Encode(CodecError),
     #[error("flush failed: {0}")]
@@ -69,15 +77,24 @@ struct OutboxMark {
 #[derive(Clone)]
 pub struct Storage {
     db: sled::Db,
-    pub products: sled::Tree,
-    pub stock: sled::Tree,
-    pub orders: sled::Tree,
-    /// Events waiting for Kafka, keyed by a big-endian u64 that grows with each event.
-    pub outbox: sled::Tree,
-    /// Notifications received from Kafka, keyed by a big-endian u64 sequence.
-    pub notifications: sled::Tree,
-    /// eventId → notification sequence: each event is recorded once.
-    pub seen_events: sled::Tree,
+    /// Written by the product actors only; read by them.
+    pub products: Table<ProductId, Product>,
+    /// Written by the stock actors and by crash recovery; read also by the product list (its
+    /// quantities) and by the cluster settler.
+    pub stock: Table<Sku, StockLevel>,
+    /// Written by the order actors and by crash recovery (finished cancels); read also by
+    /// recovery's republishing.
+    pub orders: Table<OrderNumber, Order>,
+    /// Events waiting for Kafka, keyed by a sequence that grows with each event. Written only
+    /// through [`Storage::put_event`] (order actors, recovery); emptied by the notifier as Kafka
+    /// acknowledges, and by recovery for events whose order was lost.
+    pub outbox: Table<u64, OrderEvent>,
+    /// Notifications received from Kafka, keyed by a sequence: typed by the notification
+    /// service, which owns its record type ([`Storage::notifications`]).
+    notifications: sled::Tree,
+    /// eventId → notification sequence: each event is recorded once. Written by the
+    /// notification service; read also by recovery's republishing.
+    pub seen_events: Table<String, u64>,
     flush_tx: mpsc::UnboundedSender<FlushWaiter>,
     /// sled's log file, opened only to `fdatasync` it after sled's flush.
     log: Arc<std::fs::File>,
@@ -113,12 +130,12 @@ impl Storage {
             durable: AtomicU64::new(recovered),
         });
         let storage = Storage {
-            products: tree("products")?,
-            stock: tree("stock")?,
-            orders: tree("orders")?,
-            outbox: tree("outbox")?,
+            products: Table::new(tree("products")?),
+            stock: Table::new(tree("stock")?),
+            orders: Table::new(tree("orders")?),
+            outbox: Table::new(tree("outbox")?),
             notifications: tree("notifications")?,
-            seen_events: tree("seen_events")?,
+            seen_events: Table::new(tree("seen_events")?),
             db: db.clone(),
             flush_tx,
             log: log.clone(),
@@ -150,11 +167,11 @@ impl Storage {
     /// event announces), and returns the key; nothing is durable yet. Both happen under the
     /// outbox mark, so a flush that covers the key also covers what `then` wrote: the notifier
     /// never sends an event whose record a crash could still lose.
-    pub fn put_event<T: Serialize>(
+    pub fn put_event(
         &self,
-        event: &T,
+        event: &OrderEvent,
         then: impl FnOnce() -> Result<(), StorageError>,
-    ) -> Result<[u8; 8], StorageError> {
+    ) -> Result<u64, StorageError> {
         let bytes = encode(event)?;
         let mut written = self
             .outbox_mark
@@ -162,16 +179,21 @@ impl Storage {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let id = self.next_id()?;
-        self.outbox.insert(id.to_be_bytes(), bytes)?;
+        self.outbox.put_encoded(&id, bytes)?;
         then()?;
         *written = id;
-        Ok(id.to_be_bytes())
+        Ok(id)
     }
 
     /// Whether the outbox event under `key` is on disk (see [`Storage::put_event`]).
-    pub fn is_durable_event(&self, key: &[u8]) -> bool {
-        let durable = self.outbox_mark.durable.load(Ordering::Acquire);
-        key <= &durable.to_be_bytes()[..]
+    pub fn is_durable_event(&self, key: u64) -> bool {
+        key <= self.outbox_mark.durable.load(Ordering::Acquire)
+    }
+
+    /// The notifications table, with the record type of the service that owns it (the type
+    /// lives with that service, above storage).
+    pub fn notifications<V: Serialize + DeserializeOwned>(&self) -> Table<u64, V> {
+        Table::new(self.notifications.clone())
     }
 
     /// A unique, increasing id (survives restarts), for outbox and notification keys.
@@ -246,91 +268,57 @@ async fn run_flusher(
 }
 
 /// Encodes a record for storage.
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
     codec::encode(value).map_err(StorageError::Encode)
-}
-
-/// Decodes a stored record, naming where it came from if it is corrupt.
-pub fn decode<T: DeserializeOwned>(
-    tree: &sled::Tree,
-    key: &[u8],
-    bytes: &[u8],
-) -> Result<T, StorageError> {
-    codec::decode(bytes).map_err(|source| StorageError::Corrupt {
-        tree: String::from_utf8_lossy(&tree.name()).into_owned(),
-        key: show_key(key),
-        source,
-    })
-}
-
-fn show_key(key: &[u8]) -> String {
-    match std::str::from_utf8(key) {
-        Ok(text) if !text.chars().any(char::is_control) => text.to_owned(),
-        _ => key.iter().map(|b| format!("{b:02x}")).collect(),
-    }
-}
-
-/// Reads one record.
-pub fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>, StorageError> {
-    tree.get(key)?
-        .map(|bytes| decode(tree, key, &bytes))
-        .transpose()
-}
-
-/// Writes one record (not yet durable: see [`Storage::durable`]).
-pub fn put<T: Serialize>(tree: &sled::Tree, key: &[u8], value: &T) -> Result<(), StorageError> {
-    tree.insert(key, encode(value)?)?;
-    Ok(())
-}
-
-/// Reads up to `limit` records in key order, starting after `after`.
-pub fn scan<T: DeserializeOwned>(
-    tree: &sled::Tree,
-    after: Option<&[u8]>,
-    limit: usize,
-) -> Result<Vec<(sled::IVec, T)>, StorageError> {
-    let range = match after {
-        Some(key) => tree.range((
-            std::ops::Bound::Excluded(key.to_vec()),
-            std::ops::Bound::Unbounded,
-        )),
-        None => tree.range::<Vec<u8>, _>(..),
-    };
-    range
-        .take(limit)
-        .map(|item| {
-            let (key, bytes) = item?;
-            let value = decode(tree, &key, &bytes)?;
-            Ok((key, value))
-        })
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{EventType, Price};
+
+    /// An event of an order with no lines.
+    fn event() -> OrderEvent {
+        let order = Order {
+            number: OrderNumber::new(),
+            status: crate::domain::OrderStatus::Placed,
+            lines: Vec::new(),
+            total: Price::from_cents(1).unwrap(),
+            created_ms: 0,
+            fingerprint: 0,
+            restocked: false,
+        };
+        OrderEvent::for_order(&order, EventType::OrderPlaced, 0)
+    }
 
     #[tokio::test]
     async fn an_outbox_event_counts_as_durable_only_after_a_flush() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path()).unwrap();
-        let first = storage.put_event(&1u32, || Ok(())).unwrap();
-        assert!(!storage.is_durable_event(&first));
+        let first = storage.put_event(&event(), || Ok(())).unwrap();
+        assert!(!storage.is_durable_event(first));
         storage.durable().await.unwrap();
-        assert!(storage.is_durable_event(&first));
-        let second = storage.put_event(&2u32, || Ok(())).unwrap();
-        assert!(second > first && !storage.is_durable_event(&second));
+        assert!(storage.is_durable_event(first));
+        let second = storage.put_event(&event(), || Ok(())).unwrap();
+        assert!(second > first && !storage.is_durable_event(second));
     }
 
     #[tokio::test]
     async fn records_survive_reopen_and_corruption_is_named() {
         let dir = tempfile::tempdir().unwrap();
+        // Any key and record types will do: this tests the table, not the products.
+        let products = |storage: &Storage| {
+            Table::<String, (u32, String)>::new(storage.db.open_tree("products").unwrap())
+        };
+        let (a, bad) = (String::from("a"), Sku::parse("bad").unwrap());
         {
             let storage = Storage::open(dir.path()).unwrap();
-            put(&storage.products, b"a", &(1u32, String::from("x"))).unwrap();
+            products(&storage)
+                .put(&a, &(1u32, String::from("x")))
+                .unwrap();
             storage
                 .stock
-                .insert(b"bad", &[1u8, 0xff, 0xff][..])
+                .put_encoded(&bad, vec![1u8, 0xff, 0xff])
                 .unwrap();
             let joined = futures::future::join_all((0..8).map(|_| storage.durable())).await;
             assert!(joined.iter().all(Result::is_ok));
@@ -342,21 +330,29 @@ mod tests {
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
             }
         };
-        assert_eq!(
-            get::<(u32, String)>(&storage.products, b"a").unwrap(),
-            Some((1, "x".into()))
-        );
-        let err = get::<(u32, String)>(&storage.stock, b"bad").unwrap_err();
+        assert_eq!(products(&storage).get(&a).unwrap(), Some((1, "x".into())));
+        let err = storage.stock.get(&bad).unwrap_err();
         assert!(
             err.to_string()
                 .contains("corrupt record in stock at key bad"),
             "{err}"
         );
-        assert_eq!(
-            scan::<(u32, String)>(&storage.products, Some(b"a"), 10)
-                .unwrap()
-                .len(),
-            0
-        );
+        assert_eq!(products(&storage).scan(Some(&a), 10).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn keys_keep_their_bytes() {
+        let sku = Sku::parse("case").unwrap();
+        assert_eq!(sku.encode().as_ref(), b"case");
+        assert_eq!(Sku::decode(b"case"), Some(sku));
+        assert_eq!(7u64.encode().as_ref(), 7u64.to_be_bytes());
+        assert_eq!(u64::decode(&7u64.to_be_bytes()), Some(7));
+        let number = OrderNumber::new();
+        assert_eq!(number.encode().as_ref(), number.as_bytes());
+        assert_eq!(OrderNumber::decode(number.as_bytes()), Some(number));
+        let id = ProductId::for_sku(&Sku::parse("case").unwrap());
+        assert_eq!(id.encode().as_ref(), id.as_bytes());
+        assert_eq!(ProductId::decode(id.as_bytes()), Some(id));
+        assert_eq!(u64::decode(b"short"), None);
     }
 }

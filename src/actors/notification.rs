@@ -23,7 +23,7 @@ use crate::domain::now_ms;
 use crate::health::ComponentHealth;
 use crate::kafka::{self, OutageContext};
 use crate::metrics::Metrics;
-use crate::storage::{self, Storage, StorageError};
+use crate::storage::{Storage, StorageError, Table};
 
 /// A consumer error this old no longer degrades health.
 const RECENT: Duration = Duration::from_secs(30);
@@ -217,14 +217,10 @@ impl Actor for NotificationService {
                 limit,
                 reply,
             } => {
-                let after = after.map(u64::to_be_bytes);
-                let records = storage::scan(
-                    &state.storage.notifications,
-                    after.as_ref().map(|a| &a[..]),
-                    limit,
-                )
-                .map(|rows| rows.into_iter().map(|(_, record)| record).collect())
-                .map_err(|e| e.to_string());
+                let records = records(&state.storage)
+                    .scan(after.as_ref(), limit)
+                    .map(|rows| rows.into_iter().map(|(_, record)| record).collect())
+                    .map_err(|e| e.to_string());
                 let _ = reply.send(records);
             }
             NotificationMsg::Subscribe(reply) => {
@@ -286,9 +282,16 @@ pub(crate) fn lookup(
     storage: &Storage,
     event_id: &str,
 ) -> Result<Option<(u64, bool)>, StorageError> {
-    storage::get::<u64>(&storage.seen_events, event_id.as_bytes())?
-        .map(|seq| Ok((seq, storage.notifications.contains_key(seq.to_be_bytes())?)))
+    storage
+        .seen_events
+        .get(&event_id.to_owned())?
+        .map(|seq| Ok((seq, records(storage).contains_key(&seq)?)))
         .transpose()
+}
+
+/// The `notifications` table, holding this service's records.
+fn records(storage: &Storage) -> Table<u64, NotificationRecord> {
+    storage.notifications()
 }
 
 impl NotificationState {
@@ -313,7 +316,7 @@ impl NotificationState {
             Some((seq, false)) => seq,
             None => {
                 let seq = self.storage.next_id()?;
-                storage::put(&self.storage.seen_events, event.event_id.as_bytes(), &seq)?;
+                self.storage.seen_events.put(&event.event_id, &seq)?;
                 seq
             }
         };
@@ -325,7 +328,7 @@ impl NotificationState {
             received_ms: now_ms(),
             payload: event.payload,
         };
-        storage::put(&self.storage.notifications, &seq.to_be_bytes(), &record)?;
+        records(&self.storage).put(&seq, &record)?;
         Ok(Recorded::New(record))
     }
 

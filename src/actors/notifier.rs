@@ -19,11 +19,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::domain::OrderEvent;
 use crate::health::ComponentHealth;
 use crate::kafka::{self, OutageContext};
 use crate::metrics::Metrics;
-use crate::storage::{self, Storage};
+use crate::storage::Storage;
 
 /// How often the whole outbox is re-read, to retry failed deliveries.
 const TICK: Duration = Duration::from_secs(1);
@@ -40,9 +39,9 @@ pub enum NotifierMsg {
     /// Periodic: re-read the whole outbox and send whatever is not in flight.
     Tick,
     /// Kafka acknowledged the event stored under this outbox key.
-    Delivered { key: Vec<u8> },
+    Delivered { key: u64 },
     /// The event under this outbox key was not delivered; it stays in the outbox.
-    DeliveryFailed { key: Vec<u8>, error: String },
+    DeliveryFailed { key: u64, error: String },
     /// librdkafka reported that the cluster cannot be reached, or (`fatal`) that the producer
     /// is unusable: then the notifier fails and its supervisor restarts it with a new producer.
     ClientError { error: String, fatal: bool },
@@ -66,11 +65,11 @@ pub struct NotifierState {
     /// `Some` until `post_stop`, which drops it off the async threads (dropping flushes).
     producer: Option<FutureProducer<OutageContext>>,
     /// Outbox keys handed to the producer whose outcome has not arrived: never sent twice at once.
-    in_flight: HashSet<Vec<u8>>,
+    in_flight: HashSet<u64>,
     /// The highest outbox key ever sent: `OutboxChanged` reads only past it, a tick reads all.
-    sent_up_to: Option<Vec<u8>>,
+    sent_up_to: Option<u64>,
     /// Outbox keys whose record does not decode: logged once, left for an operator.
-    unreadable: HashSet<Vec<u8>>,
+    unreadable: HashSet<u64>,
     /// One task per in-flight delivery, awaiting its acknowledgement.
     deliveries: JoinSet<()>,
     ticker: JoinHandle<()>,
@@ -189,28 +188,21 @@ impl NotifierState {
         let Some(producer) = &self.producer else {
             return Ok(());
         };
-        let start = match (&self.sent_up_to, full) {
-            (Some(key), false) => std::ops::Bound::Excluded(key.clone()),
-            _ => std::ops::Bound::Unbounded,
-        };
-        let entries = self
-            .storage
-            .outbox
-            .range((start, std::ops::Bound::Unbounded));
-        for entry in entries {
+        let after = self.sent_up_to.filter(|_| !full);
+        let outbox = self.storage.outbox.clone();
+        for entry in outbox.entries_after(after.as_ref()) {
             if self.in_flight.len() >= MAX_IN_FLIGHT {
                 break;
             }
-            let (key, bytes) = entry.context("cannot read the outbox")?;
-            if !self.storage.is_durable_event(&key) {
+            let (key, stored) = entry.context("cannot read the outbox")?;
+            if !self.storage.is_durable_event(key) {
                 // Keys only grow, so every later one is newer still; the writer's flush wakes us.
                 break;
             }
-            let key = key.to_vec();
             if self.in_flight.contains(&key) || self.unreadable.contains(&key) {
                 continue;
             }
-            let event: OrderEvent = match storage::decode(&self.storage.outbox, &key, &bytes) {
+            let event = match stored.read() {
                 Ok(event) => event,
                 Err(e) => {
                     tracing::error!(error = %e, "outbox record skipped");
@@ -232,10 +224,10 @@ impl NotifierState {
                     break;
                 }
             };
-            if self.sent_up_to.as_ref().is_none_or(|high| key > *high) {
-                self.sent_up_to = Some(key.clone());
+            if self.sent_up_to.is_none_or(|high| key > high) {
+                self.sent_up_to = Some(key);
             }
-            self.in_flight.insert(key.clone());
+            self.in_flight.insert(key);
             let notifier = myself.clone();
             self.deliveries.spawn(async move {
                 let outcome = match delivery.await {

@@ -25,7 +25,7 @@ use crate::domain::{
 use crate::entity_request;
 use crate::error::ShopError;
 use crate::registry::ORDER_SERVICE;
-use crate::storage::{self, StorageError};
+use crate::storage::StorageError;
 
 /// A line as the client asked for it; the price, if given, must match the catalog.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,7 +104,7 @@ impl Entity for OrderEntity {
     type Calls = OrderCalls;
 
     fn load(deps: &Deps<Self>, key: &OrderNumber) -> Result<Self::State, StorageError> {
-        storage::get(&deps.storage.orders, key.as_bytes())
+        deps.storage.orders.get(key)
     }
 
     async fn handle(
@@ -151,8 +151,10 @@ impl Entity for OrderEntity {
             limit,
             reply,
         } = query;
-        let after = after.map(|n| n.as_bytes().to_vec());
-        let result = storage::scan::<Order>(&deps.storage.orders, after.as_deref(), limit)
+        let result = deps
+            .storage
+            .orders
+            .scan(after.as_ref(), limit)
             .map(|rows| rows.into_iter().map(|(_, order)| order).collect())
             .map_err(ShopError::from);
         reply.send(result);
@@ -336,7 +338,7 @@ async fn cancel(
         .into_iter()
         .collect::<Result<Vec<()>, _>>()?;
     order.restocked = true;
-    storage::put(&deps.storage.orders, number.as_bytes(), &order)?;
+    deps.storage.orders.put(&number, &order)?;
     *state = Some(order.clone());
     deps.storage.durable().await?;
     settle(deps, &order);
@@ -381,9 +383,8 @@ fn write_with_event(
     event_type: EventType,
 ) -> Result<(), StorageError> {
     let event = OrderEvent::for_order(order, event_type, now_ms());
-    deps.storage.put_event(&event, || {
-        storage::put(&deps.storage.orders, order.number.as_bytes(), order)
-    })?;
+    deps.storage
+        .put_event(&event, || deps.storage.orders.put(&order.number, order))?;
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use crate::domain::{Description, Price, Product, ProductId, ProductName, Sku};
 use crate::entity_request;
 use crate::error::ShopError;
 use crate::registry::PRODUCT_SERVICE;
-use crate::storage::{self, StorageError};
+use crate::storage::StorageError;
 
 /// A product with its SKU's available quantity, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,7 +84,7 @@ impl Entity for ProductEntity {
     type Calls = Route<Stock>;
 
     fn load(deps: &Deps<Self>, key: &ProductId) -> Result<Self::State, StorageError> {
-        storage::get(&deps.storage.products, key.as_bytes())
+        deps.storage.products.get(key)
     }
 
     async fn handle(
@@ -130,7 +130,7 @@ impl Entity for ProductEntity {
                     reply.send(Err(not_found()));
                     return Ok(());
                 }
-                deps.storage.products.remove(id.as_bytes())?;
+                deps.storage.products.remove(id)?;
                 *state = None;
                 reply.send(deps.storage.durable().await.map_err(ShopError::from));
             }
@@ -145,12 +145,13 @@ impl Entity for ProductEntity {
             reply,
         } = query;
         let list = || -> Result<Vec<ProductView>, StorageError> {
-            let after = after.map(|id| id.as_bytes().to_vec());
-            storage::scan::<Product>(&deps.storage.products, after.as_deref(), limit)?
+            deps.storage
+                .products
+                .scan(after.as_ref(), limit)?
                 .into_iter()
                 .map(|(_, product)| {
-                    let stock: Option<crate::domain::StockLevel> =
-                        storage::get(&deps.storage.stock, product.sku.as_str().as_bytes())?;
+                    // Reads another kind's table: only the stock actors write it.
+                    let stock = deps.storage.stock.get(&product.sku)?;
                     Ok(ProductView {
                         quantity: stock.map_or(0, |s| s.quantity),
                         product,
@@ -181,7 +182,7 @@ async fn save_durably(
     state: &mut Option<Product>,
     product: Product,
 ) -> Result<Product, ShopError> {
-    storage::put(&deps.storage.products, product.id.as_bytes(), &product)?;
+    deps.storage.products.put(&product.id, &product)?;
     *state = Some(product.clone());
     deps.storage.durable().await?;
     Ok(product)

@@ -21,9 +21,9 @@ use uuid::Uuid;
 use super::notification;
 use crate::config::Role;
 use crate::domain::{
-    now_ms, EventType, Order, OrderEvent, OrderNumber, OrderStatus, PendingChange, StockLevel,
+    now_ms, EventType, OrderEvent, OrderNumber, OrderStatus, PendingChange, StockLevel,
 };
-use crate::storage::{self, Storage, StorageError};
+use crate::storage::{Storage, StorageError};
 
 /// What recovery changed, for the start-up log.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub fn recover(
     owns: impl Fn(Role, &str) -> bool,
 ) -> Result<Recovered, StorageError> {
     let mut recovered = Recovered::default();
-    for (key, mut order) in storage::scan::<Order>(&storage.orders, None, usize::MAX)? {
+    for (key, mut order) in storage.orders.scan(None, usize::MAX)? {
         if order.status != OrderStatus::Cancelled || order.restocked {
             continue;
         }
@@ -58,26 +58,24 @@ pub fn recover(
             continue;
         }
         for line in &order.lines {
-            let mut level =
-                storage::get::<StockLevel>(&storage.stock, line.sku.as_str().as_bytes())?
-                    .unwrap_or_else(|| StockLevel {
-                        sku: line.sku.clone(),
-                        quantity: 0,
-                        pending: Default::default(),
-                    });
+            let mut level = storage.stock.get(&line.sku)?.unwrap_or_else(|| StockLevel {
+                sku: line.sku.clone(),
+                quantity: 0,
+                pending: Default::default(),
+            });
             if level.pending.get(&order.number) != Some(&PendingChange::Returned(line.quantity)) {
                 level.quantity = level.quantity.saturating_add(line.quantity);
                 level
                     .pending
                     .insert(order.number, PendingChange::Returned(line.quantity));
-                storage::put(&storage.stock, line.sku.as_str().as_bytes(), &level)?;
+                storage.stock.put(&line.sku, &level)?;
             }
         }
         order.restocked = true;
-        storage::put(&storage.orders, &key, &order)?;
+        storage.orders.put(&key, &order)?;
         recovered.cancels_finished += 1;
     }
-    for (key, mut level) in storage::scan::<StockLevel>(&storage.stock, None, usize::MAX)? {
+    for (key, mut level) in storage.stock.scan(None, usize::MAX)? {
         if level.pending.is_empty() {
             continue;
         }
@@ -99,7 +97,7 @@ pub fn recover(
                 _ => recovered.changes_settled += 1,
             }
         }
-        storage::put(&storage.stock, &key, &level)?;
+        storage.stock.put(&key, &level)?;
     }
     recovered.events_dropped = drop_orphan_events(storage)?;
     storage.flush_now()?;
@@ -109,12 +107,14 @@ pub fn recover(
 /// Puts every order event the notification service has not recorded, and that is not already
 /// waiting in the outbox, back into the outbox. Returns how many.
 pub fn republish_unrecorded(storage: &Storage) -> Result<usize, StorageError> {
-    let waiting: HashSet<Uuid> = storage::scan::<OrderEvent>(&storage.outbox, None, usize::MAX)?
+    let waiting: HashSet<Uuid> = storage
+        .outbox
+        .scan(None, usize::MAX)?
         .into_iter()
         .map(|(_, e)| e.event_id)
         .collect();
     let mut republished = 0;
-    for (_, order) in storage::scan::<Order>(&storage.orders, None, usize::MAX)? {
+    for (_, order) in storage.orders.scan(None, usize::MAX)? {
         let mut types = vec![EventType::OrderPlaced];
         if order.status == OrderStatus::Cancelled {
             types.push(EventType::OrderCancelled);
@@ -139,14 +139,14 @@ pub fn republish_unrecorded(storage: &Storage) -> Result<usize, StorageError> {
 /// before its order (see `order::write_with_event`), so a crash between the two leaves one.
 fn drop_orphan_events(storage: &Storage) -> Result<usize, StorageError> {
     let mut dropped = 0;
-    for (key, event) in storage::scan::<OrderEvent>(&storage.outbox, None, usize::MAX)? {
+    for (key, event) in storage.outbox.scan(None, usize::MAX)? {
         let status = order_status(storage, &event.order_number)?;
         let written = match event.event_type {
             EventType::OrderPlaced => status.is_some(),
             EventType::OrderCancelled => status == Some(OrderStatus::Cancelled),
         };
         if !written {
-            storage.outbox.remove(key)?;
+            storage.outbox.remove(&key)?;
             dropped += 1;
         }
     }
@@ -157,14 +157,14 @@ fn order_status(
     storage: &Storage,
     number: &OrderNumber,
 ) -> Result<Option<OrderStatus>, StorageError> {
-    Ok(storage::get::<Order>(&storage.orders, number.as_bytes())?.map(|o| o.status))
+    Ok(storage.orders.get(number)?.map(|o| o.status))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Role;
-    use crate::domain::{OrderLine, Price, Sku};
+    use crate::domain::{Order, OrderLine, Price, Sku};
     use std::collections::BTreeMap;
 
     /// A single node owns every key.
@@ -178,16 +178,12 @@ mod tests {
         quantity: u32,
         pending: BTreeMap<OrderNumber, PendingChange>,
     ) {
-        storage::put(
-            &storage.stock,
-            sku.as_str().as_bytes(),
-            &StockLevel {
-                sku: sku.clone(),
-                quantity,
-                pending,
-            },
-        )
-        .unwrap();
+        let level = StockLevel {
+            sku: sku.clone(),
+            quantity,
+            pending,
+        };
+        storage.stock.put(sku, &level).unwrap();
     }
 
     fn order(storage: &Storage, sku: &Sku, status: OrderStatus, restocked: bool) -> OrderNumber {
@@ -206,7 +202,7 @@ mod tests {
             fingerprint: 0,
             restocked,
         };
-        storage::put(&storage.orders, number.as_bytes(), &order).unwrap();
+        storage.orders.put(&number, &order).unwrap();
         number
     }
 
@@ -241,12 +237,10 @@ mod tests {
                 cancels_left: Vec::new(),
             }
         );
-        let level: StockLevel = storage::get(&storage.stock, b"a").unwrap().unwrap();
+        let level: StockLevel = storage.stock.get(&sku).unwrap().unwrap();
         assert_eq!(level.quantity, 10 + 3 + 2);
         assert!(level.pending.is_empty());
-        let finished: Order = storage::get(&storage.orders, half_cancelled.as_bytes())
-            .unwrap()
-            .unwrap();
+        let finished: Order = storage.orders.get(&half_cancelled).unwrap().unwrap();
         assert!(finished.restocked);
         assert_eq!(
             recover(&storage, single).unwrap(),
@@ -259,9 +253,7 @@ mod tests {
     async fn drops_events_whose_order_a_crash_lost() {
         let (_dir, storage, sku) = fresh();
         let placed = order(&storage, &sku, OrderStatus::Placed, true);
-        let placed: Order = storage::get(&storage.orders, placed.as_bytes())
-            .unwrap()
-            .unwrap();
+        let placed: Order = storage.orders.get(&placed).unwrap().unwrap();
         let mut lost = placed.clone();
         lost.number = OrderNumber::new();
         let events = [
@@ -270,14 +262,14 @@ mod tests {
             OrderEvent::for_order(&lost, EventType::OrderPlaced, 0),
         ];
         for (i, event) in events.iter().enumerate() {
-            storage::put(&storage.outbox, &(i as u64).to_be_bytes(), event).unwrap();
+            storage.outbox.put(&(i as u64), event).unwrap();
         }
         let recovered = recover(&storage, single).unwrap();
         assert_eq!(
             recovered.events_dropped, 2,
             "the lost order and the lost cancel"
         );
-        let kept = storage::scan::<OrderEvent>(&storage.outbox, None, 10).unwrap();
+        let kept = storage.outbox.scan(None, 10).unwrap();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].1.event_id, events[0].event_id);
     }
@@ -287,13 +279,12 @@ mod tests {
         let (_dir, storage, sku) = fresh();
         let recorded = order(&storage, &sku, OrderStatus::Placed, true);
         order(&storage, &sku, OrderStatus::Cancelled, true);
-        let recorded: Order = storage::get(&storage.orders, recorded.as_bytes())
-            .unwrap()
-            .unwrap();
+        let recorded: Order = storage.orders.get(&recorded).unwrap().unwrap();
         let event = OrderEvent::for_order(&recorded, EventType::OrderPlaced, 0);
         let id = event.event_id.to_string();
-        storage::put(&storage.seen_events, id.as_bytes(), &7u64).unwrap();
-        storage::put(&storage.notifications, &7u64.to_be_bytes(), &id).unwrap();
+        storage.seen_events.put(&id, &7).unwrap();
+        // Any record will do: lookup asks only whether one is there.
+        storage.notifications::<String>().put(&7, &id).unwrap();
         assert_eq!(
             republish_unrecorded(&storage).unwrap(),
             2,

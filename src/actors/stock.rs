@@ -16,7 +16,7 @@ use crate::domain::{OrderNumber, PendingChange, Sku, StockLevel};
 use crate::entity_request;
 use crate::error::ShopError;
 use crate::registry::INVENTORY_SERVICE;
-use crate::storage::{self, StorageError};
+use crate::storage::StorageError;
 
 /// The stock protocol: what other actors and the gateway ask a SKU's stock actor, on this node
 /// or from another one. Each variant carries its request and the reply for its answer.
@@ -83,7 +83,7 @@ pub struct Stock;
 
 impl Stock {
     fn save(deps: &Deps<Stock>, level: &StockLevel) -> Result<(), StorageError> {
-        storage::put(&deps.storage.stock, level.sku.as_str().as_bytes(), level)
+        deps.storage.stock.put(&level.sku, level)
     }
 }
 
@@ -98,7 +98,7 @@ impl Entity for Stock {
     type Calls = ();
 
     fn load(deps: &Deps<Stock>, key: &Sku) -> Result<Self::State, StorageError> {
-        storage::get(&deps.storage.stock, key.as_str().as_bytes())
+        deps.storage.stock.get(key)
     }
 
     async fn handle(

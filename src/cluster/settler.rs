@@ -17,9 +17,9 @@ use tokio::task::JoinHandle;
 use super::layout::Layout;
 use crate::actors::order::{CancelOrder, ResolvePending};
 use crate::config::Role;
-use crate::domain::{OrderNumber, Sku, StockLevel};
+use crate::domain::{OrderNumber, Sku};
 use crate::routing::Directory;
-use crate::storage::{self, Storage, StorageError};
+use crate::storage::{Storage, StorageError};
 
 const SWEEP: Duration = Duration::from_secs(2);
 
@@ -75,7 +75,7 @@ fn foreign_pending(
     layout: &Layout,
 ) -> Result<HashSet<(Sku, OrderNumber)>, StorageError> {
     let mut pending = HashSet::new();
-    for (_, level) in storage::scan::<StockLevel>(&storage.stock, None, usize::MAX)? {
+    for (_, level) in storage.stock.scan(None, usize::MAX)? {
         for number in level.pending.keys() {
             if !layout.owns(Role::Order, &number.to_string()) {
                 pending.insert((level.sku.clone(), *number));

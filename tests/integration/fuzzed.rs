@@ -447,7 +447,11 @@ fn corrupt_products(data: &Path, records: Vec<(uuid::Uuid, Vec<u8>)>) {
             };
             let storage = retry(Duration::from_millis(20), Duration::from_secs(30), reopen).await;
             for (key, bytes) in records {
-                storage.products.insert(key.as_bytes(), bytes).unwrap();
+                storage
+                    .products
+                    .sled_tree()
+                    .insert(key.as_bytes(), bytes)
+                    .unwrap();
             }
             storage.flush_now().unwrap();
         });

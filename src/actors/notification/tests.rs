@@ -43,7 +43,7 @@ fn records_render_their_payload_as_json() {
     assert_eq!(json["event"]["orderNumber"], "o");
     assert_eq!(json["seq"], 7);
     assert_eq!(json["receivedAt"], 5);
-    let bytes = storage::encode(&record).unwrap();
+    let bytes = crate::codec::encode(&record).unwrap();
     assert_eq!(
         crate::codec::decode::<NotificationRecord>(&bytes).unwrap(),
         record

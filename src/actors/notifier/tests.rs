@@ -9,7 +9,7 @@ use crate::actors::notification::{
     spawn_notification, NotificationArgs, NotificationMsg, NotificationRecord,
 };
 use crate::broker::EmbeddedBroker;
-use crate::domain::{now_ms, EventType, OrderNumber, Price};
+use crate::domain::{now_ms, EventType, OrderEvent, OrderNumber, Price};
 use crate::health::Status;
 use crate::test_support::{eventually, TestRoot, TestRootMsg};
 
