@@ -48,33 +48,11 @@ pub struct NotificationRecord {
     pub payload: String,
 }
 
-/// A record as the API shows it (`GET /api/notifications` and its event stream).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct NotificationJson {
-    pub seq: u64,
-    pub event_id: String,
-    pub event_type: String,
-    pub order_number: String,
-    /// Milliseconds since the Unix epoch.
-    pub received_at: u64,
-    /// The Kafka value as received: the event's JSON (or its text, if it was not JSON).
-    pub event: serde_json::Value,
-}
-
 impl NotificationRecord {
-    /// The record with its payload parsed.
-    pub fn to_json(&self) -> NotificationJson {
-        let event = serde_json::from_str(&self.payload)
-            .unwrap_or_else(|_| serde_json::Value::String(self.payload.clone()));
-        NotificationJson {
-            seq: self.seq,
-            event_id: self.event_id.clone(),
-            event_type: self.event_type.clone(),
-            order_number: self.order_number.clone(),
-            received_at: self.received_ms,
-            event,
-        }
+    /// The Kafka value as received: the event's JSON (or its text, if it was not JSON).
+    pub fn event(&self) -> serde_json::Value {
+        serde_json::from_str(&self.payload)
+            .unwrap_or_else(|_| serde_json::Value::String(self.payload.clone()))
     }
 }
 

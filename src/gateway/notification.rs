@@ -1,6 +1,7 @@
 //! Notification routes: `GET /api/notifications` (what the notification service received from
 //! Kafka, oldest first, `?after=` cursor) and `GET /api/notifications/stream` (server-sent
-//! events). Talks to the notification service actor.
+//! events). Talks to the notification service actor; [`NotificationJson`] is a record as the
+//! API shows it.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use ractor::ActorRef;
+use serde::Serialize;
 use tokio_stream::wrappers::BroadcastStream;
 use warp::filters::BoxedFilter;
 use warp::reply::{Reply, Response};
@@ -17,10 +19,37 @@ use super::error::{ApiError, ErrorBody};
 use super::filters::{call, page, serve, Call};
 use super::GatewayCtx;
 use crate::actors::call as call_actor;
-use crate::actors::notification::{NotificationJson, NotificationMsg, NotificationRecord};
+use crate::actors::notification::{NotificationMsg, NotificationRecord};
 use crate::domain::Invalid;
 use crate::error::ShopError;
 use crate::registry::NOTIFICATION_SERVICE;
+
+/// A record as the API shows it (`GET /api/notifications` and its event stream).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationJson {
+    pub seq: u64,
+    pub event_id: String,
+    pub event_type: String,
+    pub order_number: String,
+    /// Milliseconds since the Unix epoch.
+    pub received_at: u64,
+    /// The Kafka value as received: the event's JSON (or its text, if it was not JSON).
+    pub event: serde_json::Value,
+}
+
+impl From<&NotificationRecord> for NotificationJson {
+    fn from(record: &NotificationRecord) -> NotificationJson {
+        NotificationJson {
+            seq: record.seq,
+            event_id: record.event_id.clone(),
+            event_type: record.event_type.clone(),
+            order_number: record.order_number.clone(),
+            received_at: record.received_ms,
+            event: record.event(),
+        }
+    }
+}
 
 pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(Response,)> {
     let list_route = warp::path!("api" / "notifications")
@@ -79,7 +108,7 @@ async fn list(call: Call) -> Result<Response, ApiError> {
         records.retain(|r| seen.insert(r.event_id.clone()));
         records.truncate(limit);
     }
-    let records: Vec<NotificationJson> = records.iter().map(NotificationRecord::to_json).collect();
+    let records: Vec<NotificationJson> = records.iter().map(NotificationJson::from).collect();
     Ok(page(&records, None, &gathered.missing))
 }
 
@@ -97,7 +126,7 @@ async fn stream(call: Call) -> Result<Response, ApiError> {
             .id(record.seq.to_string())
             .event(record.event_type.clone());
         event
-            .json_data(record.to_json())
+            .json_data(NotificationJson::from(&record))
             .ok()
             .map(Ok::<_, Infallible>)
     });
@@ -106,4 +135,25 @@ async fn stream(call: Call) -> Result<Response, ApiError> {
         let _ = shutdown.wait_for(|stopping| *stopping).await;
     });
     Ok(warp::sse::reply(warp::sse::keep_alive().stream(events)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_render_their_payload_as_json() {
+        let record = NotificationRecord {
+            seq: 7,
+            event_id: "e".into(),
+            event_type: "OrderPlaced".into(),
+            order_number: "o".into(),
+            received_ms: 5,
+            payload: r#"{"orderNumber":"o"}"#.into(),
+        };
+        let json = serde_json::to_value(NotificationJson::from(&record)).unwrap();
+        assert_eq!(json["event"]["orderNumber"], "o");
+        assert_eq!(json["seq"], 7);
+        assert_eq!(json["receivedAt"], 5);
+    }
 }

@@ -1,4 +1,4 @@
-//! Tests of how the notification service reads Kafka messages and renders its records. The
+//! Tests of how the notification service reads Kafka messages and stores its records. The
 //! tests of the whole path, through the notifier and the embedded broker to the records, are
 //! the notifier's (`notifier/tests.rs`), so that this side never reaches into the notifier.
 
@@ -30,7 +30,7 @@ fn events_parse_with_defaults_and_bad_ones_are_refused() {
 }
 
 #[test]
-fn records_render_their_payload_as_json() {
+fn records_round_trip_through_the_codec() {
     let record = NotificationRecord {
         seq: 7,
         event_id: "e".into(),
@@ -39,10 +39,6 @@ fn records_render_their_payload_as_json() {
         received_ms: 5,
         payload: r#"{"orderNumber":"o"}"#.into(),
     };
-    let json = serde_json::to_value(record.to_json()).unwrap();
-    assert_eq!(json["event"]["orderNumber"], "o");
-    assert_eq!(json["seq"], 7);
-    assert_eq!(json["receivedAt"], 5);
     let bytes = crate::codec::encode(&record).unwrap();
     assert_eq!(
         crate::codec::decode::<NotificationRecord>(&bytes).unwrap(),

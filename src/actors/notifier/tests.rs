@@ -162,7 +162,7 @@ async fn an_event_reaches_the_notification_service_once() {
     let record = &p.records().await[0];
     assert_eq!(record.event_id, sent.event_id.to_string());
     assert_eq!(record.order_number, sent.order_number.to_string());
-    assert_eq!(record.to_json().event, sent.to_json());
+    assert_eq!(record.event(), sent.to_json());
     assert_eq!(feed.recv().await.unwrap(), *record);
     assert_eq!(p.metrics.kafka_delivered.get(), 1);
     assert_eq!(p.notifier_health().await.status, Status::Up);
