@@ -1,8 +1,8 @@
 //! py-eureka-client (PyPI, 0.13.3) against agora's registry: a small Python HTTP service
 //! (`tests/interop/eureka_client.py`) registers, renews, fetches full and delta registries as XML,
 //! discovers itself and calls itself; a deleted instance is re-registered after its renew gets
-//! 404; on stop the client cancels. Needs the virtualenv `.ci/run` makes, found through
-//! `AGORA_PYTHON`; without it the test says so and passes.
+//! 404; on stop the client cancels. Runs on `agora_python()`: `AGORA_PYTHON`, or the virtualenv
+//! the test support makes on first use; without either the test fails, saying what is missing.
 
 use reqwest::Method;
 use serde_json::Value;
@@ -37,9 +37,7 @@ async fn instance_status(app: &TestApp, id: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn py_eureka_client_registers_renews_discovers_and_cancels() {
-    let Some(python) = agora_python("py-eureka-client") else {
-        return;
-    };
+    let python = agora_python();
     let app = TestApp::spawn().await;
     let (mut child, mut lines) = start_script(&python, "eureka_client.py", &app, &[]);
 

@@ -1,8 +1,8 @@
 //! Gateway routes (`--routes`): path filters, a Method predicate, the listing at
 //! `GET /gateway/routes` and upstream failures as JSON errors, against an echo service in this
 //! process; and `lb://` balancing over two py-eureka-client instances, one of them killed with
-//! SIGKILL (needs `AGORA_PYTHON`, as `eureka_interop` does; without it that test says so and
-//! passes).
+//! SIGKILL (on `agora_python()`, as `eureka_interop`; without Python that test fails, saying what
+//! is missing).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -340,9 +340,7 @@ async fn listed_instances(app: &TestApp) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lb_route_balances_and_leaves_a_killed_instance_within_its_lease() {
-    let Some(python) = agora_python("py-eureka-client") else {
-        return;
-    };
+    let python = agora_python();
     let routes = r#"
 [[routes]]
 id = "echo"

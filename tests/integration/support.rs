@@ -5,6 +5,7 @@
 //! written once.
 
 mod bodies;
+mod python;
 mod services;
 
 use std::collections::HashMap;
@@ -22,9 +23,8 @@ use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::Value;
 
 pub use bodies::{notification_counts, order_body, order_line, product_body, sold};
-pub use services::{
-    agora_python, agora_serve, expect_line, free_addr, serve_locally, start_script,
-};
+pub use python::agora_python;
+pub use services::{agora_serve, expect_line, free_addr, serve_locally, start_script};
 
 pub struct TestApp {
     pub base: String,

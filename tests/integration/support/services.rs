@@ -1,8 +1,9 @@
 //! What a test runs beside agora: agora itself as a child process, the Python interop scripts
-//! of `tests/interop/`, small HTTP servers of its own, and free loopback addresses.
+//! of `tests/interop/` (on the python of `python.rs`), small HTTP servers of its own, and free
+//! loopback addresses.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -28,16 +29,6 @@ pub fn agora_serve(data: &Path) -> Command {
         .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1");
     command
-}
-
-/// The Python of the virtualenv `.ci/run` makes (`AGORA_PYTHON`), with `tool` installed; `None`,
-/// after saying why the test is skipped, where it is not set (as under a plain `cargo test`).
-pub fn agora_python(tool: &str) -> Option<PathBuf> {
-    let python = std::env::var_os("AGORA_PYTHON").map(PathBuf::from);
-    if python.is_none() {
-        eprintln!("skipped: AGORA_PYTHON is not set (.ci/run sets it to its venv with {tool})");
-    }
-    python
 }
 
 /// Runs `tests/interop/{script}` with `python`, the registry URL of `app` and `args`, and reads
