@@ -274,6 +274,11 @@ pub struct SecurityConfig {
     /// Bucket size: requests a client may send at once (defaults to the rate).
     #[arg(long = "rate-burst", env = "AGORA_RATE_BURST", requires = "rate_limit")]
     pub rate_burst: Option<NonZeroU32>,
+
+    /// Key the rate limit on the first address of X-Forwarded-For (the peer's address when it
+    /// is absent or unparsable). Only behind a trusted proxy: clients can write the header.
+    #[arg(long = "trust-forwarded-for", env = "AGORA_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
 }
 
 /// A secret from the command line or the environment; `Debug` does not show it.

@@ -6,7 +6,8 @@
 //! requests forwarded to other services). Before any route, `filters::admit` applies the rate
 //! limit (`limit`) and authentication (`auth`). Every route goes through `filters::serve`
 //! (request id, timeout, metrics, JSON errors); requests refused before routing or taken by no
-//! route are answered here with a JSON 401/429/404/405. The gateway reaches actors through the
+//! route are answered here with a JSON 401/429/404/405. CORS wraps all of it, refusals
+//! included, so a browser on another origin can read every answer. The gateway reaches actors through the
 //! routing layer ([`Directory`]) and never touches sled.
 
 pub mod auth;
@@ -80,8 +81,8 @@ impl GatewayCtx {
     }
 }
 
-/// All routes behind [`filters::admit`], with CORS, and JSON answers for requests refused or
-/// taken by no route.
+/// All routes behind [`filters::admit`], JSON answers for requests refused or taken by no
+/// route, and CORS around every answer.
 pub fn routes(
     ctx: Arc<GatewayCtx>,
     registry: BoxedFilter<(Response,)>,
@@ -130,34 +131,46 @@ pub fn routes(
         .or(registry)
         .unify()
         .or(upstream::routes(ctx.clone()))
-        .unify()
-        .with(cors)
-        .map(Reply::into_response)
-        .map(Ok::<Response, Rejection>)
-        .recover(|rejection| async move { Ok::<_, Infallible>(Err(rejection)) })
         .unify();
     let admitted = filters::admit(ctx.clone())
-        .and(api)
-        .map(|allowance, outcome| (allowance, outcome))
-        .recover(|rejection| async move { Ok::<_, Infallible>((None, Err(rejection))) })
+        .and(answered(ctx.clone(), api))
+        .map(|allowance: Option<Allowance>, mut response: Response| {
+            if let Some(allowance) = allowance {
+                allowance.stamp(response.headers_mut());
+            }
+            response
+        });
+    // CORS outside admission, so a 401 or 429 carries its headers too; it answers preflights
+    // itself, before admission (a browser cannot read a refused preflight anyway). What it
+    // forbids (a preflight for a method or header not allowed) gets its JSON error.
+    let cors_checked = answered(ctx.clone(), admitted)
+        .with(cors)
+        .map(Reply::into_response);
+    answered(ctx, cors_checked).boxed()
+}
+
+/// `filter`'s response, or the JSON error of the rejection it ends with (see [`refused`]).
+fn answered<F>(
+    ctx: Arc<GatewayCtx>,
+    filter: F,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone
+where
+    F: Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static,
+{
+    let outcome = filter
+        .map(Ok)
+        .recover(|rejection| async move { Ok::<_, Infallible>(Err(rejection)) })
         .unify();
     warp::header::headers_cloned()
         .and(warp::method())
         .and(warp::path::full())
-        .and(admitted)
+        .and(outcome)
         .map(
-            move |headers, method, path: FullPath, (allowance, outcome): (Option<Allowance>, _)| {
-                let mut response = match outcome {
-                    Ok(response) => response,
-                    Err(rejection) => refused(&ctx, &headers, &method, &path, &rejection),
-                };
-                if let Some(allowance) = allowance {
-                    allowance.stamp(response.headers_mut());
-                }
-                response
+            move |headers, method, path: FullPath, outcome: Result<Response, Rejection>| {
+                outcome
+                    .unwrap_or_else(|rejection| refused(&ctx, &headers, &method, &path, &rejection))
             },
         )
-        .boxed()
 }
 
 /// The answer to a request refused before routing or taken by no route: its JSON error, with

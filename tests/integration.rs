@@ -13,6 +13,7 @@ mod integration {
     pub mod faults;
     pub mod fuzzed;
     pub mod gateway_routes;
+    pub mod health;
     pub mod layering;
     pub mod openapi;
     pub mod otlp;

@@ -93,8 +93,10 @@ impl Running {
             fault_injection: config.fault_injection,
             roles: config.cluster.roles.clone(),
             auth,
-            rate_limit: (config.security.rate_limit)
-                .map(|rate| RateLimit::start(rate, config.security.rate_burst)),
+            rate_limit: (config.security.rate_limit).map(|rate| {
+                let security = &config.security;
+                RateLimit::start(rate, security.rate_burst, security.trust_forwarded_for)
+            }),
             upstream,
         });
         let routes = gateway::routes(ctx, registry::routes(registry));

@@ -5,10 +5,11 @@
 //! The links actor owns the breakers and rebuilds a [`View`] every tick from three sources:
 //! the process groups (a node whose TCP session closed has left them), the registry (a node
 //! whose heartbeats stopped is DOWN there after its lease, which catches a frozen node whose
-//! socket stays open), and the breakers (three failed calls in a row open one for a second,
-//! then a call may probe it again). Callers read the latest view without a round trip, so a
-//! call to a node known down fails at once with `Unavailable` (503 with Retry-After), and
-//! report each call's outcome back with a cast.
+//! socket stays open; a connected node it has no entry for yet is "not yet heard from"), and
+//! the breakers (three failed calls in a row open one for a second, then a call may probe it
+//! again). Callers read the latest view without a round trip, so a call to a node known down
+//! fails at once with `Unavailable` (503 with Retry-After), and report each call's outcome
+//! back with a cast.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -243,17 +244,27 @@ impl LinksState {
                 .get(node)
                 .and_then(|b| b.open_until)
                 .is_some_and(|until| until > now);
-            let reach = match peer {
-                None => Reach::Down("not connected"),
-                Some(_) if heard.get(node) != Some(&true) => {
-                    Reach::Down("DOWN (its lease ran out)")
-                }
-                Some(_) if open => Reach::Down("failing (circuit breaker open)"),
-                Some(cell) => Reach::Up(ActorRef::from(cell)),
+            let why = unreachable_because(peer.is_some(), heard.get(node).copied(), open);
+            let reach = match (peer, why) {
+                (Some(cell), None) => Reach::Up(ActorRef::from(cell)),
+                (_, why) => Reach::Down(why.unwrap_or("not connected")),
             };
             view.peers.insert(node.clone(), reach);
         }
         self.publish.send_replace(Arc::new(view));
+    }
+}
+
+/// Why a peer cannot be called, or `None` when it can, from whether it is `connected` (in the
+/// process groups), what the registry says of it (`None`: nothing yet, as right after start;
+/// `Some(false)`: its lease ran out) and whether its breaker is `open`.
+fn unreachable_because(connected: bool, heard: Option<bool>, open: bool) -> Option<&'static str> {
+    match (connected, heard) {
+        (false, _) => Some("not connected"),
+        (true, None) => Some("not yet heard from"),
+        (true, Some(false)) => Some("DOWN (its lease ran out)"),
+        (true, Some(true)) if open => Some("failing (circuit breaker open)"),
+        (true, Some(true)) => None,
     }
 }
 
@@ -283,4 +294,30 @@ pub async fn start_links(
         actor,
         timeout,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unreachable_because;
+
+    #[test]
+    fn a_peer_not_heard_from_yet_is_not_one_whose_lease_ran_out() {
+        assert_eq!(
+            unreachable_because(true, None, false),
+            Some("not yet heard from")
+        );
+        assert_eq!(
+            unreachable_because(true, Some(false), false),
+            Some("DOWN (its lease ran out)")
+        );
+        assert_eq!(
+            unreachable_because(false, Some(true), false),
+            Some("not connected")
+        );
+        assert_eq!(
+            unreachable_because(true, Some(true), true),
+            Some("failing (circuit breaker open)")
+        );
+        assert_eq!(unreachable_because(true, Some(true), false), None);
+    }
 }

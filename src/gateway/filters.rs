@@ -24,7 +24,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::error::ApiError;
-use super::limit::Allowance;
+use super::limit::{Allowance, EXEMPT};
 use super::GatewayCtx;
 use crate::domain::{Amount, OrderLine, Sku};
 
@@ -135,7 +135,7 @@ pub fn request_id(headers: &HeaderMap) -> String {
 }
 
 /// Lets a request through to routing or refuses it: the client's rate limit first (every path
-/// but `/health` and `/metrics`), then authentication. Extracts the client's allowance (`None`
+/// but the [`EXEMPT`] ones), then authentication. Extracts the client's allowance (`None`
 /// when there is no limit); rejects with `Throttled` or `AuthFailure`.
 pub fn admit(
     ctx: Arc<GatewayCtx>,
@@ -152,9 +152,10 @@ pub fn admit(
                 let ctx = ctx.clone();
                 async move {
                     let path = path.as_str();
+                    let exempt = (EXEMPT.iter()).any(|p| p[1..] == *path.trim_matches('/'));
                     let allowance = match &ctx.rate_limit {
-                        Some(limit) if !matches!(path.trim_matches('/'), "health" | "metrics") => {
-                            let client = remote.map(|addr| addr.ip());
+                        Some(limit) if !exempt => {
+                            let client = limit.client(&headers, remote);
                             Some(limit.check(client).map_err(warp::reject::custom)?)
                         }
                         _ => None,

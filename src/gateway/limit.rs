@@ -1,12 +1,13 @@
 //! Rate limiting: a token bucket per client IP (governor's keyed limiter), `--rate-limit`
-//! requests a second with room for `--rate-burst` at once. Clients whose address is unknown
-//! share one bucket.
+//! requests a second with room for `--rate-burst` at once. The client is the peer address of
+//! the connection or, with `--trust-forwarded-for` (behind a trusted proxy), the first address of
+//! `X-Forwarded-For` ([`RateLimit::client`]). Clients whose address is unknown share one bucket.
 //!
 //! `filters::admit` asks [`RateLimit::check`] before authentication and before any route (all
-//! but `/health` and `/metrics`). An admitted request gets an [`Allowance`] whose headers go on
-//! its response; a refused one becomes [`Throttled`], which `error.rs` answers with 429.
+//! but the [`EXEMPT`] ones). An admitted request gets an [`Allowance`] whose headers go on its
+//! response; a refused one becomes [`Throttled`], which `error.rs` answers with 429.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -16,6 +17,9 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use warp::http::{HeaderMap, HeaderValue};
+
+/// The paths no rate limit applies to: health probes and metrics scrapes.
+pub const EXEMPT: [&str; 4] = ["/health", "/health/live", "/health/ready", "/metrics"];
 
 /// How often buckets that are full again (idle clients) are forgotten, so memory stays bounded.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -31,6 +35,8 @@ type Limiter = RateLimiter<
 pub struct RateLimit {
     limiter: Arc<Limiter>,
     burst: u32,
+    /// Whether the client is the first address of `X-Forwarded-For` (`--trust-forwarded-for`).
+    trust_forwarded_for: bool,
 }
 
 /// A request let through, and what its client has left.
@@ -51,9 +57,14 @@ pub struct Throttled {
 impl warp::reject::Reject for Throttled {}
 
 impl RateLimit {
-    /// A limiter of `per_second` requests a second, `burst` at once (the rate when absent).
-    /// Starts a task that forgets idle clients; it ends when the limiter is dropped.
-    pub fn start(per_second: NonZeroU32, burst: Option<NonZeroU32>) -> RateLimit {
+    /// A limiter of `per_second` requests a second, `burst` at once (the rate when absent),
+    /// keyed on `X-Forwarded-For` when `trust_forwarded_for`. Starts a task that forgets idle
+    /// clients; it ends when the limiter is dropped.
+    pub fn start(
+        per_second: NonZeroU32,
+        burst: Option<NonZeroU32>,
+        trust_forwarded_for: bool,
+    ) -> RateLimit {
         let burst = burst.unwrap_or(per_second);
         let quota = Quota::per_second(per_second).allow_burst(burst);
         let limiter = Arc::new(RateLimiter::keyed(quota).with_middleware());
@@ -61,7 +72,24 @@ impl RateLimit {
         RateLimit {
             limiter,
             burst: burst.get(),
+            trust_forwarded_for,
         }
+    }
+
+    /// The client of a request from `peer`: the first address of `X-Forwarded-For` when it is
+    /// trusted and parses (with or without a port), otherwise the peer's.
+    pub fn client(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<IpAddr> {
+        let forwarded = || {
+            let first = headers
+                .get("x-forwarded-for")?
+                .to_str()
+                .ok()?
+                .split(',')
+                .next()?;
+            let first = first.trim();
+            (first.parse::<IpAddr>().ok()).or_else(|| Some(first.parse::<SocketAddr>().ok()?.ip()))
+        };
+        (self.trust_forwarded_for.then(forwarded).flatten()).or(peer.map(|addr| addr.ip()))
     }
 
     /// Takes a token from the bucket of `client` (IPv4-mapped IPv6 counts as IPv4).

@@ -24,6 +24,7 @@ use warp::Filter;
 
 use super::error::{ApiError, ErrorBody};
 use super::filters::{call, serve, Call};
+use super::limit::EXEMPT;
 use super::{inventory, notification, ops, order, product, upstream, GatewayCtx};
 use crate::registry::RegistryApi;
 
@@ -52,6 +53,8 @@ const REGISTRY_ERROR: &str = "RegistryError";
         notification::list,
         notification::stream,
         ops::health,
+        ops::live,
+        ops::ready,
         ops::metrics,
         upstream::list,
         openapi_json,
@@ -144,7 +147,7 @@ const COMMON: &[Common] = &[
         description: "Over the client's rate, when `--rate-limit` is set (`rate_limited`)",
         body: ERROR_BODY,
         headers: &["retry-after", "x-ratelimit-limit", "x-ratelimit-remaining"],
-        applies: |r| !matches!(r.path, "/health" | "/metrics"),
+        applies: |r| !EXEMPT.contains(&r.path),
     },
     Common {
         status: "500",

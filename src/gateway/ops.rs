@@ -1,7 +1,10 @@
 //! Operations routes: `GET /health` (status per component: storage, kafka, registry, actors,
-//! cluster), `GET /metrics` (Prometheus text), and, only when fault injection is on, the test
+//! cluster), its probes `GET /health/live` (the process answers) and `GET /health/ready` (this
+//! node can serve its keys), all three with the same body ([`report`]) and each deciding its own
+//! status; `GET /metrics` (Prometheus text), and, only when fault injection is on, the test
 //! hook `POST /_test/panic/{kind}/{key}` that makes an entity actor panic.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +26,7 @@ use crate::actors::notifier::NotifierMsg;
 use crate::actors::order::OrderEntity;
 use crate::actors::product::ProductEntity;
 use crate::actors::stock::Stock;
+use crate::config::Role;
 use crate::domain::{OrderNumber, ProductId, Sku};
 use crate::error::ShopError;
 use crate::health::{ComponentHealth, Status};
@@ -36,11 +40,21 @@ pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(call(ctx.clone()))
         .then(|c| serve(c, "/health", health));
+    let live = warp::path!("health" / "live")
+        .and(warp::get())
+        .and(call(ctx.clone()))
+        .then(|c| serve(c, "/health/live", live));
+    let ready = warp::path!("health" / "ready")
+        .and(warp::get())
+        .and(call(ctx.clone()))
+        .then(|c| serve(c, "/health/ready", ready));
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(call(ctx.clone()))
         .then(|c| serve(c, "/metrics", metrics));
-    let routes = health.or(metrics).unify();
+    let routes = (health.or(live).unify().or(ready).unify())
+        .or(metrics)
+        .unify();
     if !ctx.fault_injection {
         return routes.boxed();
     }
@@ -108,13 +122,56 @@ fn worst(parts: &[&ComponentHealth]) -> ComponentHealth {
     ComponentHealth { status, detail }
 }
 
+/// What the health routes answer: the body, and whether this node can serve its keys.
+struct Report {
+    body: HealthJson,
+    /// Storage up, the entity supervisors answering, and every other member that owns
+    /// partitions reachable.
+    ready: bool,
+}
+
+impl Report {
+    /// The body, with 200 when `ok` and 503 otherwise.
+    fn answer(&self, ok: bool) -> Response {
+        let code = match ok {
+            true => StatusCode::OK,
+            false => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        json_response(code, &self.body)
+    }
+}
+
 /// The status of each component; 503 when one is DOWN.
 #[utoipa::path(get, path = "/health", responses(
     (status = 200, description = "UP or DEGRADED", body = HealthJson),
     (status = 503, description = "A component is DOWN", body = HealthJson),
 ))]
 async fn health(call: Call) -> Result<Response, ApiError> {
-    let ctx = &call.ctx;
+    let report = report(&call.ctx).await;
+    Ok(report.answer(report.body.status != Status::Down))
+}
+
+/// Liveness: 200 whenever the process answers, with the body of `/health`.
+#[utoipa::path(get, path = "/health/live", responses(
+    (status = 200, description = "The process answers", body = HealthJson),
+))]
+async fn live(call: Call) -> Result<Response, ApiError> {
+    Ok(report(&call.ctx).await.answer(true))
+}
+
+/// Readiness: 200 when this node can serve its keys (storage up, the entity supervisors
+/// answering, every other member that owns partitions reachable), with the body of `/health`.
+#[utoipa::path(get, path = "/health/ready", responses(
+    (status = 200, description = "This node can serve its keys", body = HealthJson),
+    (status = 503, description = "Storage, an entity supervisor or a partition owner is not available", body = HealthJson),
+))]
+async fn ready(call: Call) -> Result<Response, ApiError> {
+    let report = report(&call.ctx).await;
+    Ok(report.answer(report.ready))
+}
+
+/// Asks every component for its health (the actors at once, each within [`PROBE_TIMEOUT`]).
+async fn report(ctx: &GatewayCtx) -> Report {
     let notification = async {
         match &ctx.directory.notification {
             Some(service) => probe(service, NotificationMsg::Health).await,
@@ -140,6 +197,9 @@ async fn health(call: Call) -> Result<Response, ApiError> {
         actors: worst(&[&product, &stock, &order]),
         cluster: cluster_health(&ctx.directory),
     };
+    let ready = components.storage.status == Status::Up
+        && components.actors.status != Status::Down
+        && owners_reachable(&ctx.directory);
     let overall = worst(&[
         &components.storage,
         &components.kafka,
@@ -148,17 +208,23 @@ async fn health(call: Call) -> Result<Response, ApiError> {
         &components.cluster,
     ])
     .status;
-    let code = if overall == Status::Down {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    };
     let body = HealthJson {
         status: overall,
         node: ctx.node.clone(),
         components,
     };
-    Ok(json_response(code, &body))
+    Report { body, ready }
+}
+
+/// Whether every other member that owns partitions is reachable (true on a single node).
+fn owners_reachable(directory: &Directory) -> bool {
+    let (Some(remote), Some(peers)) = (&directory.remote, directory.peers()) else {
+        return true;
+    };
+    let owners: BTreeSet<String> = (Role::ENTITIES.iter())
+        .flat_map(|role| remote.members_with(*role))
+        .collect();
+    (peers.iter()).all(|(node, up)| *up || !owners.contains(node))
 }
 
 /// The other members and whether each is reachable; DEGRADED while one is not (its keys

@@ -1,5 +1,6 @@
 //! Authentication and rate limits over real HTTP: bearer JWTs (HS256 and RS256) on `/api`,
-//! basic auth on registry writes, and the per-client token bucket.
+//! basic auth on registry writes, the per-client token bucket (keyed on `X-Forwarded-For` only
+//! when trusted), and the CORS headers on the refusals.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -260,6 +261,17 @@ async fn registry_writes_need_basic_auth() {
     app.shutdown().await;
 }
 
+/// Sends `request` again and again until it is refused with 429 (at most 20 times).
+async fn flood(request: impl Fn() -> RequestBuilder) -> Response {
+    for _ in 0..20 {
+        let response = request().send().await.unwrap();
+        if response.status() == 429 {
+            return response;
+        }
+    }
+    panic!("20 requests in a row did not meet the limit");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_over_its_rate_gets_429_until_its_bucket_refills() {
     let app = TestApp::spawn_with(|config| {
@@ -272,20 +284,7 @@ async fn a_client_over_its_rate_gets_429_until_its_bucket_refills() {
     assert_eq!(first.status(), 200);
     assert_eq!(header(&first, "x-ratelimit-limit"), "3");
     assert_eq!(header(&first, "x-ratelimit-remaining"), "2");
-    let mut throttled = None;
-    for _ in 0..20 {
-        let response = app
-            .http(Method::GET, path)
-            .header("x-request-id", "flood")
-            .send()
-            .await
-            .unwrap();
-        if response.status() == 429 {
-            throttled = Some(response);
-            break;
-        }
-    }
-    let throttled = throttled.expect("a burst of requests meets the limit");
+    let throttled = flood(|| app.http(Method::GET, path).header("x-request-id", "flood")).await;
     let retry_after: u64 = header(&throttled, "retry-after").parse().unwrap();
     assert!(retry_after >= 1, "{retry_after}");
     assert_eq!(header(&throttled, "x-ratelimit-limit"), "3");
@@ -303,4 +302,107 @@ async fn a_client_over_its_rate_gets_429_until_its_bucket_refills() {
         "{metrics}"
     );
     app.shutdown().await;
+}
+
+const ORIGIN: &str = "https://shop.example";
+
+/// Asserts that a browser on [`ORIGIN`] may read `response` and its header `exposed`.
+fn assert_readable_cross_origin(response: &Response, exposed: &str) {
+    assert_eq!(header(response, "access-control-allow-origin"), ORIGIN);
+    let exposes = header(response, "access-control-expose-headers");
+    assert!(exposes.contains(exposed), "{exposes}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refusals_carry_the_cors_headers() {
+    let app = TestApp::spawn_with(|config| {
+        config.security.auth_jwt_secret = Some(SECRET.parse().unwrap());
+        config.security.rate_limit = Some(1.try_into().unwrap());
+        config.security.rate_burst = Some(2.try_into().unwrap());
+    })
+    .await;
+    let unauthorized = post_product(&app, "cors")
+        .header("origin", ORIGIN)
+        .header("x-request-id", "cors-401")
+        .send()
+        .await
+        .unwrap();
+    assert_readable_cross_origin(&unauthorized, "www-authenticate");
+    assert_refused(unauthorized, 401, "unauthorized", "cors-401").await;
+    let throttled = flood(|| {
+        (app.http(Method::GET, "/api/product"))
+            .header("origin", ORIGIN)
+            .header("x-request-id", "cors-429")
+    })
+    .await;
+    assert_readable_cross_origin(&throttled, "retry-after");
+    assert_refused(throttled, 429, "rate_limited", "cors-429").await;
+    // A preflight is answered by the CORS layer, before the limit: a browser cannot read a
+    // refused preflight.
+    let preflight = (app.http(Method::OPTIONS, "/api/product"))
+        .header("origin", ORIGIN)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 200);
+    assert_eq!(header(&preflight, "access-control-allow-origin"), ORIGIN);
+    app.shutdown().await;
+}
+
+/// The bucket size of [`forwarded_for_keys_the_limit_only_when_trusted`]: far more than the
+/// requests it sends, so a bucket's level says whose it is however slowly they run.
+const BURST: u32 = 1000;
+
+/// What the client's bucket has left after a request to the API, forwarded for `forwarded`.
+async fn remaining(app: &TestApp, forwarded: Option<&str>) -> u32 {
+    let mut request = app.http(Method::GET, "/api/inventory?skuCode=none");
+    if let Some(forwarded) = forwarded {
+        request = request.header("x-forwarded-for", forwarded);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    header(&response, "x-ratelimit-remaining").parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forwarded_for_keys_the_limit_only_when_trusted() {
+    for trusted in [true, false] {
+        let app = TestApp::spawn_with(|config| {
+            config.security.rate_limit = Some(1.try_into().unwrap());
+            config.security.rate_burst = Some(BURST.try_into().unwrap());
+            config.security.trust_forwarded_for = trusted;
+        })
+        .await;
+        // Requests forwarded for one client, all from this test's socket. A bucket refills at
+        // one token a second: the margins below hold unless the test stalls for 20 s.
+        for _ in 0..30 {
+            remaining(&app, Some("203.0.113.1")).await;
+        }
+        let other = remaining(&app, Some("203.0.113.2, 10.0.0.1")).await;
+        let first_again = remaining(&app, Some("203.0.113.1")).await;
+        assert!(first_again < BURST - 10, "{first_again}: the first bucket");
+        if trusted {
+            assert_eq!(
+                other,
+                BURST - 1,
+                "the first address has a bucket of its own"
+            );
+            // Without the header, or with one that does not parse: the peer's bucket.
+            for _ in 0..29 {
+                remaining(&app, Some("not an address")).await;
+            }
+            assert!(
+                remaining(&app, None).await < BURST - 10,
+                "the peer's bucket"
+            );
+        } else {
+            assert!(other < BURST - 10, "{other}: the header is ignored");
+        }
+        app.shutdown().await;
+    }
 }

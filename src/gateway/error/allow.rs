@@ -21,6 +21,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/notifications"),
     ("get", "/api/notifications/stream"),
     ("get", "/health"),
+    ("get", "/health/live"),
+    ("get", "/health/ready"),
     ("get", "/metrics"),
     ("get", "/gateway/routes"),
     ("get", "/openapi.json"),
