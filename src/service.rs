@@ -204,12 +204,10 @@ impl<M: Message> Actor for ServiceSupervisor<M> {
             SupervisionEvent::ActorFailed(cell, error) => {
                 state.failed(myself.get_cell(), cell, error).await?
             }
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                if !state.is_starter(&cell) {
-                    let reason = reason.unwrap_or_else(|| "no reason".into());
-                    tracing::info!(service = state.spec.service, reason, "service stopped");
-                    state.stop_forwarding(format!("the service stopped ({reason})"));
-                }
+            SupervisionEvent::ActorTerminated(cell, _, reason) if !state.is_starter(&cell) => {
+                let reason = reason.unwrap_or_else(|| "no reason".into());
+                tracing::info!(service = state.spec.service, reason, "service stopped");
+                state.stop_forwarding(format!("the service stopped ({reason})"));
             }
             _ => {}
         }
