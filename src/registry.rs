@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ractor::rpc::CallResult;
-use ractor::{Actor, ActorRef, RpcReplyPort};
+use ractor::{ActorRef, RpcReplyPort};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::watch;
 
@@ -99,19 +99,18 @@ impl Registry {
         let replication = Arc::new(Mutex::new(None));
         let name = format!("{node}/registry");
         let (node, sink) = (node.to_owned(), replication.clone());
-        let spawn = move |name: String, supervisor| {
+        let registry = service::actor(move || {
             let args = RegistryArgs {
                 node: node.clone(),
                 tick,
                 publish: publish.clone(),
             };
-            let sink = sink.lock().ok().and_then(|s| s.clone());
+            (RegistryActor, args)
+        });
+        let spawn = move |name, supervisor| {
+            let (registry, sink) = (registry.clone(), sink.lock().ok().and_then(|s| s.clone()));
             async move {
-                let spawned =
-                    Actor::spawn_linked(Some(name.clone()), RegistryActor, args, supervisor);
-                let (actor, _) = spawned
-                    .await
-                    .with_context(|| format!("spawning the registry actor {name}"))?;
+                let actor = registry(name, supervisor).await?;
                 if let Some(sink) = sink {
                     let _ = actor.cast(RegistryMsg::ReplicateTo(sink));
                 }

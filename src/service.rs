@@ -89,6 +89,24 @@ where
     Arc::new(move |name, supervisor| Box::pin(spawn(name, supervisor)))
 }
 
+/// A [`SpawnChild`] that spawns the actor and arguments `build` makes anew each time.
+pub fn actor<A, F>(build: F) -> SpawnChild<A::Msg>
+where
+    A: Actor,
+    F: Fn() -> (A, A::Arguments) + Send + Sync + 'static,
+{
+    child(move |name: String, supervisor| {
+        let (actor, args) = build();
+        async move {
+            let spawned = Actor::spawn_linked(Some(name.clone()), actor, args, supervisor);
+            let (child, _) = spawned
+                .await
+                .with_context(|| format!("cannot start {name}"))?;
+            Ok(child)
+        }
+    })
+}
+
 /// One supervised service.
 pub struct ServiceSpec<M> {
     /// Its short name, for metrics and logs.

@@ -270,24 +270,19 @@ pub async fn start_links(
     let node = layout.node().to_owned();
     let members: BTreeSet<String> = layout.peers().map(str::to_owned).collect();
     let child_node = node.clone();
-    let spawn = move |name: String, supervisor| {
+    let spawn = service::actor(move || {
         let args = LinksArgs {
             node: child_node.clone(),
             members: members.clone(),
             registry: registry.clone(),
             publish: publish.clone(),
         };
-        async move {
-            let (actor, _) = Actor::spawn_linked(Some(name.clone()), LinksActor, args, supervisor)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot start {name}: {e}"))?;
-            Ok(actor)
-        }
-    };
+        (LinksActor, args)
+    });
     let spec = ServiceSpec {
         service: "links",
         name: format!("{node}/links"),
-        spawn: service::child(spawn),
+        spawn,
         escalated: service::drop_message,
     };
     Ok(Links {

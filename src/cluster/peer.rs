@@ -116,23 +116,18 @@ async fn serve_call(directory: &Directory, bytes: &[u8]) -> Vec<u8> {
 /// joins its process groups again, which is how the other nodes find it.
 pub async fn spawn_peer(args: PeerArgs, supervision: &Supervision) -> anyhow::Result<()> {
     let name = format!("{}/peer", args.node);
-    let spawn = move |name: String, supervisor| {
+    let spawn = service::actor(move || {
         let args = PeerArgs {
             node: args.node.clone(),
             directory: args.directory.clone(),
             registry: args.registry.clone(),
         };
-        async move {
-            let (actor, _) = Actor::spawn_linked(Some(name.clone()), PeerActor, args, supervisor)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot start the peer actor {name}: {e}"))?;
-            Ok(actor)
-        }
-    };
+        (PeerActor, args)
+    });
     let spec = ServiceSpec {
         service: "peer",
         name,
-        spawn: service::child(spawn),
+        spawn,
         escalated: service::drop_message,
     };
     supervision.spawn(spec).await?;
