@@ -1,9 +1,10 @@
 //! Start-up and shutdown of one node, in named steps (as in zero2prod): [`Node::build`] places
 //! the node in the cluster layout, opens storage and runs crash recovery, starts (or connects
-//! to) Kafka, spawns the actor tree under the root supervisor and builds the routing
-//! [`Directory`] from its typed references, joins the cluster, registers the node's services
-//! (one task renews every lease) and serves the gateway. [`Node::run_until_stopped`] runs it
-//! until a signal or a failed service actor; `run` shuts it down in order.
+//! to) Kafka, spawns the actor tree under the root supervisor (each service actor under a
+//! service supervisor that restarts it) and builds the routing [`Directory`] from its typed
+//! references, joins the cluster, registers the node's services (one task renews every lease)
+//! and serves the gateway. [`Node::run_until_stopped`] runs it until a signal or a fatal failure
+//! (storage, or a supervisor's bug); `run` shuts it down in order.
 
 mod run;
 
@@ -12,14 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ractor::{Actor, ActorCell};
+use ractor::{Actor, ActorCell, ActorRef};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::actors::entity::{spawn_supervisor, Deps, Entity, Remote, RestartPolicy, Route};
 use crate::actors::entity::{SupervisorArgs, SupervisorMsg};
-use crate::actors::notification::{spawn_notification, NotificationArgs};
-use crate::actors::notifier::{spawn_notifier, NotifierArgs};
+use crate::actors::notification::{spawn_notification, NotificationArgs, NotificationMsg};
+use crate::actors::notifier::{spawn_notifier, NotifierArgs, NotifierMsg};
 use crate::actors::order::{OrderCalls, OrderEntity};
 use crate::actors::product::ProductEntity;
 use crate::actors::recovery;
@@ -31,9 +32,11 @@ use crate::cluster::{settler, Cluster};
 use crate::config::{Role, ServeConfig};
 use crate::gateway::auth::Auth;
 use crate::gateway::upstream::Upstream;
+use crate::health::ComponentHealth;
 use crate::metrics::Metrics;
 use crate::registry::{LocalInstance, Registry, API_GATEWAY, NOTIFICATION_SERVICE};
 use crate::routing::Directory;
+use crate::service::{self, ServicePolicy, ServiceSpec, Supervision};
 use crate::storage::Storage;
 
 /// The Kafka consumer group of the notification service, as in the original.
@@ -78,16 +81,22 @@ impl Node {
             .await
             .context("cannot start the root supervisor")?;
         let root = root.get_cell();
-        let registry = Registry::start(&config.node, config.lease(), root.clone()).await?;
-        let mut cluster = join_cluster(&config, &layout, &registry, &root).await?;
-        let remote = (cluster.as_ref()).map(|c| Arc::new(c.links()) as Arc<dyn Remote>);
         let metrics = Arc::new(Metrics::new());
+        let supervision = Supervision {
+            parent: root.clone(),
+            policy: ServicePolicy::new(config.max_restarts, config.restart_window()),
+            metrics: metrics.clone(),
+        };
+        let registry = Registry::start(&config.node, config.lease(), &supervision).await?;
+        let mut cluster = join_cluster(&config, &layout, &registry, &supervision).await?;
+        let remote = (cluster.as_ref()).map(|c| Arc::new(c.links()) as Arc<dyn Remote>);
         let actors = Actors {
             config: &config,
             storage: &storage,
             metrics: &metrics,
             remote,
             root: &root,
+            supervision: &supervision,
         };
         let directory = actors.spawn(&kafka.brokers).await?;
         let (stopping_tx, stopping) = watch::channel(false);
@@ -101,7 +110,7 @@ impl Node {
         let leases = leases.await?;
         let settler = match cluster.as_mut() {
             Some(cluster) => {
-                let opened = cluster.open(directory.clone(), registry.clone(), root.clone());
+                let opened = cluster.open(directory.clone(), registry.clone(), &supervision);
                 opened.await?;
                 let cancels = std::mem::take(&mut recovered.cancels_left);
                 let (directory, storage) = (directory.clone(), storage.clone());
@@ -200,19 +209,18 @@ async fn join_cluster(
     config: &ServeConfig,
     layout: &Arc<Layout>,
     registry: &Registry,
-    root: &ActorCell,
+    supervision: &Supervision,
 ) -> anyhow::Result<Option<Cluster>> {
     match config.cluster.listen {
         Some(listen) => {
             let timeout = config.remote_timeout();
-            let root = root.clone();
             let joined = Cluster::start(
                 layout.clone(),
                 &config.cluster,
                 listen,
                 registry,
                 timeout,
-                root,
+                supervision,
             );
             Ok(Some(joined.await?))
         }
@@ -228,7 +236,10 @@ struct Actors<'a> {
     storage: &'a Storage,
     metrics: &'a Arc<Metrics>,
     remote: Option<Arc<dyn Remote>>,
+    /// The entity supervisors' parent.
     root: &'a ActorCell,
+    /// Where the notifier and the notification service run.
+    supervision: &'a Supervision,
 }
 
 impl Actors<'_> {
@@ -236,14 +247,7 @@ impl Actors<'_> {
         let config = self.config;
         let stock = self.supervise::<Stock>(()).await?;
         let products = self.supervise::<ProductEntity>(stock.clone()).await?;
-        let notifier_args = NotifierArgs {
-            storage: self.storage.clone(),
-            brokers: brokers.to_owned(),
-            topic: config.topic.clone(),
-            metrics: self.metrics.clone(),
-        };
-        let name = format!("{}/notifier", config.node);
-        let notifier = spawn_notifier(name, notifier_args, self.root.clone()).await?;
+        let notifier = self.notifier(brokers).await?;
         let calls = OrderCalls {
             products: products.clone(),
             stock: stock.clone(),
@@ -251,17 +255,7 @@ impl Actors<'_> {
         };
         let orders = self.supervise::<OrderEntity>(calls).await?;
         let notification = match config.runs(Role::Notification) {
-            true => {
-                let args = NotificationArgs {
-                    storage: self.storage.clone(),
-                    brokers: brokers.to_owned(),
-                    topic: config.topic.clone(),
-                    group_id: NOTIFICATION_GROUP.into(),
-                    metrics: self.metrics.clone(),
-                };
-                let name = format!("{}/notification", config.node);
-                Some(spawn_notification(name, args, self.root.clone()).await?)
-            }
+            true => Some(self.notification(brokers).await?),
             false => None,
         };
         Ok(Directory {
@@ -275,6 +269,70 @@ impl Actors<'_> {
             remote: self.remote.clone(),
             call_timeout: config.request_timeout(),
         })
+    }
+
+    /// The notifier, under a service supervisor that restarts it with a new producer.
+    async fn notifier(&self, brokers: &str) -> anyhow::Result<ActorRef<NotifierMsg>> {
+        let (storage, metrics) = (self.storage.clone(), self.metrics.clone());
+        let (brokers, topic) = (brokers.to_owned(), self.config.topic.clone());
+        let spawn = move |name, supervisor| {
+            let args = NotifierArgs {
+                storage: storage.clone(),
+                brokers: brokers.clone(),
+                topic: topic.clone(),
+                metrics: metrics.clone(),
+            };
+            spawn_notifier(name, args, supervisor)
+        };
+        let escalated = |message, reason: &str| {
+            if let NotifierMsg::Health(reply) = message {
+                let _ = reply.send(ComponentHealth::down(reason));
+            }
+        };
+        self.service("notifier", service::child(spawn), escalated)
+            .await
+    }
+
+    /// The notification service, under a service supervisor that restarts it with a new
+    /// consumer.
+    async fn notification(&self, brokers: &str) -> anyhow::Result<ActorRef<NotificationMsg>> {
+        let (storage, metrics) = (self.storage.clone(), self.metrics.clone());
+        let (brokers, topic) = (brokers.to_owned(), self.config.topic.clone());
+        let spawn = move |name, supervisor| {
+            let args = NotificationArgs {
+                storage: storage.clone(),
+                brokers: brokers.clone(),
+                topic: topic.clone(),
+                group_id: NOTIFICATION_GROUP.into(),
+                metrics: metrics.clone(),
+            };
+            spawn_notification(name, args, supervisor)
+        };
+        let escalated = |message, reason: &str| {
+            if let NotificationMsg::Health(reply) = message {
+                let _ = reply.send(ComponentHealth::down(reason));
+            }
+        };
+        self.service("notification", service::child(spawn), escalated)
+            .await
+    }
+
+    /// Spawns service `service` (actor `{node}/{service}`) under its service supervisor; an
+    /// escalated one answers its health probe DOWN with the reason.
+    async fn service<M: ractor::Message>(
+        &self,
+        service: &'static str,
+        spawn: service::SpawnChild<M>,
+        escalated: fn(M, &str),
+    ) -> anyhow::Result<ActorRef<M>> {
+        let name = format!("{}/{service}", self.config.node);
+        let spec = ServiceSpec {
+            service,
+            name,
+            spawn,
+            escalated,
+        };
+        self.supervision.spawn(spec).await
     }
 
     /// Spawns the supervisor of kind `E`, whose entities call `calls`, and its route.

@@ -3,7 +3,8 @@
 //! It runs the node server (cookie-authenticated TCP between nodes, full mesh from one seed),
 //! dials the seeds again whenever they are not connected (ractor_cluster never reconnects by
 //! itself), logs a session that closes before authenticating as a refused cookie, forwards the
-//! registry's changes to every peer, and spawns the peer actor that serves other nodes.
+//! registry's changes to every peer, and spawns the peer actor that serves other nodes. The links
+//! and peer actors run under service supervisors (`crate::service`), which restart them.
 //! Which node owns a key is `layout`; calls to another node go through `links` (the routing
 //! layer's `Remote`); what crosses the wire and how it is served is `peer`; request ids follow
 //! calls through `trace`; `settler` finishes sagas that a node's death left half done on
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ractor::{Actor, ActorCell, ActorRef};
+use ractor::{Actor, ActorRef};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 use tokio::sync::mpsc;
@@ -34,6 +35,7 @@ use crate::codec;
 use crate::config::ClusterConfig;
 use crate::registry::Registry;
 use crate::routing::Directory;
+use crate::service::Supervision;
 
 /// How often the seeds are dialled again when they are not connected.
 const REDIAL: Duration = Duration::from_secs(1);
@@ -57,13 +59,13 @@ impl Cluster {
         listen: SocketAddr,
         registry: &Registry,
         timeout: Duration,
-        root: ActorCell,
+        supervision: &Supervision,
     ) -> anyhow::Result<Cluster> {
         let cookie = (config.cookie.as_ref()).context("--cookie is required with --cluster")?;
         let seeds = config.join.clone();
         let host = config.host.clone();
         let node = layout.node().to_owned();
-        let links = start_links(layout, registry.clone(), timeout, root).await?;
+        let links = start_links(layout, registry.clone(), timeout, supervision).await?;
         let server = NodeServer::new(
             listen.port(),
             cookie.expose().to_owned(),
@@ -104,14 +106,14 @@ impl Cluster {
         &mut self,
         directory: Directory,
         registry: Registry,
-        root: ActorCell,
+        supervision: &Supervision,
     ) -> anyhow::Result<()> {
         let args = PeerArgs {
             node: self.node.clone(),
             directory,
             registry,
         };
-        spawn_peer(args, root).await?;
+        spawn_peer(args, supervision).await?;
         let own = self.listen.to_string();
         let seeds: Vec<String> = self.seeds.iter().filter(|s| **s != own).cloned().collect();
         self.tasks

@@ -20,6 +20,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod registry;
 pub mod routing;
+pub mod service;
 pub mod storage;
 pub mod telemetry;
 #[cfg(test)]

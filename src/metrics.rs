@@ -1,8 +1,8 @@
 //! Metrics: the Prometheus registry and every series agora exports at `/metrics`.
 //!
-//! The gateway records requests; supervisors record restarts; the notifier records outbox depth
-//! and delivery errors; the notification service records what it received. Names follow
-//! Prometheus conventions (`_total`, `_seconds`).
+//! The gateway records requests; supervisors (of entities and of services) record restarts;
+//! the notifier records outbox depth and delivery errors; the notification service records what
+//! it received. Names follow Prometheus conventions (`_total`, `_seconds`).
 
 use std::sync::atomic::Ordering;
 
@@ -20,6 +20,8 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     pub actor_restarts: IntCounterVec,
     pub actor_escalations: IntCounterVec,
+    pub service_restarts: IntCounterVec,
+    pub service_escalations: IntCounterVec,
     pub orders: IntCounterVec,
     pub outbox_depth: IntGauge,
     pub kafka_delivered: IntCounter,
@@ -80,6 +82,16 @@ impl Metrics {
                 "actor_escalations_total",
                 "Entity actors that failed past the restart limit",
                 &["kind"],
+            ),
+            service_restarts: counter_vec(
+                "service_restarts_total",
+                "Service actors (notifier, registry, links, ...) restarted after a failure",
+                &["service"],
+            ),
+            service_escalations: counter_vec(
+                "service_escalations_total",
+                "Service actors that failed past the restart limit",
+                &["service"],
             ),
             orders: counter_vec("orders_total", "Order outcomes", &["outcome"]),
             outbox_depth,

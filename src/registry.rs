@@ -8,7 +8,11 @@
 //! that is the routing layer's typed directory.
 //!
 //! One actor (`actor.rs`) owns the state in memory, as Eureka's is; it publishes immutable
-//! snapshots (`snapshot.rs`) that queries read without a round trip.
+//! snapshots (`snapshot.rs`) that queries read without a round trip. It runs under a service
+//! supervisor (`crate::service`), which restarts it when it fails: its in-memory state is lost
+//! then, and comes back as Eureka's does after a restart: external clients and this node's own
+//! lease task register again when a renewal answers 404 (until then the published snapshot
+//! lacks them).
 
 mod actor;
 mod dashboard;
@@ -24,17 +28,19 @@ mod xml;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ractor::rpc::CallResult;
-use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort};
+use ractor::{ActorRef, RpcReplyPort};
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::watch;
 
 use self::actor::{Key, RegistryActor, RegistryArgs, RegistryMsg};
 use self::instance::{Instance, Status};
 use self::snapshot::{Record, Snapshot};
+use crate::service::{self, ServiceSpec, Supervision};
 
 pub use self::replication::Replication;
 pub use self::routes::{routes, RegistryApi};
@@ -72,33 +78,56 @@ pub struct Registry {
     snapshot: watch::Receiver<Arc<Snapshot>>,
     /// Lease duration of this node's own instances.
     lease: Duration,
+    /// Where changes are replicated to, given again to a restarted actor.
+    replication: Arc<Mutex<Option<UnboundedSender<Replication>>>>,
 }
 
 impl Registry {
-    /// Spawns the registry actor linked to `supervisor` (named `format!("{node}/registry")`).
-    /// `lease` is the lease duration of this node's own instances; external clients' leases come
-    /// from their `leaseInfo.durationInSecs` (default 90 s). It checks leases on a timer of
-    /// lease/4 clamped to 1 s..=30 s and marks an instance whose lease expired DOWN.
+    /// Spawns the registry actor (named `format!("{node}/registry")`) under a service
+    /// supervisor of `supervision`. `lease` is the lease duration of this node's own instances;
+    /// external clients' leases come from their `leaseInfo.durationInSecs` (default 90 s). It
+    /// checks leases on a timer of lease/4 clamped to 1 s..=30 s and marks an instance whose lease
+    /// expired DOWN. A restarted actor starts empty but publishes to the same snapshot and
+    /// replicates to the same sink.
     pub async fn start(
         node: &str,
         lease: Duration,
-        supervisor: ActorCell,
+        supervision: &Supervision,
     ) -> anyhow::Result<Registry> {
         let (publish, snapshot) = watch::channel(Arc::new(Snapshot::default()));
         let tick = (lease / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
-        let args = RegistryArgs {
-            node: node.to_owned(),
-            tick,
-            publish,
-        };
+        let replication = Arc::new(Mutex::new(None));
         let name = format!("{node}/registry");
-        let (actor, _) = Actor::spawn_linked(Some(name.clone()), RegistryActor, args, supervisor)
-            .await
-            .with_context(|| format!("spawning the registry actor {name}"))?;
+        let (node, sink) = (node.to_owned(), replication.clone());
+        let registry = service::actor(move || {
+            let args = RegistryArgs {
+                node: node.clone(),
+                tick,
+                publish: publish.clone(),
+            };
+            (RegistryActor, args)
+        });
+        let spawn = move |name, supervisor| {
+            let (registry, sink) = (registry.clone(), sink.lock().ok().and_then(|s| s.clone()));
+            async move {
+                let actor = registry(name, supervisor).await?;
+                if let Some(sink) = sink {
+                    let _ = actor.cast(RegistryMsg::ReplicateTo(sink));
+                }
+                Ok(actor)
+            }
+        };
+        let spec = ServiceSpec {
+            service: "registry",
+            name,
+            spawn: service::child(spawn),
+            escalated: service::drop_message,
+        };
         Ok(Registry {
-            actor,
+            actor: supervision.spawn(spec).await?,
             snapshot,
             lease,
+            replication,
         })
     }
 
@@ -169,8 +198,11 @@ impl Registry {
         up_by_node(records.into_iter().flat_map(|a| a.values()))
     }
 
-    /// Sends every change made on this node to `sink` from now on.
-    pub fn replicate_to(&self, sink: tokio::sync::mpsc::UnboundedSender<Replication>) {
+    /// Sends every change made on this node to `sink` from now on (also after a restart).
+    pub fn replicate_to(&self, sink: UnboundedSender<Replication>) {
+        if let Ok(mut kept) = self.replication.lock() {
+            *kept = Some(sink.clone());
+        }
         let _ = self.actor.cast(RegistryMsg::ReplicateTo(sink));
     }
 

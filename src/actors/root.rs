@@ -1,9 +1,13 @@
-//! The root supervisor: parent of the registry, the entity supervisors, the notifier and the
-//! notification service.
+//! The root supervisor: parent of the entity supervisors and of the service supervisors
+//! (`crate::service`) of the registry, the notifier, the notification service and the cluster's
+//! links and peer actors.
 //!
-//! Those service actors have no restart policy of their own: if one fails, the node can no longer
-//! keep its promises, so the root reports it to `app`, which shuts the node down with an error
-//! (a process supervisor restarts it; start-up recovery makes that safe).
+//! Each of those has its own restart policy (entities restarted per key, service actors
+//! restarted with backoff and, past their limit, escalated to a degraded component), so a
+//! failure that reaches the root is one the node cannot serve on from: a service failing on
+//! storage past its limit, or a supervisor's own bug. The root reports it to `app`, which shuts
+//! the node down with an error (a process supervisor restarts it; start-up recovery makes that
+//! safe).
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc;
@@ -36,8 +40,8 @@ impl Actor for Root {
     ) -> Result<(), ActorProcessingErr> {
         if let SupervisionEvent::ActorFailed(cell, error) = event {
             let name = cell.get_name().unwrap_or_else(|| cell.get_id().to_string());
-            tracing::error!(actor = %name, %error, "a service actor failed");
-            let _ = fatal.send(format!("service actor {name} failed: {error}"));
+            tracing::error!(actor = %name, %error, "a supervisor failed");
+            let _ = fatal.send(format!("supervisor {name} failed: {error}"));
         }
         Ok(())
     }

@@ -28,6 +28,7 @@ use crate::codec;
 use crate::config::Role;
 use crate::error::ShopError;
 use crate::registry::Registry;
+use crate::service::{self, ServiceSpec, Supervision};
 
 /// Failed calls in a row that open a node's breaker.
 const FAILURES_TO_OPEN: u32 = 3;
@@ -268,30 +269,38 @@ fn unreachable_because(connected: bool, heard: Option<bool>, open: bool) -> Opti
     }
 }
 
-/// Starts the links actor, linked to `root`.
+/// Starts the links actor under a service supervisor of `supervision`. A restarted one starts
+/// with closed breakers and publishes to the same view.
 pub async fn start_links(
     layout: Arc<Layout>,
     registry: Registry,
     timeout: Duration,
-    root: ractor::ActorCell,
+    supervision: &Supervision,
 ) -> anyhow::Result<Links> {
     let (publish, view) = watch::channel(Arc::new(View::default()));
     let node = layout.node().to_owned();
-    let args = LinksArgs {
-        node: node.clone(),
-        members: layout.peers().map(str::to_owned).collect(),
-        registry,
-        publish,
+    let members: BTreeSet<String> = layout.peers().map(str::to_owned).collect();
+    let child_node = node.clone();
+    let spawn = service::actor(move || {
+        let args = LinksArgs {
+            node: child_node.clone(),
+            members: members.clone(),
+            registry: registry.clone(),
+            publish: publish.clone(),
+        };
+        (LinksActor, args)
+    });
+    let spec = ServiceSpec {
+        service: "links",
+        name: format!("{node}/links"),
+        spawn,
+        escalated: service::drop_message,
     };
-    let name = format!("{node}/links");
-    let (actor, _) = Actor::spawn_linked(Some(name.clone()), LinksActor, args, root)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot start {name}: {e}"))?;
     Ok(Links {
         node,
         layout,
         view,
-        actor,
+        actor: supervision.spawn(spec).await?,
         timeout,
     })
 }

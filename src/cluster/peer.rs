@@ -7,7 +7,7 @@
 //! never holds up the others) by the routing layer (`Directory::serve`), under a span with the
 //! caller's request id. A replication message goes to the local registry.
 
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -17,6 +17,7 @@ use crate::codec;
 use crate::error::ShopError;
 use crate::registry::{Registry, Replication};
 use crate::routing::Directory;
+use crate::service::{self, ServiceSpec, Supervision};
 
 /// One request from another node, as it crosses the wire (through the project's codec).
 #[derive(Debug, Serialize, Deserialize)]
@@ -111,11 +112,24 @@ async fn serve_call(directory: &Directory, bytes: &[u8]) -> Vec<u8> {
     .await
 }
 
-/// Spawns this node's peer actor, linked to `root`.
-pub async fn spawn_peer(args: PeerArgs, root: ActorCell) -> anyhow::Result<ActorRef<PeerMsg>> {
+/// Spawns this node's peer actor under a service supervisor of `supervision`; a restarted one
+/// joins its process groups again, which is how the other nodes find it.
+pub async fn spawn_peer(args: PeerArgs, supervision: &Supervision) -> anyhow::Result<()> {
     let name = format!("{}/peer", args.node);
-    let (actor, _) = Actor::spawn_linked(Some(name.clone()), PeerActor, args, root)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot start the peer actor {name}: {e}"))?;
-    Ok(actor)
+    let spawn = service::actor(move || {
+        let args = PeerArgs {
+            node: args.node.clone(),
+            directory: args.directory.clone(),
+            registry: args.registry.clone(),
+        };
+        (PeerActor, args)
+    });
+    let spec = ServiceSpec {
+        service: "peer",
+        name,
+        spawn,
+        escalated: service::drop_message,
+    };
+    supervision.spawn(spec).await?;
+    Ok(())
 }

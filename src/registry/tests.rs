@@ -18,6 +18,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::{routes, Registry};
+use crate::service::Supervision;
 use crate::test_support::TestRoot;
 
 /// The routes, served on a free port.
@@ -80,7 +81,8 @@ impl Api {
 
 pub(super) async fn start(node: &str, lease: Duration) -> (Registry, Api) {
     let root = TestRoot::spawn().await;
-    let registry = Registry::start(node, lease, root.get_cell())
+    let supervision = Supervision::for_tests(root.get_cell());
+    let registry = Registry::start(node, lease, &supervision)
         .await
         .expect("registry starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
