@@ -282,10 +282,21 @@ impl NotifierState {
 
     /// Replaces the producer and sends the whole outbox again through the new one: outcomes
     /// of the old one's deliveries no longer count, and it is dropped off the async threads.
+    /// If the new producer cannot be built, the old one stays and a rebuild is tried again.
     fn rebuild(&mut self, myself: &ActorRef<NotifierMsg>, reason: &str) -> anyhow::Result<()> {
         self.rebuild_pending = false;
+        self.next_rebuild_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
         let generation = self.generation + 1;
-        let producer = build_producer(&self.brokers, myself, generation)?;
+        let producer = match build_producer(&self.brokers, myself, generation) {
+            Ok(producer) => producer,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot rebuild the Kafka producer");
+                self.fail(format!("{e:#}"));
+                self.want_rebuild(myself, reason.to_owned());
+                return Ok(());
+            }
+        };
         self.generation = generation;
         if let Some(old) = self.producer.replace(producer) {
             tokio::task::spawn_blocking(move || drop(old));
@@ -293,8 +304,6 @@ impl NotifierState {
         self.deliveries.abort_all();
         self.in_flight.clear();
         self.sent_up_to = None;
-        self.next_rebuild_at = Instant::now() + self.backoff;
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
         self.metrics.kafka_producer_rebuilds.inc();
         tracing::warn!(reason, generation, "Kafka producer rebuilt");
         self.pump(myself, true)
