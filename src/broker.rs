@@ -4,7 +4,9 @@
 //! librdkafka's mock cluster is not `Send` (it holds a raw pointer), so one dedicated thread owns
 //! it and takes [`Command`]s over a channel. The notifier produces to it and the notification
 //! service consumes from it through ordinary `bootstrap.servers`, exactly as with a real Kafka.
-//! The client that creates the cluster is configured in [`crate::kafka`].
+//! The client that creates the cluster is configured in [`crate::kafka`]. Its fault injection
+//! (brokers down, requests answered with an error, a topic reported missing) serves the outage
+//! tests and the `kafka_faults` bench.
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -13,6 +15,7 @@ use anyhow::{anyhow, Context};
 use rdkafka::bindings;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, Producer};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use crate::kafka;
 
@@ -23,6 +26,16 @@ const PARTITIONS: i32 = 3;
 enum Command {
     /// Takes every broker down (`true`) or brings it back up (`false`).
     SetDown(bool, mpsc::Sender<anyhow::Result<()>>),
+    /// Answers the next requests of this kind with these errors, one each.
+    RequestErrors(
+        RDKafkaApiKey,
+        Vec<RDKafkaRespErr>,
+        mpsc::Sender<anyhow::Result<()>>,
+    ),
+    /// Drops the errors still queued for requests of this kind.
+    ClearRequestErrors(RDKafkaApiKey, mpsc::Sender<anyhow::Result<()>>),
+    /// Reports the topic with this error in metadata (`RD_KAFKA_RESP_ERR_NO_ERROR` clears it).
+    TopicError(String, RDKafkaRespErr, mpsc::Sender<anyhow::Result<()>>),
 }
 
 /// A running mock cluster of one broker on loopback. Dropping it stops the cluster.
@@ -66,6 +79,28 @@ impl EmbeddedBroker {
     /// Brings the broker back up on the same port.
     pub fn brokers_up(&self) -> anyhow::Result<()> {
         self.command(|reply| Command::SetDown(false, reply))
+    }
+
+    /// Answers the next `errors.len()` requests of kind `api` with these errors, in order (e.g.
+    /// Produce with `OUT_OF_ORDER_SEQUENCE_NUMBER`, for fault tests).
+    pub fn request_errors(
+        &self,
+        api: RDKafkaApiKey,
+        errors: &[RDKafkaRespErr],
+    ) -> anyhow::Result<()> {
+        self.command(|reply| Command::RequestErrors(api, errors.to_vec(), reply))
+    }
+
+    /// Drops the errors [`EmbeddedBroker::request_errors`] queued for `api` and not yet used.
+    pub fn clear_request_errors(&self, api: RDKafkaApiKey) -> anyhow::Result<()> {
+        self.command(|reply| Command::ClearRequestErrors(api, reply))
+    }
+
+    /// Reports `topic` with `error` in metadata requests, as if it were gone
+    /// (`RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART`), until called with
+    /// `RD_KAFKA_RESP_ERR_NO_ERROR`. The mock cluster cannot delete a topic; this is the nearest.
+    pub fn topic_error(&self, topic: &str, error: RDKafkaRespErr) -> anyhow::Result<()> {
+        self.command(|reply| Command::TopicError(topic.to_owned(), error, reply))
     }
 
     fn command(
@@ -146,6 +181,18 @@ fn serve(cluster: &MockCluster<'_, DefaultProducerContext>, inbox: &mpsc::Receiv
                     cluster.broker_up(-1)
                 };
                 let _ = reply.send(result.context("cannot change the broker state"));
+            }
+            Command::RequestErrors(api, errors, reply) => {
+                cluster.request_errors(api, &errors);
+                let _ = reply.send(Ok(()));
+            }
+            Command::ClearRequestErrors(api, reply) => {
+                cluster.clear_request_errors(api);
+                let _ = reply.send(Ok(()));
+            }
+            Command::TopicError(topic, error, reply) => {
+                let result = cluster.topic_error(&topic, error);
+                let _ = reply.send(result.context("cannot set the topic error"));
             }
         }
     }

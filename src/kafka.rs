@@ -6,12 +6,20 @@
 //! nowhere else, so the settings can be read side by side; each one that differs from
 //! librdkafka's default says why it is set. The producer and the consumer carry an
 //! [`OutageContext`], which calls back into their actor when the cluster cannot be reached.
+//! [`producer_fault`] and [`topic_answers`] tell the actors when a client cannot recover by
+//! itself and must be rebuilt.
 
 use anyhow::Context;
+use std::time::Duration;
+
+use rdkafka::client::Client;
 use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, DefaultProducerContext, FutureProducer};
 use rdkafka::{ClientConfig, ClientContext};
+
+/// How long [`topic_answers`] waits for the broker's metadata.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Hears librdkafka's client-level errors (which no message or delivery carries) and reports
 /// an outage — every broker unreachable, or a fatal error that leaves the client unusable — to
@@ -61,13 +69,63 @@ pub(crate) fn producer(
         // No duplicates or reordering from librdkafka's own retries; every replica has it.
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        // librdkafka retries internally until this; then the failure reaches us and the event is
-        // sent again on a later tick.
-        .set("message.timeout.ms", "10000")
+        // librdkafka retries internally until this (the alias `delivery.timeout.ms` is the same
+        // setting); then the failure reaches us and the event is sent again on a later tick. It
+        // is short because a timeout is how a stuck producer shows: one whose idempotence state
+        // the broker no longer accepts (a broker restarted without its state) retries silently
+        // until then. At 3 s the notifier hears of it, sees the broker answer metadata, and
+        // rebuilds the producer well within 5 s of the broker's return; the outbox keeps every
+        // event meanwhile, so a short timeout loses nothing. Idempotence and acks=all stay: a
+        // rebuilt producer may resend, and the notification service absorbs those by event id.
+        .set("message.timeout.ms", "3000")
         // Events are few and latency matters more than batching.
         .set("linger.ms", "5")
         .create_with_context(OutageContext::new(report))
         .context("cannot create the Kafka producer")
+}
+
+/// What a failed delivery says about the producer that attempted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProducerFault {
+    /// The idempotent producer's state is refused (or librdkafka raised its fatal flag): it
+    /// will never deliver again and must be rebuilt.
+    Fatal,
+    /// The delivery timed out: the broker is down, or the producer is stuck (see
+    /// [`topic_answers`]).
+    TimedOut,
+    /// Anything else: the event is simply sent again.
+    Other,
+}
+
+/// Classifies a delivery error.
+pub(crate) fn producer_fault(error: &KafkaError) -> ProducerFault {
+    match error.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::Fatal
+            | RDKafkaErrorCode::UnknownProducerId
+            | RDKafkaErrorCode::OutOfOrderSequenceNumber
+            | RDKafkaErrorCode::InvalidProducerEpoch,
+        ) => ProducerFault::Fatal,
+        Some(RDKafkaErrorCode::MessageTimedOut) => ProducerFault::TimedOut,
+        _ => ProducerFault::Other,
+    }
+}
+
+/// Whether the broker answers metadata for `topic` through `client`, with every partition led:
+/// then a client that keeps failing is stuck rather than cut off. Blocks up to 1 s.
+pub(crate) fn topic_answers<C: ClientContext>(client: &Client<C>, topic: &str) -> bool {
+    client
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .is_ok_and(|metadata| {
+            metadata.topics().iter().any(|t| {
+                t.name() == topic
+                    && t.error().is_none()
+                    && !t.partitions().is_empty()
+                    && t.partitions()
+                        .iter()
+                        .all(|p| p.error().is_none() && p.leader() >= 0)
+            })
+        })
 }
 
 /// The notification service's consumer in consumer group `group`, not yet subscribed; `report`

@@ -1,8 +1,9 @@
 //! Metrics: the Prometheus registry and every series agora exports at `/metrics`.
 //!
 //! The gateway records requests; supervisors (of entities and of services) record restarts;
-//! the notifier records outbox depth and delivery errors; the notification service records what
-//! it received. Names follow Prometheus conventions (`_total`, `_seconds`).
+//! the notifier records outbox depth, delivery errors and producer rebuilds; the notification
+//! service records what it received and consumer rebuilds. Names follow Prometheus conventions
+//! (`_total`, `_seconds`).
 
 use std::sync::atomic::Ordering;
 
@@ -26,6 +27,8 @@ pub struct Metrics {
     pub outbox_depth: IntGauge,
     pub kafka_delivered: IntCounter,
     pub kafka_delivery_errors: IntCounter,
+    pub kafka_producer_rebuilds: IntCounter,
+    pub kafka_consumer_rebuilds: IntCounter,
     pub notifications_received: IntCounter,
     pub notifications_duplicate: IntCounter,
     storage_flushes: IntCounter,
@@ -99,6 +102,14 @@ impl Metrics {
             kafka_delivery_errors: counter(
                 "kafka_delivery_errors_total",
                 "Failed deliveries to Kafka",
+            ),
+            kafka_producer_rebuilds: counter(
+                "kafka_producer_rebuilds_total",
+                "Kafka producers rebuilt after a fault they cannot recover from by themselves",
+            ),
+            kafka_consumer_rebuilds: counter(
+                "kafka_consumer_rebuilds_total",
+                "Kafka consumers recreated after a fatal error or a lasting error",
             ),
             notifications_received: counter(
                 "notifications_received_total",

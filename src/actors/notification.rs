@@ -5,23 +5,21 @@
 //! `seen_events` — and makes that durable before the task commits the message's offset. So an
 //! event is never lost (a crash before the commit redelivers it) and never recorded twice (a
 //! redelivery finds its id). The gateway lists the records, subscribes to new ones for
-//! server-sent events, and asks for health. The consumer's settings are in [`crate::kafka`].
+//! server-sent events, and asks for health. The consumer's settings are in [`crate::kafka`];
+//! the consumer task, which also replaces a consumer that cannot recover by itself, is in
+//! `notification/consume.rs`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::Message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::domain::now_ms;
 use crate::health::ComponentHealth;
-use crate::kafka::{self, OutageContext};
 use crate::metrics::Metrics;
 use crate::storage::{Storage, StorageError, Table};
 
@@ -29,11 +27,6 @@ use crate::storage::{Storage, StorageError, Table};
 const RECENT: Duration = Duration::from_secs(30);
 /// Live-feed records buffered per subscriber; a slower subscriber misses the oldest.
 const FEED_CAPACITY: usize = 1024;
-/// Wait before handing an event to the actor again after it failed to record it.
-const RETRY: Duration = Duration::from_secs(1);
-/// Most messages recorded with one flush. A batch is recorded in one actor turn, which holds a
-/// runtime thread: 500 put the p99 of orders at 64 connections above 10 ms, 64 keeps it near.
-const BATCH: usize = 64;
 
 /// One event as the notification service recorded it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,8 +124,6 @@ pub struct NotificationState {
     last_error: Option<(String, Instant)>,
 }
 
-type EventConsumer = StreamConsumer<OutageContext>;
-
 /// Starts the notification service under `supervisor`.
 pub async fn spawn_notification(
     name: String,
@@ -146,19 +137,6 @@ pub async fn spawn_notification(
     Ok(service)
 }
 
-fn consumer(
-    args: &NotificationArgs,
-    service: ActorRef<NotificationMsg>,
-) -> anyhow::Result<EventConsumer> {
-    let consumer = kafka::consumer(&args.brokers, &args.group_id, move |error, _| {
-        let _ = service.cast(NotificationMsg::ConsumerError(error));
-    })?;
-    consumer
-        .subscribe(&[&args.topic])
-        .with_context(|| format!("cannot subscribe to {}", args.topic))?;
-    Ok(consumer)
-}
-
 impl Actor for NotificationService {
     type Msg = NotificationMsg;
     type State = NotificationState;
@@ -169,9 +147,16 @@ impl Actor for NotificationService {
         myself: ActorRef<NotificationMsg>,
         args: NotificationArgs,
     ) -> Result<NotificationState, ActorProcessingErr> {
-        let consumer = consumer(&args, myself.clone())?;
+        let source = consume::Source {
+            brokers: args.brokers,
+            topic: args.topic.clone(),
+            group_id: args.group_id.clone(),
+            service: myself,
+            metrics: args.metrics.clone(),
+        };
+        let client = source.connect()?;
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(consume(consumer, myself, stopped));
+        let task = tokio::spawn(consume::consume(source, client, stopped));
         tracing::info!(topic = %args.topic, group = %args.group_id, "notification service started");
         Ok(NotificationState {
             storage: args.storage,
@@ -338,72 +323,6 @@ impl NotificationState {
     }
 }
 
-/// The consumer task: receives messages until told to stop, hands each to the actor and commits
-/// its offset once the actor has recorded it.
-async fn consume(
-    consumer: EventConsumer,
-    service: ActorRef<NotificationMsg>,
-    mut stop: oneshot::Receiver<()>,
-) {
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut stop => break,
-            // The service is gone: nothing to hand messages to.
-            alive = next(&consumer, &service) => if !alive { break },
-        }
-    }
-    // Closing the consumer leaves the group and blocks until it has.
-    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
-}
-
-/// Handles the next messages: the first to arrive and up to [`BATCH`] more already waiting,
-/// recorded with one flush; false when the actor is gone.
-async fn next(consumer: &EventConsumer, service: &ActorRef<NotificationMsg>) -> bool {
-    let mut messages = match consumer.recv().await {
-        Ok(message) => vec![message],
-        Err(e) => {
-            return service
-                .cast(NotificationMsg::ConsumerError(e.to_string()))
-                .is_ok()
-        }
-    };
-    while messages.len() < BATCH {
-        match consumer.recv().now_or_never() {
-            Some(Ok(message)) => messages.push(message),
-            _ => break,
-        }
-    }
-    let mut events = Vec::with_capacity(messages.len());
-    for message in &messages {
-        match parse_event(message.payload()) {
-            Ok(event) => events.push(event),
-            Err(reason) => tracing::warn!(
-                partition = message.partition(),
-                offset = message.offset(),
-                %reason,
-                "Kafka message skipped"
-            ),
-        }
-    }
-    if !events.is_empty() {
-        loop {
-            let events = events.clone();
-            match ractor::call!(service, |reply| NotificationMsg::Received { events, reply }) {
-                Ok(Ok(())) => break,
-                Ok(Err(_)) => tokio::time::sleep(RETRY).await,
-                Err(_) => return false,
-            }
-        }
-    }
-    for message in &messages {
-        if let Err(e) = consumer.commit_message(message, CommitMode::Async) {
-            let error = NotificationMsg::ConsumerError(format!("offset commit: {e}"));
-            return service.cast(error).is_ok();
-        }
-    }
-    true
-}
-
+mod consume;
 #[cfg(test)]
 mod tests;

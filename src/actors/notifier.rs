@@ -9,6 +9,11 @@
 //! acknowledgement and the delete sends the event again; the notification service records each
 //! event id once. The gateway asks it for [`NotifierMsg::Health`]. The producer's settings are
 //! in [`crate::kafka`].
+//!
+//! No Kafka fault fails the notifier (its `ActorRef`, held by order actors and the routing
+//! directory, stays valid): a producer that cannot recover by itself — a fatal idempotence error,
+//! or deliveries that keep timing out while the broker answers metadata — is rebuilt in place,
+//! with a backoff, and every event still in the outbox is sent again through the new one.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,11 +21,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::health::ComponentHealth;
-use crate::kafka::{self, OutageContext};
+use crate::kafka::{self, OutageContext, ProducerFault};
 use crate::metrics::Metrics;
 use crate::storage::Storage;
 
@@ -30,6 +35,10 @@ const TICK: Duration = Duration::from_secs(1);
 const MAX_IN_FLIGHT: usize = 10_000;
 /// An error this old no longer degrades health once the outbox is empty.
 const RECENT: Duration = Duration::from_secs(30);
+/// The least wait between two producer rebuilds; it doubles with each rebuild up to
+/// [`MAX_BACKOFF`] and falls back once a delivery succeeds.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 pub enum NotifierMsg {
     /// New events may be in the outbox: send them.
@@ -38,13 +47,27 @@ pub enum NotifierMsg {
     Health(RpcReplyPort<ComponentHealth>),
     /// Periodic: re-read the whole outbox and send whatever is not in flight.
     Tick,
-    /// Kafka acknowledged the event stored under this outbox key.
-    Delivered { key: u64 },
+    /// Kafka acknowledged the event stored under this outbox key, sent by the producer of this
+    /// `generation`.
+    Delivered { key: u64, generation: u64 },
     /// The event under this outbox key was not delivered; it stays in the outbox.
-    DeliveryFailed { key: u64, error: String },
+    DeliveryFailed {
+        key: u64,
+        generation: u64,
+        error: String,
+        fault: ProducerFault,
+    },
     /// librdkafka reported that the cluster cannot be reached, or (`fatal`) that the producer
-    /// is unusable: then the notifier fails and its supervisor restarts it with a new producer.
-    ClientError { error: String, fatal: bool },
+    /// of this `generation` is unusable: then it is rebuilt.
+    ClientError {
+        error: String,
+        fatal: bool,
+        generation: u64,
+    },
+    /// Whether the broker answered metadata while deliveries of this `generation` time out.
+    Probed { generation: u64, answers: bool },
+    /// The backoff has passed: rebuild the producer.
+    Rebuild { reason: String },
 }
 
 impl ractor::Message for NotifierMsg {}
@@ -60,8 +83,12 @@ pub struct Notifier;
 
 pub struct NotifierState {
     storage: Storage,
+    brokers: String,
     topic: String,
     metrics: Arc<Metrics>,
+    /// Counts producers built; every delivery outcome names the one that sent it, so that an
+    /// outcome from a replaced producer does not touch the new one's bookkeeping.
+    generation: u64,
     /// `Some` until `post_stop`, which drops it off the async threads (dropping flushes).
     producer: Option<FutureProducer<OutageContext>>,
     /// Outbox keys handed to the producer whose outcome has not arrived: never sent twice at once.
@@ -75,6 +102,13 @@ pub struct NotifierState {
     ticker: JoinHandle<()>,
     /// The latest error since the last successful delivery, and when it happened.
     failing: Option<(String, Instant)>,
+    /// A metadata probe is running (at most one at a time).
+    probing: bool,
+    /// A rebuild is scheduled (at most one at a time).
+    rebuild_pending: bool,
+    /// No rebuild before this instant; `backoff` is the wait after the next one.
+    next_rebuild_at: Instant,
+    backoff: Duration,
 }
 
 /// Starts the notifier under `supervisor`.
@@ -99,15 +133,14 @@ impl Actor for Notifier {
         myself: ActorRef<NotifierMsg>,
         args: NotifierArgs,
     ) -> Result<NotifierState, ActorProcessingErr> {
-        let notifier = myself.clone();
-        let producer = kafka::producer(&args.brokers, move |error, fatal| {
-            let _ = notifier.cast(NotifierMsg::ClientError { error, fatal });
-        })?;
+        let producer = build_producer(&args.brokers, &myself, 0)?;
         let ticker = myself.send_interval(TICK, || NotifierMsg::Tick);
         let mut state = NotifierState {
             storage: args.storage,
+            brokers: args.brokers,
             topic: args.topic,
             metrics: args.metrics,
+            generation: 0,
             producer: Some(producer),
             in_flight: HashSet::new(),
             sent_up_to: None,
@@ -115,6 +148,10 @@ impl Actor for Notifier {
             deliveries: JoinSet::new(),
             ticker,
             failing: None,
+            probing: false,
+            rebuild_pending: false,
+            next_rebuild_at: Instant::now(),
+            backoff: MIN_BACKOFF,
         };
         state.pump(&myself, true)?;
         tracing::info!(topic = %state.topic, "notifier started");
@@ -138,8 +175,12 @@ impl Actor for Notifier {
             NotifierMsg::Health(reply) => {
                 let _ = reply.send(state.health());
             }
-            NotifierMsg::Delivered { key } => {
-                state.in_flight.remove(&key);
+            NotifierMsg::Delivered { key, generation } => {
+                if generation == state.generation {
+                    state.in_flight.remove(&key);
+                    state.backoff = MIN_BACKOFF;
+                }
+                // An acknowledgement from a replaced producer still means Kafka has the event.
                 state
                     .storage
                     .outbox
@@ -149,19 +190,48 @@ impl Actor for Notifier {
                 state.failing = None;
                 state.reap();
             }
-            NotifierMsg::DeliveryFailed { key, error } => {
-                state.in_flight.remove(&key);
+            NotifierMsg::DeliveryFailed {
+                key,
+                generation,
+                error,
+                fault,
+            } => {
                 state.metrics.kafka_delivery_errors.inc();
+                if generation != state.generation {
+                    // The new producer has been handed this event again.
+                    return Ok(());
+                }
+                state.in_flight.remove(&key);
                 tracing::warn!(%error, "event not delivered to Kafka; it stays in the outbox");
+                match fault {
+                    ProducerFault::Fatal => state.want_rebuild(&myself, error.clone()),
+                    ProducerFault::TimedOut => state.probe(&myself),
+                    ProducerFault::Other => {}
+                }
                 state.fail(error);
                 state.reap();
             }
-            NotifierMsg::ClientError { error, fatal } => {
-                if fatal {
-                    return Err(anyhow::anyhow!("the Kafka producer failed: {error}").into());
+            NotifierMsg::ClientError {
+                error,
+                fatal,
+                generation,
+            } => {
+                if fatal && generation == state.generation {
+                    state.want_rebuild(&myself, error.clone());
                 }
                 state.fail(error);
             }
+            NotifierMsg::Probed {
+                generation,
+                answers,
+            } => {
+                state.probing = false;
+                if answers && generation == state.generation {
+                    let reason = "deliveries time out while the broker answers metadata";
+                    state.want_rebuild(&myself, reason.into());
+                }
+            }
+            NotifierMsg::Rebuild { reason } => state.rebuild(&myself, &reason)?,
         }
         Ok(())
     }
@@ -181,7 +251,81 @@ impl Actor for Notifier {
     }
 }
 
+/// A producer of this `generation` whose client errors reach `notifier`.
+fn build_producer(
+    brokers: &str,
+    notifier: &ActorRef<NotifierMsg>,
+    generation: u64,
+) -> anyhow::Result<FutureProducer<OutageContext>> {
+    let notifier = notifier.clone();
+    kafka::producer(brokers, move |error, fatal| {
+        let _ = notifier.cast(NotifierMsg::ClientError {
+            error,
+            fatal,
+            generation,
+        });
+    })
+}
+
 impl NotifierState {
+    /// Schedules a rebuild of the producer once the backoff allows, unless one is scheduled.
+    fn want_rebuild(&mut self, myself: &ActorRef<NotifierMsg>, reason: String) {
+        if self.rebuild_pending {
+            return;
+        }
+        self.rebuild_pending = true;
+        let wait = self
+            .next_rebuild_at
+            .saturating_duration_since(Instant::now());
+        myself.send_after(wait, move || NotifierMsg::Rebuild { reason });
+    }
+
+    /// Replaces the producer and sends the whole outbox again through the new one: outcomes
+    /// of the old one's deliveries no longer count, and it is dropped off the async threads.
+    /// If the new producer cannot be built, the old one stays and a rebuild is tried again.
+    fn rebuild(&mut self, myself: &ActorRef<NotifierMsg>, reason: &str) -> anyhow::Result<()> {
+        self.rebuild_pending = false;
+        self.next_rebuild_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        let generation = self.generation + 1;
+        let producer = match build_producer(&self.brokers, myself, generation) {
+            Ok(producer) => producer,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot rebuild the Kafka producer");
+                self.fail(format!("{e:#}"));
+                self.want_rebuild(myself, reason.to_owned());
+                return Ok(());
+            }
+        };
+        self.generation = generation;
+        if let Some(old) = self.producer.replace(producer) {
+            tokio::task::spawn_blocking(move || drop(old));
+        }
+        self.deliveries.abort_all();
+        self.in_flight.clear();
+        self.sent_up_to = None;
+        self.metrics.kafka_producer_rebuilds.inc();
+        tracing::warn!(reason, generation, "Kafka producer rebuilt");
+        self.pump(myself, true)
+    }
+
+    /// Asks the broker for the topic's metadata through the producer (unless a probe runs): if
+    /// it answers while deliveries time out, the producer is stuck.
+    fn probe(&mut self, myself: &ActorRef<NotifierMsg>) {
+        let Some(producer) = self.producer.clone().filter(|_| !self.probing) else {
+            return;
+        };
+        self.probing = true;
+        let (notifier, topic, generation) = (myself.clone(), self.topic.clone(), self.generation);
+        tokio::task::spawn_blocking(move || {
+            let answers = kafka::topic_answers(producer.client(), &topic);
+            let _ = notifier.cast(NotifierMsg::Probed {
+                generation,
+                answers,
+            });
+        });
+    }
+
     /// Sends durable outbox events that are not in flight: all of them (`full`), or those past
     /// the highest key sent so far (keys are written in increasing order).
     fn pump(&mut self, myself: &ActorRef<NotifierMsg>, full: bool) -> anyhow::Result<()> {
@@ -221,6 +365,9 @@ impl NotifierState {
                     // Typically the local queue is full; the next tick tries again.
                     self.metrics.kafka_delivery_errors.inc();
                     self.failing = Some((error.to_string(), Instant::now()));
+                    if kafka::producer_fault(&error) == ProducerFault::Fatal {
+                        self.want_rebuild(myself, error.to_string());
+                    }
                     break;
                 }
             };
@@ -228,17 +375,21 @@ impl NotifierState {
                 self.sent_up_to = Some(key);
             }
             self.in_flight.insert(key);
-            let notifier = myself.clone();
+            let (notifier, generation) = (myself.clone(), self.generation);
             self.deliveries.spawn(async move {
                 let outcome = match delivery.await {
-                    Ok(Ok(_)) => NotifierMsg::Delivered { key },
+                    Ok(Ok(_)) => NotifierMsg::Delivered { key, generation },
                     Ok(Err((error, _))) => NotifierMsg::DeliveryFailed {
                         key,
+                        generation,
+                        fault: kafka::producer_fault(&error),
                         error: error.to_string(),
                     },
                     Err(_) => NotifierMsg::DeliveryFailed {
                         key,
+                        generation,
                         error: "the producer was dropped".into(),
+                        fault: ProducerFault::Other,
                     },
                 };
                 let _ = notifier.cast(outcome);

@@ -2,7 +2,7 @@
 //! the [`Pipeline`] fixture, and the tests of the notifier and of the notification service that
 //! need all of it. They live on the notifier's side so that the dependency runs one way: these
 //! tests use the notification service, and its own tests (`notification/tests.rs`) use nothing
-//! of the notifier.
+//! of the notifier. The fault-injection tests are in `tests/faults.rs`.
 
 use super::*;
 use crate::actors::notification::{
@@ -22,18 +22,35 @@ struct Pipeline {
     storage: Storage,
     metrics: Arc<Metrics>,
     notifier: ActorRef<NotifierMsg>,
-    service: ActorRef<NotificationMsg>,
+    /// `Some` except while a test replaces it.
+    service: Option<ActorRef<NotificationMsg>>,
     root: ActorRef<TestRootMsg>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Pipeline {
     /// `name` keeps actor names unique among tests running at once.
     async fn start(name: &str) -> Pipeline {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(dir.path()).unwrap();
-        let metrics = Arc::new(Metrics::new());
         let broker = EmbeddedBroker::start(TOPIC).unwrap();
+        Pipeline::start_in(name, tempfile::tempdir().unwrap(), broker).await
+    }
+
+    /// A pipeline on the sled database in `dir` (kept from an earlier pipeline, maybe) and
+    /// the running `broker`.
+    async fn start_in(name: &str, dir: tempfile::TempDir, broker: EmbeddedBroker) -> Pipeline {
+        // An earlier pipeline's flusher releases sled's lock once it notices its handle is gone.
+        let start = Instant::now();
+        let storage = loop {
+            match Storage::open(dir.path()) {
+                Ok(storage) => break storage,
+                Err(e) => assert!(
+                    start.elapsed() < DEADLINE,
+                    "cannot open the database: {e:#}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let metrics = Arc::new(Metrics::new());
         let root = TestRoot::spawn().await;
         let notifier = spawn_notifier(
             format!("{name}-notifier"),
@@ -47,28 +64,40 @@ impl Pipeline {
         )
         .await
         .unwrap();
-        let service = spawn_notification(
-            format!("{name}-notification"),
-            NotificationArgs {
-                storage: storage.clone(),
-                brokers: broker.bootstrap_servers(),
-                topic: TOPIC.into(),
-                group_id: "notificationId".into(),
-                metrics: metrics.clone(),
-            },
-            root.get_cell(),
-        )
-        .await
-        .unwrap();
-        Pipeline {
+        let mut pipeline = Pipeline {
             broker,
             storage,
             metrics,
             notifier,
-            service,
+            service: None,
             root,
-            _dir: dir,
-        }
+            dir,
+        };
+        pipeline.service = Some(pipeline.spawn_service(name, "notificationId").await);
+        pipeline
+    }
+
+    /// A notification service named after `name` in consumer group `group`.
+    async fn spawn_service(&self, name: &str, group: &str) -> ActorRef<NotificationMsg> {
+        spawn_notification(
+            format!("{name}-notification"),
+            NotificationArgs {
+                storage: self.storage.clone(),
+                brokers: self.broker.bootstrap_servers(),
+                topic: TOPIC.into(),
+                group_id: group.into(),
+                metrics: self.metrics.clone(),
+            },
+            self.root.get_cell(),
+        )
+        .await
+        .unwrap()
+    }
+
+    fn service(&self) -> &ActorRef<NotificationMsg> {
+        self.service
+            .as_ref()
+            .expect("the notification service runs")
     }
 
     /// What the order actor does: store the event in the outbox, make it durable, then tell
@@ -80,7 +109,7 @@ impl Pipeline {
     }
 
     async fn records(&self) -> Vec<NotificationRecord> {
-        ractor::call!(self.service, |reply| NotificationMsg::List {
+        ractor::call!(self.service(), |reply| NotificationMsg::List {
             after: None,
             limit: 100,
             reply
@@ -94,9 +123,15 @@ impl Pipeline {
     }
 
     async fn stop(self) {
+        self.shutdown().await;
+    }
+
+    /// Stops every actor and closes the database; what is left to start another pipeline on.
+    async fn shutdown(self) -> (tempfile::TempDir, EmbeddedBroker) {
         self.notifier.stop_and_wait(None, None).await.unwrap();
-        self.service.stop_and_wait(None, None).await.unwrap();
+        self.service().stop_and_wait(None, None).await.unwrap();
         self.root.stop_and_wait(None, None).await.unwrap();
+        (self.dir, self.broker)
     }
 }
 
@@ -145,7 +180,7 @@ async fn events_wait_in_the_outbox_while_kafka_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_reaches_the_notification_service_once() {
     let p = Pipeline::start("once").await;
-    let mut feed = ractor::call!(p.service, NotificationMsg::Subscribe).unwrap();
+    let mut feed = ractor::call!(p.service(), NotificationMsg::Subscribe).unwrap();
     let sent = event();
     p.put(&sent).await;
     // The depth gauge refreshes once a tick, so it is polled too.
@@ -166,7 +201,7 @@ async fn an_event_reaches_the_notification_service_once() {
     assert_eq!(feed.recv().await.unwrap(), *record);
     assert_eq!(p.metrics.kafka_delivered.get(), 1);
     assert_eq!(p.notifier_health().await.status, Status::Up);
-    let health = ractor::call!(p.service, NotificationMsg::Health).unwrap();
+    let health = ractor::call!(p.service(), NotificationMsg::Health).unwrap();
     assert_eq!(health.status, Status::Up, "{}", health.detail);
     p.stop().await;
 }
@@ -186,3 +221,5 @@ async fn an_event_sent_twice_is_recorded_once() {
     assert_eq!(p.metrics.notifications_duplicate.get(), 1);
     p.stop().await;
 }
+
+mod faults;
