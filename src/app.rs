@@ -157,7 +157,8 @@ impl Node {
         self.task.await.context("the node's task panicked")?
     }
 
-    /// Runs until `signal` resolves (then shuts down) or a service actor fails (an error).
+    /// Runs until `signal` resolves (then shuts down) or the root supervisor reports a failure
+    /// nothing restarts (storage, or a supervisor's bug): an error.
     pub async fn run_until_stopped(
         mut self,
         signal: impl std::future::Future<Output = ()>,

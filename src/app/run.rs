@@ -1,5 +1,5 @@
-//! A built node at work: serves the gateway until told to stop (or until a service actor fails),
-//! then shuts down in order: stop accepting, finish requests in flight, stop the lease renewals
+//! A built node at work: serves the gateway until told to stop (or until the root reports a
+//! failure), then shuts down in order: stop accepting, finish requests in flight, stop the lease renewals
 //! (cancelling this node's registrations) and the settler, leave the cluster, stop the actors
 //! children first (orders before the stock and products they call), flush storage.
 
@@ -54,7 +54,7 @@ pub(super) struct Running {
 
 impl Running {
     /// Serves the gateway on `listener` in a task of its own, which shuts the node down when
-    /// `stop` fires (`Ok`) or a service actor fails (`Err`).
+    /// `stop` fires (`Ok`) or the root reports a failure nothing restarts (`Err`).
     pub fn serve(
         self,
         config: &ServeConfig,
