@@ -131,8 +131,9 @@ impl Registry {
         })
     }
 
-    /// Registers one of this node's services (status UP, metadata {"node": node}, instanceId `format!("{node}:{app lowercased}")`, hostName/ipAddr/port from
-    /// http_addr, vipAddress = app lowercased). Returns the instance id.
+    /// Registers one of this node's services (status UP, metadata {"node": node}, instanceId
+    /// `format!("{node}:{app lowercased}")`, hostName/ipAddr/port from http_addr, vipAddress =
+    /// app lowercased). Returns the instance id.
     pub async fn register_local(&self, local: LocalInstance) -> anyhow::Result<String> {
         let vip = local.app.to_ascii_lowercase();
         let id = format!("{}:{vip}", local.node);
@@ -172,6 +173,12 @@ impl Registry {
                 tracing::warn!(service = instance.app, error = %e, "cannot register with the registry")
             }
         }
+    }
+
+    /// Whether the registry actor serves: an error when it does not answer (for instance when
+    /// its supervisor escalated it after repeated failures).
+    pub async fn answers(&self) -> anyhow::Result<()> {
+        self.ask(RegistryMsg::Ping).await
     }
 
     /// Marks an instance DOWN-and-removed at shutdown (Eureka cancel).

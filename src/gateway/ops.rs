@@ -178,18 +178,27 @@ async fn report(ctx: &GatewayCtx) -> Report {
             None => ComponentHealth::up("the notification service runs on other nodes"),
         }
     };
-    let (notifier, notification, product, stock, order) = tokio::join!(
+    let registry = async {
+        match tokio::time::timeout(PROBE_TIMEOUT, ctx.registry.answers()).await {
+            Ok(Ok(())) => {
+                let summary = ctx.registry.summary();
+                ComponentHealth::up(format!(
+                    "{} apps, {} instances up, {} down",
+                    summary.apps, summary.instances_up, summary.instances_down
+                ))
+            }
+            Ok(Err(e)) => ComponentHealth::down(format!("{e:#}")),
+            Err(_) => ComponentHealth::down("the registry actor did not answer in time"),
+        }
+    };
+    let (notifier, notification, product, stock, order, registry) = tokio::join!(
         probe(&ctx.directory.notifier, NotifierMsg::Health),
         notification,
         supervisor_health::<ProductEntity>(ctx),
         supervisor_health::<Stock>(ctx),
         supervisor_health::<OrderEntity>(ctx),
+        registry,
     );
-    let summary = ctx.registry.summary();
-    let registry = ComponentHealth::up(format!(
-        "{} apps, {} instances up, {} down",
-        summary.apps, summary.instances_up, summary.instances_down
-    ));
     let components = Components {
         storage: (ctx.storage_probe)(),
         kafka: worst(&[&notifier, &notification]),

@@ -55,6 +55,8 @@ pub(crate) enum RegistryMsg {
     ReplicateTo(mpsc::UnboundedSender<Replication>),
     /// A change a peer made: apply it, without sending it on.
     Replicated(Replication),
+    /// Answer, to show the actor is serving (`/health`).
+    Ping(RpcReplyPort<()>),
 }
 
 /// Names one instance: its app (upper case) and its instance id (decoded).
@@ -191,6 +193,10 @@ impl Actor for RegistryActor {
                 false
             }
             RegistryMsg::Replicated(change) => state.apply_replicated(change, now),
+            RegistryMsg::Ping(reply) => {
+                let _ = reply.send(());
+                false
+            }
         };
         if changed {
             state.publish.send_replace(Arc::new(state.snapshot.clone()));
