@@ -216,10 +216,13 @@ impl Actor for Notifier {
                 fatal,
                 generation,
             } => {
-                if fatal && generation == state.generation {
-                    state.want_rebuild(&myself, error.clone());
+                // A replaced producer's complaints say nothing of the one in use.
+                if generation == state.generation {
+                    if fatal {
+                        state.want_rebuild(&myself, error.clone());
+                    }
+                    state.fail(error);
                 }
-                state.fail(error);
             }
             NotifierMsg::Probed {
                 generation,

@@ -37,6 +37,9 @@ const STUCK: Duration = Duration::from_secs(3);
 const IDLE: Duration = Duration::from_millis(500);
 /// How long the stuck check waits for each answer from the broker.
 const PROBE: Duration = Duration::from_secs(1);
+/// Wait after a consumer was recreated (or could not be), doubling while trouble goes on.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 type EventConsumer = StreamConsumer<OutageContext>;
 
@@ -138,6 +141,7 @@ fn stuck(consumer: &EventConsumer, topic: &str) -> bool {
 /// The consumer task: receives messages until told to stop, hands each batch to the actor and
 /// commits its offsets once recorded; replaces the consumer when it is stuck (see the module).
 pub(super) async fn consume(source: Source, mut client: Client, mut stop: oneshot::Receiver<()>) {
+    let mut backoff = FIRST_BACKOFF;
     loop {
         tokio::select! {
             biased;
@@ -146,6 +150,7 @@ pub(super) async fn consume(source: Source, mut client: Client, mut stop: onesho
             alive = next(&client, &source.service) => if !alive { break },
         }
         let Some(reason) = client.trouble.suspect() else {
+            backoff = FIRST_BACKOFF;
             continue;
         };
         if !client.trouble.is_fatal() {
@@ -169,6 +174,13 @@ pub(super) async fn consume(source: Source, mut client: Client, mut stop: onesho
                 let _ = source.service.cast(NotificationMsg::ConsumerError(error));
             }
         }
+        // A consumer that turns fatal at once, or cannot be made, is not retried in a hot loop.
+        tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     close(client).await;
 }
