@@ -158,7 +158,9 @@ pub(super) fn print_addresses(
     embedded: bool,
 ) {
     println!("agora node {} is up", config.node);
-    println!("  gateway       http://{http_addr}/api  (/health, /health/live, /health/ready, /metrics)");
+    println!(
+        "  gateway       http://{http_addr}/api  (/health, /health/live, /health/ready, /metrics)"
+    );
     println!("  registry      http://{http_addr}/eureka  (dashboard /eureka/web)");
     println!("  product       http://{http_addr}/api/product");
     println!("  inventory     http://{http_addr}/api/inventory");
