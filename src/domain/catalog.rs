@@ -113,6 +113,11 @@ impl ProductId {
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
     }
+
+    /// The inverse of [`ProductId::as_bytes`].
+    pub fn from_bytes(bytes: [u8; 16]) -> ProductId {
+        ProductId(Uuid::from_bytes(bytes))
+    }
 }
 
 impl fmt::Display for ProductId {

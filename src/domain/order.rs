@@ -44,6 +44,11 @@ impl OrderNumber {
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
     }
+
+    /// The inverse of [`OrderNumber::as_bytes`].
+    pub fn from_bytes(bytes: [u8; 16]) -> OrderNumber {
+        OrderNumber(Uuid::from_bytes(bytes))
+    }
 }
 
 impl Default for OrderNumber {

@@ -2,6 +2,8 @@
 //! directory gathers the parts from every node at once, this node's through its own actors.
 //! A node that does not answer leaves its part out and is named in [`Gathered::missing`].
 
+use std::future::Future;
+
 use futures::future::join_all;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -64,7 +66,8 @@ impl Directory {
         limit: usize,
     ) -> Result<Gathered<ProductView>, ShopError> {
         let list = ListRequest::Products { after, limit };
-        self.gather(self.owners_of(Role::Product), list).await
+        let here = self.products_here(after, limit);
+        self.gather(self.owners_of(Role::Product), list, here).await
     }
 
     /// Orders after `after` from every owner of orders.
@@ -74,7 +77,8 @@ impl Directory {
         limit: usize,
     ) -> Result<Gathered<Order>, ShopError> {
         let list = ListRequest::Orders { after, limit };
-        self.gather(self.owners_of(Role::Order), list).await
+        let here = self.orders_here(after, limit);
+        self.gather(self.owners_of(Role::Order), list, here).await
     }
 
     /// Notifications after sequence `after` from each of `nodes`.
@@ -85,7 +89,8 @@ impl Directory {
         limit: usize,
     ) -> Result<Gathered<NotificationRecord>, ShopError> {
         let list = ListRequest::Notifications { after, limit };
-        self.gather(nodes, list).await
+        let here = self.notifications_here(after, limit);
+        self.gather(nodes, list, here).await
     }
 
     /// The members that own partitions of `role` (just this node when it runs alone).
@@ -96,19 +101,20 @@ impl Directory {
         }
     }
 
-    /// Asks each of `nodes` for its part of `list` at once (this node's from its own actors)
-    /// and collects what answered. Fails only if this node's own part fails.
+    /// Asks each of `nodes` for its part of `list` at once (this node's through `here`, from its
+    /// own actors) and collects what answered. Fails only if this node's own part fails.
     async fn gather<T: DeserializeOwned>(
         &self,
         nodes: Vec<String>,
         list: ListRequest,
+        here: impl Future<Output = Result<Vec<T>, ShopError>>,
     ) -> Result<Gathered<T>, ShopError> {
         let own = nodes.contains(&self.node);
         let others: Vec<String> = nodes.into_iter().filter(|n| *n != self.node).collect();
         let calls = others.iter().map(|node| self.remote_part(node, &list));
         let here = async {
             match own {
-                true => decode_answer(&self.serve_list_request(list.clone()).await),
+                true => here.await,
                 false => Ok(Vec::new()),
             }
         };
@@ -141,41 +147,51 @@ impl Directory {
         decode_answer(&remote.call(node, RemoteRequest::List(list)).await?)
     }
 
-    /// Answers another node's list request (encoded) with this node's part, encoded.
+    /// Answers another node's list request (encoded) with this node's part, encoded as a
+    /// `Result<Vec<_>, ShopError>`.
     pub(super) async fn serve_list(&self, list: &[u8]) -> Vec<u8> {
-        match codec::decode::<ListRequest>(list) {
-            Ok(list) => self.serve_list_request(list).await,
+        let encoded = match codec::decode::<ListRequest>(list) {
+            Ok(ListRequest::Products { after, limit }) => {
+                codec::encode(&self.products_here(after, limit).await)
+            }
+            Ok(ListRequest::Orders { after, limit }) => {
+                codec::encode(&self.orders_here(after, limit).await)
+            }
+            Ok(ListRequest::Notifications { after, limit }) => {
+                codec::encode(&self.notifications_here(after, limit).await)
+            }
             Err(e) => {
                 let error = ShopError::Internal(format!("a list request does not decode: {e}"));
-                codec::encode(&Err::<(), _>(error)).unwrap_or_default()
-            }
-        }
-    }
-
-    /// This node's part of `list`, encoded as a `Result<Vec<_>, ShopError>`.
-    async fn serve_list_request(&self, list: ListRequest) -> Vec<u8> {
-        let encoded = match list {
-            ListRequest::Products { after, limit } => {
-                let list = |reply| ProductQuery::List {
-                    after,
-                    limit,
-                    reply,
-                };
-                codec::encode(&self.products.query(list).await)
-            }
-            ListRequest::Orders { after, limit } => {
-                let list = |reply| OrderQuery::List {
-                    after,
-                    limit,
-                    reply,
-                };
-                codec::encode(&self.orders.query(list).await)
-            }
-            ListRequest::Notifications { after, limit } => {
-                codec::encode(&self.notifications_here(after, limit).await)
+                codec::encode(&Err::<(), _>(error))
             }
         };
         encoded.unwrap_or_default()
+    }
+
+    async fn products_here(
+        &self,
+        after: Option<ProductId>,
+        limit: usize,
+    ) -> Result<Vec<ProductView>, ShopError> {
+        let list = |reply| ProductQuery::List {
+            after,
+            limit,
+            reply,
+        };
+        self.products.query(list).await
+    }
+
+    async fn orders_here(
+        &self,
+        after: Option<OrderNumber>,
+        limit: usize,
+    ) -> Result<Vec<Order>, ShopError> {
+        let list = |reply| OrderQuery::List {
+            after,
+            limit,
+            reply,
+        };
+        self.orders.query(list).await
     }
 
     async fn notifications_here(

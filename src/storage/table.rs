@@ -8,7 +8,6 @@ use std::marker::PhantomData;
 use std::ops::Bound;
 
 use serde::{de::DeserializeOwned, Serialize};
-use uuid::Uuid;
 
 use super::StorageError;
 use crate::codec;
@@ -28,7 +27,7 @@ impl TableKey for ProductId {
     }
 
     fn decode(bytes: &[u8]) -> Option<Self> {
-        ProductId::parse(&Uuid::from_slice(bytes).ok()?.to_string()).ok()
+        Some(ProductId::from_bytes(bytes.try_into().ok()?))
     }
 }
 
@@ -39,7 +38,7 @@ impl TableKey for OrderNumber {
     }
 
     fn decode(bytes: &[u8]) -> Option<Self> {
-        OrderNumber::parse(&Uuid::from_slice(bytes).ok()?.to_string()).ok()
+        Some(OrderNumber::from_bytes(bytes.try_into().ok()?))
     }
 }
 

@@ -76,7 +76,8 @@ impl<T> To<T> {
 
 impl<T: Send + 'static> Drop for Reply<T> {
     fn drop(&mut self) {
-        if let Some(to) = self.to.take() {
+        // Nobody waits for a `tell`'s answer, nor for the copy of a command sent to another node.
+        if let Some(to) = self.to.take().filter(|to| !matches!(to, To::Nobody)) {
             let error = REJECTION.with(|r| r.borrow().clone()).unwrap_or_else(|| {
                 ShopError::Unavailable("the actor stopped before answering (retry)".into())
             });
