@@ -17,7 +17,8 @@ use ractor::{Actor, ActorCell, ActorRef};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::actors::entity::{spawn_supervisor, Deps, Entity, Remote, RestartPolicy, Route};
+use crate::actors::entity::Route;
+use crate::actors::entity::{spawn_supervisor, Deps, Entity, Remote, Replicas, RestartPolicy};
 use crate::actors::entity::{SupervisorArgs, SupervisorMsg};
 use crate::actors::notification::{spawn_notification, NotificationArgs, NotificationMsg};
 use crate::actors::notifier::{spawn_notifier, NotifierArgs, NotifierMsg};
@@ -28,6 +29,8 @@ use crate::actors::root::Root;
 use crate::actors::stock::Stock;
 use crate::broker::EmbeddedBroker;
 use crate::cluster::layout::Layout;
+use crate::cluster::raft::types::Member;
+use crate::cluster::raft::{Groups, RaftSettings};
 use crate::cluster::{settler, Cluster};
 use crate::config::{Role, ServeConfig};
 use crate::gateway::auth::Auth;
@@ -67,19 +70,35 @@ impl Node {
         let upstream = Upstream::load(config.routes.as_deref())?;
         let layout = Arc::new(place(&config)?);
         let storage = Storage::open(&config.data)?;
-        storage.pin_layout(&layout.fingerprint())?;
-        let owns = |role, key: &str| layout.owns(role, key);
-        let mut recovered = recovery::recover(&storage, owns).context("crash recovery failed")?;
-        tracing::info!(?recovered, "recovery done");
+        let replicated = config.cluster.is_replicated();
+        let mut recovered = match replicated {
+            true => {
+                let fingerprint = format!("replicated; partitions={}", config.cluster.partitions);
+                storage.pin_layout(&fingerprint)?;
+                recovery::Recovered::default()
+            }
+            false => {
+                storage.pin_layout(&layout.fingerprint())?;
+                let owns = |role, key: &str| layout.owns(role, key);
+                let recovered =
+                    recovery::recover(&storage, owns).context("crash recovery failed")?;
+                tracing::info!(?recovered, "recovery done");
+                recovered
+            }
+        };
         let kafka = start_kafka(&config, &storage)?;
         let listener = tokio::net::TcpListener::bind(config.http)
             .await
             .with_context(|| format!("cannot listen on {}", config.http))?;
         let http_addr = listener.local_addr()?;
         let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
-        let (root, _) = Actor::spawn(Some(format!("{}/root", config.node)), Root, fatal_tx)
-            .await
-            .context("cannot start the root supervisor")?;
+        let (root, _) = Actor::spawn(
+            Some(format!("{}/root", config.node)),
+            Root,
+            fatal_tx.clone(),
+        )
+        .await
+        .context("cannot start the root supervisor")?;
         let root = root.get_cell();
         let metrics = Arc::new(Metrics::new());
         let supervision = Supervision {
@@ -88,13 +107,17 @@ impl Node {
             metrics: metrics.clone(),
         };
         let registry = Registry::start(&config.node, config.lease(), &supervision).await?;
-        let mut cluster = join_cluster(&config, &layout, &registry, &supervision).await?;
+        let groups = replicate(&config, &storage, http_addr).await?;
+        let replicas = (groups.clone()).map(|g| Arc::new(g) as Arc<dyn Replicas>);
+        let joined = join_cluster(&config, &layout, groups.clone(), &registry, &supervision);
+        let mut cluster = joined.await?;
         let remote = (cluster.as_ref()).map(|c| Arc::new(c.links()) as Arc<dyn Remote>);
         let actors = Actors {
             config: &config,
             storage: &storage,
             metrics: &metrics,
             remote,
+            replicas: replicas.clone(),
             root: &root,
             supervision: &supervision,
         };
@@ -110,11 +133,16 @@ impl Node {
         let leases = leases.await?;
         let settler = match cluster.as_mut() {
             Some(cluster) => {
-                let opened = cluster.open(directory.clone(), registry.clone(), &supervision);
+                let opened =
+                    cluster.open(directory.clone(), registry.clone(), &supervision, fatal_tx);
                 opened.await?;
                 let cancels = std::mem::take(&mut recovered.cancels_left);
                 let (directory, storage) = (directory.clone(), storage.clone());
-                Some(settler::start(directory, storage, layout.clone(), cancels))
+                let held = match replicas {
+                    Some(replicas) => settler::led_stock(replicas),
+                    None => settler::foreign_orders(layout.clone()),
+                };
+                Some(settler::start(directory, storage, held, cancels))
             }
             None => None,
         };
@@ -205,10 +233,37 @@ fn start_kafka(config: &ServeConfig, storage: &Storage) -> anyhow::Result<Kafka>
     })
 }
 
+/// Step: in a replicated cluster, this node's raft groups (members yet to be decided).
+async fn replicate(
+    config: &ServeConfig,
+    storage: &Storage,
+    http_addr: SocketAddr,
+) -> anyhow::Result<Option<Groups>> {
+    let cluster = &config.cluster;
+    let Some(listen) = cluster.listen.filter(|_| cluster.is_replicated()) else {
+        return Ok(None);
+    };
+    let host = cluster
+        .host
+        .clone()
+        .unwrap_or_else(|| listen.ip().to_string());
+    let member = Member {
+        name: config.node.clone(),
+        cluster_addr: format!("{host}:{}", listen.port()),
+        http_addr: http_addr.to_string(),
+    };
+    let settings = RaftSettings {
+        partitions: cluster.partitions,
+        replicas: cluster.replicas,
+    };
+    Ok(Some(Groups::start(storage, member, settings).await?))
+}
+
 /// Step: the cluster listener and links, when `--cluster` is given.
 async fn join_cluster(
     config: &ServeConfig,
     layout: &Arc<Layout>,
+    groups: Option<Groups>,
     registry: &Registry,
     supervision: &Supervision,
 ) -> anyhow::Result<Option<Cluster>> {
@@ -219,6 +274,7 @@ async fn join_cluster(
                 layout.clone(),
                 &config.cluster,
                 listen,
+                groups,
                 registry,
                 timeout,
                 supervision,
@@ -237,6 +293,8 @@ struct Actors<'a> {
     storage: &'a Storage,
     metrics: &'a Arc<Metrics>,
     remote: Option<Arc<dyn Remote>>,
+    /// Where entities write in a replicated cluster.
+    replicas: Option<Arc<dyn Replicas>>,
     /// The entity supervisors' parent.
     root: &'a ActorCell,
     /// Where the notifier and the notification service run.
@@ -268,6 +326,7 @@ impl Actors<'_> {
             notification,
             storage: self.storage.clone(),
             remote: self.remote.clone(),
+            replicas: self.replicas.clone(),
             call_timeout: config.request_timeout(),
         })
     }
@@ -276,12 +335,14 @@ impl Actors<'_> {
     async fn notifier(&self, brokers: &str) -> anyhow::Result<ActorRef<NotifierMsg>> {
         let (storage, metrics) = (self.storage.clone(), self.metrics.clone());
         let (brokers, topic) = (brokers.to_owned(), self.config.topic.clone());
+        let replicas = self.replicas.clone();
         let spawn = move |name, supervisor| {
             let args = NotifierArgs {
                 storage: storage.clone(),
                 brokers: brokers.clone(),
                 topic: topic.clone(),
                 metrics: metrics.clone(),
+                replicas: replicas.clone(),
             };
             spawn_notifier(name, args, supervisor)
         };
@@ -299,6 +360,7 @@ impl Actors<'_> {
     async fn notification(&self, brokers: &str) -> anyhow::Result<ActorRef<NotificationMsg>> {
         let (storage, metrics) = (self.storage.clone(), self.metrics.clone());
         let (brokers, topic) = (brokers.to_owned(), self.config.topic.clone());
+        let replicas = self.replicas.clone();
         let spawn = move |name, supervisor| {
             let args = NotificationArgs {
                 storage: storage.clone(),
@@ -306,6 +368,7 @@ impl Actors<'_> {
                 topic: topic.clone(),
                 group_id: NOTIFICATION_GROUP.into(),
                 metrics: metrics.clone(),
+                replicas: replicas.clone(),
             };
             spawn_notification(name, args, supervisor)
         };
@@ -340,11 +403,12 @@ impl Actors<'_> {
     async fn supervise<E: Entity>(&self, calls: E::Calls) -> anyhow::Result<Route<E>> {
         let args = SupervisorArgs::<E> {
             node: self.config.node.clone(),
-            deps: Deps {
-                storage: self.storage.clone(),
-                metrics: self.metrics.clone(),
+            deps: Deps::new(
+                self.storage.clone(),
+                self.metrics.clone(),
                 calls,
-            },
+                self.replicas.clone(),
+            ),
             policy: RestartPolicy {
                 max_restarts: self.config.max_restarts,
                 window: self.config.restart_window(),

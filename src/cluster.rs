@@ -13,11 +13,13 @@
 pub mod layout;
 pub mod links;
 pub mod peer;
+pub mod raft;
 pub mod settler;
 pub mod trace;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +32,8 @@ use tokio::task::JoinHandle;
 
 use self::layout::Layout;
 use self::links::{start_links, Links};
-use self::peer::{spawn_peer, PeerArgs};
+use self::peer::{spawn_peer, PeerArgs, RaftDoor};
+use self::raft::{become_member, keep_placed, Groups, JoinWatch};
 use crate::codec;
 use crate::config::ClusterConfig;
 use crate::registry::Registry;
@@ -46,6 +49,10 @@ pub struct Cluster {
     listen: SocketAddr,
     seeds: Vec<String>,
     links: Links,
+    /// In a replicated cluster, this node's raft groups.
+    groups: Option<Groups>,
+    /// Sessions refused before they authenticated.
+    refused: Arc<AtomicU64>,
     server: ActorRef<NodeServerMessage>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -57,6 +64,7 @@ impl Cluster {
         layout: Arc<Layout>,
         config: &ClusterConfig,
         listen: SocketAddr,
+        groups: Option<Groups>,
         registry: &Registry,
         timeout: Duration,
         supervision: &Supervision,
@@ -65,7 +73,14 @@ impl Cluster {
         let seeds = config.join.clone();
         let host = config.host.clone();
         let node = layout.node().to_owned();
-        let links = start_links(layout, registry.clone(), timeout, supervision).await?;
+        let links = start_links(
+            layout,
+            groups.clone(),
+            registry.clone(),
+            timeout,
+            supervision,
+        );
+        let links = links.await?;
         let server = NodeServer::new(
             listen.port(),
             cookie.expose().to_owned(),
@@ -75,13 +90,17 @@ impl Cluster {
             Some(NodeConnectionMode::Transitive),
         )
         .with_listen_addr(listen.ip());
+        let refused = Arc::new(AtomicU64::new(0));
         let (server, _) = Actor::spawn(Some(format!("{node}/node-server")), server, ())
             .await
             .with_context(|| format!("cannot start the cluster listener on {listen}"))?;
         server
             .cast(NodeServerMessage::SubscribeToEvents {
                 id: "agora".into(),
-                subscription: Box::new(SessionLog::default()),
+                subscription: Box::new(SessionLog {
+                    refused: refused.clone(),
+                    ..SessionLog::default()
+                }),
             })
             .context("cannot watch cluster sessions")?;
         let (sink, changes) = mpsc::unbounded_channel();
@@ -92,6 +111,8 @@ impl Cluster {
             listen,
             seeds,
             links,
+            groups,
+            refused,
             server,
             tasks: vec![forwarder],
         })
@@ -102,30 +123,46 @@ impl Cluster {
     }
 
     /// Opens this node to the others (its peer actor) and starts dialling the seeds.
+    /// In a replicated cluster it becomes a member; a refusal goes to `fatal`.
     pub async fn open(
         &mut self,
         directory: Directory,
         registry: Registry,
         supervision: &Supervision,
+        fatal: mpsc::UnboundedSender<String>,
     ) -> anyhow::Result<()> {
         let args = PeerArgs {
             node: self.node.clone(),
             directory,
             registry,
+            groups: (self.groups.clone()).map(|g| Arc::new(g) as Arc<dyn RaftDoor>),
         };
         spawn_peer(args, supervision).await?;
         let own = self.listen.to_string();
         let seeds: Vec<String> = self.seeds.iter().filter(|s| **s != own).cloned().collect();
+        if let Some(groups) = &self.groups {
+            let founder = seeds.is_empty();
+            let watch = JoinWatch {
+                fatal,
+                refused: self.refused.clone(),
+            };
+            self.tasks
+                .push(tokio::spawn(become_member(groups.clone(), founder, watch)));
+            self.tasks.push(tokio::spawn(keep_placed(groups.clone())));
+        }
         self.tasks
             .push(tokio::spawn(redial(self.server.clone(), seeds)));
         tracing::info!(node = %self.node, listen = %self.listen, seeds = ?self.seeds, "cluster node started");
         Ok(())
     }
 
-    /// Leaves the cluster: stops dialling and closes every session.
-    pub fn stop(self) {
+    /// Leaves the cluster: stops dialling, stops the raft groups and closes every session.
+    pub async fn stop(self) {
         for task in self.tasks {
             task.abort();
+        }
+        if let Some(groups) = &self.groups {
+            groups.shutdown().await;
         }
         self.server.stop(Some("shutdown".into()));
     }
@@ -176,6 +213,8 @@ struct SessionLog {
     /// Sessions that authenticated and have not closed. The node server actor owns this
     /// subscription and calls it from its handler; the trait takes `&self`, hence the lock.
     authenticated: std::sync::Mutex<HashSet<u64>>,
+    /// Counts sessions refused before they authenticated (a joining node gives up on them).
+    refused: Arc<AtomicU64>,
 }
 
 impl NodeEventSubscription for SessionLog {
@@ -202,6 +241,7 @@ impl NodeEventSubscription for SessionLog {
         if was_authenticated {
             tracing::warn!(peer, addr = %ses.peer_addr, "lost the session with a cluster node");
         } else {
+            self.refused.fetch_add(1, Ordering::Relaxed);
             tracing::error!(
                 peer,
                 addr = %ses.peer_addr,

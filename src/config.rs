@@ -147,14 +147,21 @@ pub struct ClusterConfig {
     )]
     pub roles: Vec<Role>,
 
-    /// The nodes that own entity partitions, fixed for the cluster's life: `NAME` (every
-    /// entity role) or `NAME=ROLE+ROLE`. Defaults to this node alone.
+    /// A static cluster: the nodes that own entity partitions, fixed for the cluster's life,
+    /// each key on one node only (no replication): `NAME` (every entity role) or
+    /// `NAME=ROLE+ROLE`. Without it, `--cluster` runs a replicated cluster whose members are
+    /// the nodes that joined.
     #[arg(long = "members", env = "AGORA_MEMBERS", value_delimiter = ',')]
     pub members: Vec<MemberSpec>,
 
     /// Number of partitions keys are spread over (about ten per node); fixed for the cluster.
     #[arg(long = "partitions", env = "AGORA_PARTITIONS", default_value_t = 32)]
     pub partitions: u32,
+
+    /// Replicas of each partition in a replicated cluster (capped by the number of members):
+    /// 3 survives the loss of any one node.
+    #[arg(long = "replicas", env = "AGORA_REPLICAS", default_value_t = 3)]
+    pub replicas: usize,
 
     /// Timeout of one call to another node, in milliseconds.
     #[arg(
@@ -163,6 +170,13 @@ pub struct ClusterConfig {
         default_value_t = 2000
     )]
     pub remote_timeout_ms: u64,
+}
+
+impl ClusterConfig {
+    /// Whether this node is in a replicated cluster: `--cluster` without `--members`.
+    pub fn is_replicated(&self) -> bool {
+        self.listen.is_some() && self.members.is_empty()
+    }
 }
 
 /// One part of the shop a node can run.

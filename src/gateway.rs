@@ -11,6 +11,7 @@
 //! routing layer ([`Directory`]) and never touches sled.
 
 pub mod auth;
+pub mod cluster;
 pub mod error;
 pub mod filters;
 pub mod inventory;
@@ -125,6 +126,8 @@ pub fn routes(
         .and(shop);
     let api = shop
         .or(ops::routes(ctx.clone()))
+        .unify()
+        .or(cluster::routes(ctx.clone()))
         .unify()
         .or(openapi::routes(ctx.clone()))
         .unify()

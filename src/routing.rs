@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use ractor::ActorRef;
 
-use crate::actors::entity::{Entity, EntityRequest, KeyOf, Remote, RemoteRequest, Route};
+use crate::actors::entity::{Entity, EntityRequest, KeyOf, Remote, RemoteRequest, Replicas, Route};
 use crate::actors::notification::NotificationMsg;
 use crate::actors::notifier::NotifierMsg;
 use crate::actors::order::OrderEntity;
@@ -40,6 +40,8 @@ pub struct Directory {
     pub storage: Storage,
     /// The other nodes; `None` when this node runs alone.
     pub remote: Option<Arc<dyn Remote>>,
+    /// The replicated partitions, in a replicated cluster: remote writes are committed there.
+    pub replicas: Option<Arc<dyn Replicas>>,
     /// Timeout of one call to a service actor of this node.
     pub call_timeout: std::time::Duration,
 }
@@ -101,6 +103,15 @@ impl Directory {
                 writes,
                 command,
             } => match kind.as_str() {
+                // Among replicas a write is committed before the actor answers.
+                _ if self.replicas.is_some() && writes => {
+                    let serve = RemoteRequest::Entity {
+                        kind,
+                        writes: false,
+                        command,
+                    };
+                    Box::pin(self.serve(serve)).await
+                }
                 ProductEntity::KIND => self.products.serve(&command, writes, storage).await,
                 Stock::KIND => self.stock.serve(&command, writes, storage).await,
                 OrderEntity::KIND => self.orders.serve(&command, writes, storage).await,

@@ -1,18 +1,23 @@
-//! Storage: the node's one sled database, its typed tables ([`Table`]), and group commit.
+//! Storage: the node's one sled database, its typed tables ([`Table`]), batches of writes
+//! ([`Batch`]), and group commit.
 //!
 //! Entity actors read and write their own records here; nothing else writes them but crash
-//! recovery (each table's field says who writes and who reads it). Tables are the only way in:
-//! the sled trees are private, keys are encoded by [`TableKey`], records by the codec. A write is
+//! recovery and, on a replicated partition, its raft state machine applying committed batches
+//! (each table's field says who writes and who reads it). Tables are the only way in: the sled
+//! trees are private, keys are encoded by [`TableKey`], records by the codec. The one exception
+//! is [`Storage::raft_trees`], the raw trees of the raft log store and state machines
+//! (the cluster's raft groups), which keep their own encodings. A write is
 //! acknowledged to a client only after [`Storage::durable`] returns: that call joins the next
 //! shared flush, so many writers pay for one `fsync` (group commit) and none skips it.
 //!
-//! No sled transaction or batch is used, on purpose. Either takes sled's process-wide write
-//! lock, which waits for the flush in progress (a flush holds the read side while it writes and
-//! syncs) while every other operation queues behind it; the first one switches that lock on for
-//! the life of the process. With it, the storage work of an order reached 6.8k orders/s on the
-//! benchmark machine, without it 36k (`cargo bench --bench storage -- order_storage`). Writes
-//! that belong together are ordered instead: sled recovers a prefix of its log, so a later
-//! write that survives a crash implies every earlier one did, and recovery repairs the rest.
+//! No sled transaction or sled batch is used, on purpose (a [`Batch`] is written one write
+//! after another). Either takes sled's process-wide write lock, which waits for the flush in
+//! progress (a flush holds the read side while it writes and syncs) while every other operation
+//! queues behind it; the first one switches that lock on for the life of the process. With it,
+//! the storage work of an order reached 6.8k orders/s on the benchmark machine, without it 36k
+//! (`cargo bench --bench storage -- order_storage`). Writes that belong together are ordered
+//! instead: sled recovers a prefix of its log, so a later write that survives a crash implies
+//! every earlier one did, and recovery repairs the rest.
 //!
 //! sled's own flush writes its log with `sync_file_range`, which neither persists file
 //! metadata nor flushes the drive's cache; every flush here adds an `fdatasync` of the log file
@@ -29,8 +34,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::codec::{self, CodecError};
 use crate::domain::{Order, OrderEvent, OrderNumber, Product, ProductId, Sku, StockLevel};
 
+mod batch;
 mod table;
 
+pub use batch::{event_group, Batch, Rows, TableId, MAX_EVENTS};
 pub use table::{Stored, Table, TableKey};
 
 /// Why a storage operation failed.
@@ -50,6 +57,8 @@ pub enum StorageError {
     Encode(CodecError),
     #[error("flush failed: {0}")]
     Flush(String),
+    #[error("batch cannot be applied: {0}")]
+    Batch(String),
 }
 
 type FlushWaiter = oneshot::Sender<Result<(), String>>;
@@ -73,6 +82,17 @@ struct OutboxMark {
     durable: AtomicU64,
 }
 
+/// The raw sled trees of the raft groups ([`Storage::raft_trees`]). Cheap to clone.
+#[derive(Clone)]
+pub struct RaftTrees {
+    /// Every group's log: group (4 bytes BE) ++ index (8 bytes BE) → encoded entry.
+    pub log: sled::Tree,
+    /// Every group's raft state: group (4 bytes BE) ++ a name (`vote`, `applied`, ...).
+    pub state: sled::Tree,
+    /// The cluster's members, the meta group's state: node id (8 bytes BE) → encoded member.
+    pub members: sled::Tree,
+}
+
 /// A handle to the node's database. Cheap to clone.
 #[derive(Clone)]
 pub struct Storage {
@@ -85,9 +105,11 @@ pub struct Storage {
     /// Written by the order actors and by crash recovery (finished cancels); read also by
     /// recovery's republishing.
     pub orders: Table<OrderNumber, Order>,
-    /// Events waiting for Kafka, keyed by a sequence that grows with each event. Written only
-    /// through [`Storage::put_event`] (order actors, recovery); emptied by the notifier as Kafka
-    /// acknowledges, and by recovery for events whose order was lost.
+    /// Events waiting for Kafka, keyed by a sequence that grows with each event (on a node
+    /// alone) or by group and log index ([`Storage::apply_committed`]). Written only through
+    /// [`Storage::put_event`] and the batches' [`Batch::event`] (order actors, recovery);
+    /// emptied by the notifier as Kafka acknowledges, and by recovery for events whose order
+    /// was lost.
     pub outbox: Table<u64, OrderEvent>,
     /// Notifications received from Kafka, keyed by a sequence: typed by the notification
     /// service, which owns its record type ([`Storage::notifications`]).
@@ -95,6 +117,8 @@ pub struct Storage {
     /// eventId → notification sequence: each event is recorded once. Written by the
     /// notification service; read also by recovery's republishing.
     pub seen_events: Table<String, u64>,
+    /// The raft groups' own trees ([`Storage::raft_trees`]).
+    raft: RaftTrees,
     flush_tx: mpsc::UnboundedSender<FlushWaiter>,
     /// sled's log file, opened only to `fdatasync` it after sled's flush.
     log: Arc<std::fs::File>,
@@ -130,12 +154,17 @@ impl Storage {
             durable: AtomicU64::new(recovered),
         });
         let storage = Storage {
-            products: Table::new(tree("products")?),
-            stock: Table::new(tree("stock")?),
-            orders: Table::new(tree("orders")?),
-            outbox: Table::new(tree("outbox")?),
+            products: Table::new(tree("products")?, TableId::Products),
+            stock: Table::new(tree("stock")?, TableId::Stock),
+            orders: Table::new(tree("orders")?, TableId::Orders),
+            outbox: Table::new(tree("outbox")?, TableId::Outbox),
             notifications: tree("notifications")?,
-            seen_events: Table::new(tree("seen_events")?),
+            seen_events: Table::new(tree("seen_events")?, TableId::SeenEvents),
+            raft: RaftTrees {
+                log: tree("raft_log")?,
+                state: tree("raft_state")?,
+                members: tree("cluster_members")?,
+            },
             db: db.clone(),
             flush_tx,
             log: log.clone(),
@@ -193,12 +222,35 @@ impl Storage {
     /// The notifications table, with the record type of the service that owns it (the type
     /// lives with that service, above storage).
     pub fn notifications<V: Serialize + DeserializeOwned>(&self) -> Table<u64, V> {
-        Table::new(self.notifications.clone())
+        Table::new(self.notifications.clone(), TableId::Notifications)
+    }
+
+    /// The raw trees of the raft groups, for the log store and the state machines of
+    /// the cluster's raft groups only: they encode their own keys (group, then index or name) and
+    /// values (the codec), outside the tables. Nothing else may touch them.
+    pub fn raft_trees(&self) -> RaftTrees {
+        self.raft.clone()
     }
 
     /// A unique, increasing id (survives restarts), for outbox and notification keys.
     pub fn next_id(&self) -> Result<u64, StorageError> {
         Ok(self.db.generate_id()?)
+    }
+
+    /// A number this data directory keeps about its node (`name`): its incarnation, the
+    /// cluster it belongs to. `None` until [`Storage::remember`] stored one.
+    pub fn recall(&self, name: &str) -> Result<Option<u64>, StorageError> {
+        let key = format!("node/{name}");
+        Ok((self.db.get(key.as_bytes())?)
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
+            .map(u64::from_be_bytes))
+    }
+
+    /// Stores `value` as the node's `name` (see [`Storage::recall`]), durably.
+    pub fn remember(&self, name: &str, value: u64) -> Result<(), StorageError> {
+        let key = format!("node/{name}");
+        self.db.insert(key.as_bytes(), &value.to_be_bytes())?;
+        self.flush_now()
     }
 
     /// Keeps the cluster layout this data was written under, and refuses another: keys would
@@ -308,7 +360,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Any key and record types will do: this tests the table, not the products.
         let products = |storage: &Storage| {
-            Table::<String, (u32, String)>::new(storage.db.open_tree("products").unwrap())
+            Table::<String, (u32, String)>::new(
+                storage.db.open_tree("products").unwrap(),
+                TableId::Products,
+            )
         };
         let (a, bad) = (String::from("a"), Sku::parse("bad").unwrap());
         {

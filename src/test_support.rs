@@ -7,6 +7,21 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
+use crate::domain::{Order, OrderNumber, OrderStatus, Price};
+
+/// A placed order `number` with no lines, for tests of what stores or carries orders.
+pub fn empty_order(number: OrderNumber) -> Order {
+    Order {
+        number,
+        status: OrderStatus::Placed,
+        lines: Vec::new(),
+        total: Price::from_cents(1).expect("one cent is a price"),
+        created_ms: 0,
+        fingerprint: 0,
+        restocked: false,
+    }
+}
+
 /// A supervisor for the actors under test: it outlives their stopping and ignores their
 /// failures (the test asserts on those itself).
 pub struct TestRoot;

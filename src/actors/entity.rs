@@ -7,6 +7,7 @@
 //! (or restarted) commands for its key are buffered, so a key never has two actors: one writer
 //! per key. Callers reach a kind through its [`Route`]; answers come back through [`Reply`].
 
+mod replica;
 mod reply;
 mod route;
 mod supervisor;
@@ -22,12 +23,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::config::Role;
+use crate::error::ShopError;
 use crate::health::ComponentHealth;
 use crate::metrics::Metrics;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Batch, Storage, StorageError, Table, TableKey};
 
+use self::replica::Writes;
+pub use self::replica::{Replicas, Tenure};
 pub use self::reply::{decode_answer, reject, Reply};
-pub use self::route::{Remote, RemoteRequest, Route};
+pub use self::route::{ClusterView, MemberView, PartitionView, Remote, RemoteRequest, Route};
 pub use self::supervisor::{spawn_supervisor, EntitySupervisor, RestartPolicy, SupervisorArgs};
 
 /// One kind of entity: its protocol, how its state loads and how it handles commands.
@@ -75,6 +79,8 @@ pub struct Deps<E: Entity> {
     pub storage: Storage,
     pub metrics: Arc<Metrics>,
     pub calls: E::Calls,
+    /// Where writes go: storage directly, or the partition's replicas under the actor's tenure.
+    writes: Writes,
 }
 
 impl<E: Entity> Clone for Deps<E> {
@@ -83,7 +89,91 @@ impl<E: Entity> Clone for Deps<E> {
             storage: self.storage.clone(),
             metrics: self.metrics.clone(),
             calls: self.calls.clone(),
+            writes: self.writes.clone(),
         }
+    }
+}
+
+impl<E: Entity> Deps<E> {
+    /// `replicas` is `None` on a node alone: writes then go straight to storage.
+    pub fn new(
+        storage: Storage,
+        metrics: Arc<Metrics>,
+        calls: E::Calls,
+        replicas: Option<Arc<dyn Replicas>>,
+    ) -> Deps<E> {
+        Deps {
+            storage,
+            metrics,
+            calls,
+            writes: Writes {
+                replicas,
+                ..Writes::default()
+            },
+        }
+    }
+
+    /// Writes `batch`. On a node alone it is written at once and durable after
+    /// [`Deps::durable`]; among replicas it returns once committed on a majority.
+    pub async fn commit(&self, batch: Batch) -> Result<(), ShopError> {
+        self.writes.commit(&self.storage, batch).await
+    }
+
+    /// Returns once every write committed before is durable (group commit on a node alone;
+    /// among replicas a commit already is).
+    pub async fn durable(&self) -> Result<(), ShopError> {
+        match self.writes.replicas {
+            Some(_) => Ok(()),
+            None => Ok(self.storage.durable().await?),
+        }
+    }
+
+    /// Whether writes are replicated (a cluster) rather than local.
+    pub fn is_replicated(&self) -> bool {
+        self.writes.replicas.is_some()
+    }
+
+    /// Up to `limit` records of `table` after `after` that this node answers lists for: all
+    /// of them on a node alone; among replicas, those of the partitions it leads (every
+    /// replica holds them, and each partition must be listed once).
+    pub fn page<K, V>(
+        &self,
+        table: &Table<K, V>,
+        after: Option<&K>,
+        limit: usize,
+    ) -> Result<Vec<(K, V)>, StorageError>
+    where
+        K: TableKey + Display,
+        V: Serialize + DeserializeOwned,
+    {
+        let Some(replicas) = &self.writes.replicas else {
+            return table.scan(after, limit);
+        };
+        let leads = |key: &K| replicas.leads(replicas.partition(&key.to_string()));
+        let mut page = Vec::new();
+        for entry in table.entries_after(after) {
+            let (key, stored) = entry?;
+            if page.len() == limit {
+                break;
+            }
+            if leads(&key) {
+                let value = stored.read()?;
+                page.push((key, value));
+            }
+        }
+        Ok(page)
+    }
+
+    /// Confirms this node still leads the partition of `key` (see [`Replicas::lead`]): the
+    /// tenure, and whether it differs from the one the state was loaded under.
+    async fn lead(&mut self, key: &E::Key) -> Result<bool, ShopError> {
+        let Some(replicas) = &self.writes.replicas else {
+            return Ok(false);
+        };
+        let tenure = replicas.lead(replicas.partition(&key.to_string())).await?;
+        let changed = self.writes.tenure != Some(tenure);
+        self.writes.tenure = Some(tenure);
+        Ok(changed)
     }
 }
 
@@ -149,8 +239,10 @@ impl<E: Entity> Actor for EntityActor<E> {
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        (deps, key, supervisor): Self::Arguments,
+        (mut deps, key, supervisor): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        deps.writes.for_new_actor();
+        deps.lead(&key).await?;
         let state = E::load(&deps, &key)?;
         Ok(Loaded {
             deps,
@@ -168,8 +260,19 @@ impl<E: Entity> Actor for EntityActor<E> {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             EntityMsg::Command(command) => {
+                match loaded.deps.lead(&loaded.key).await {
+                    Ok(false) => {}
+                    Ok(true) => loaded.state = E::load(&loaded.deps, &loaded.key)?,
+                    Err(e) => {
+                        reject([command], e);
+                        myself.stop(Some("not the partition's leader".into()));
+                        return Ok(());
+                    }
+                }
                 E::handle(&loaded.deps, &loaded.key, &mut loaded.state, command).await?;
-                if !E::keep_alive(&loaded.state) {
+                if loaded.deps.writes.is_stale() {
+                    myself.stop(Some("a write failed: reload".into()));
+                } else if !E::keep_alive(&loaded.state) {
                     let done = SupervisorMsg::Release {
                         key: loaded.key.clone(),
                         actor: myself.get_id(),
@@ -204,7 +307,7 @@ pub enum SupervisorMsg<E: Entity> {
     /// The actor of `key` started in the background (or could not load its state).
     Started {
         key: E::Key,
-        started: Result<ActorRef<EntityMsg<E>>, String>,
+        started: Result<ActorRef<EntityMsg<E>>, ShopError>,
     },
     /// The entity actor `actor` of `key` need not stay in memory: passivate it.
     Release {

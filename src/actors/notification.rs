@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::actors::entity::Replicas;
 use crate::domain::now_ms;
+use crate::error::ShopError;
 use crate::health::ComponentHealth;
 use crate::metrics::Metrics;
 use crate::storage::{Storage, StorageError, Table};
@@ -109,12 +111,15 @@ pub struct NotificationArgs {
     pub topic: String,
     pub group_id: String,
     pub metrics: Arc<Metrics>,
+    /// In a replicated cluster: records are committed in their event id's partition.
+    pub replicas: Option<Arc<dyn Replicas>>,
 }
 
 pub struct NotificationService;
 
 pub struct NotificationState {
     storage: Storage,
+    replicas: Option<Arc<dyn Replicas>>,
     metrics: Arc<Metrics>,
     feed: broadcast::Sender<NotificationRecord>,
     /// `Some` until `post_stop`; sending on it ends the consumer task.
@@ -160,6 +165,7 @@ impl Actor for NotificationService {
         tracing::info!(topic = %args.topic, group = %args.group_id, "notification service started");
         Ok(NotificationState {
             storage: args.storage,
+            replicas: args.replicas,
             metrics: args.metrics,
             feed: broadcast::channel(FEED_CAPACITY).0,
             stop: Some(stop),
@@ -180,10 +186,12 @@ impl Actor for NotificationService {
                 limit,
                 reply,
             } => {
-                let records = records(&state.storage)
-                    .scan(after.as_ref(), limit)
-                    .map(|rows| rows.into_iter().map(|(_, record)| record).collect())
-                    .map_err(|e| e.to_string());
+                let records = match &state.replicas {
+                    Some(replicas) => replicated::list(&state.storage, &**replicas, after, limit),
+                    None => (records(&state.storage).scan(after.as_ref(), limit))
+                        .map(|rows| rows.into_iter().map(|(_, record)| record).collect()),
+                };
+                let records = records.map_err(|e| e.to_string());
                 let _ = reply.send(records);
             }
             NotificationMsg::Subscribe(reply) => {
@@ -258,8 +266,12 @@ fn records(storage: &Storage) -> Table<u64, NotificationRecord> {
 }
 
 impl NotificationState {
-    /// Records each event unless its id was seen, then waits until all are durable (one flush).
-    async fn record(&self, events: Vec<ReceivedEvent>) -> Result<Vec<Recorded>, StorageError> {
+    /// Records each event unless its id was seen, then waits until all are durable (one flush;
+    /// in a replicated cluster, each committed in its partition).
+    async fn record(&self, events: Vec<ReceivedEvent>) -> Result<Vec<Recorded>, ShopError> {
+        if let Some(replicas) = &self.replicas {
+            return replicated::record(replicas, events).await;
+        }
         let recorded = events
             .into_iter()
             .map(|e| self.record_one(e))
@@ -324,5 +336,6 @@ impl NotificationState {
 }
 
 mod consume;
+pub mod replicated;
 #[cfg(test)]
 mod tests;

@@ -24,6 +24,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::task::{JoinHandle, JoinSet};
 
+use self::replicated::ReplicatedOutbox;
+use crate::actors::entity::Replicas;
 use crate::health::ComponentHealth;
 use crate::kafka::{self, OutageContext, ProducerFault};
 use crate::metrics::Metrics;
@@ -68,6 +70,8 @@ pub enum NotifierMsg {
     Probed { generation: u64, answers: bool },
     /// The backoff has passed: rebuild the producer.
     Rebuild { reason: String },
+    /// In a replicated cluster: the removal of these delivered events was committed, or not.
+    Removed { keys: Vec<u64>, removed: bool },
 }
 
 impl ractor::Message for NotifierMsg {}
@@ -77,12 +81,16 @@ pub struct NotifierArgs {
     pub brokers: String,
     pub topic: String,
     pub metrics: Arc<Metrics>,
+    /// In a replicated cluster: only the leader of an event's partition sends it.
+    pub replicas: Option<Arc<dyn Replicas>>,
 }
 
 pub struct Notifier;
 
 pub struct NotifierState {
     storage: Storage,
+    /// `Some` in a replicated cluster (see `replicated`).
+    replicated: Option<ReplicatedOutbox>,
     brokers: String,
     topic: String,
     metrics: Arc<Metrics>,
@@ -137,6 +145,7 @@ impl Actor for Notifier {
         let ticker = myself.send_interval(TICK, || NotifierMsg::Tick);
         let mut state = NotifierState {
             storage: args.storage,
+            replicated: args.replicas.map(ReplicatedOutbox::new),
             brokers: args.brokers,
             topic: args.topic,
             metrics: args.metrics,
@@ -167,6 +176,9 @@ impl Actor for Notifier {
         match msg {
             NotifierMsg::OutboxChanged => state.pump(&myself, false)?,
             NotifierMsg::Tick => {
+                if let Some(outbox) = &mut state.replicated {
+                    outbox.propose_removals(&state.storage, &myself);
+                }
                 state.pump(&myself, true)?;
                 // `outbox.len()` walks the whole tree: once a tick, never once per event (with a
                 // backlog of 100k events that turned every delivery into a scan).
@@ -181,11 +193,11 @@ impl Actor for Notifier {
                     state.backoff = MIN_BACKOFF;
                 }
                 // An acknowledgement from a replaced producer still means Kafka has the event.
-                state
-                    .storage
-                    .outbox
-                    .remove(&key)
-                    .context("cannot delete a delivered event from the outbox")?;
+                match &mut state.replicated {
+                    Some(outbox) => outbox.delivered(key),
+                    None => (state.storage.outbox.remove(&key))
+                        .context("cannot delete a delivered event from the outbox")?,
+                }
                 state.metrics.kafka_delivered.inc();
                 state.failing = None;
                 state.reap();
@@ -235,6 +247,11 @@ impl Actor for Notifier {
                 }
             }
             NotifierMsg::Rebuild { reason } => state.rebuild(&myself, &reason)?,
+            NotifierMsg::Removed { keys, removed } => {
+                if let Some(outbox) = &mut state.replicated {
+                    outbox.removed(keys, removed);
+                }
+            }
         }
         Ok(())
     }
@@ -342,9 +359,13 @@ impl NotifierState {
                 break;
             }
             let (key, stored) = entry.context("cannot read the outbox")?;
-            if !self.storage.is_durable_event(key) {
+            match &self.replicated {
+                // Every applied entry is committed; events of partitions led elsewhere wait.
+                Some(outbox) if !outbox.sends(key) => continue,
+                Some(_) => {}
                 // Keys only grow, so every later one is newer still; the writer's flush wakes us.
-                break;
+                None if !self.storage.is_durable_event(key) => break,
+                None => {}
             }
             if self.in_flight.contains(&key) || self.unreadable.contains(&key) {
                 continue;
@@ -429,5 +450,6 @@ impl NotifierState {
     }
 }
 
+mod replicated;
 #[cfg(test)]
 mod tests;

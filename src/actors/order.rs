@@ -25,7 +25,7 @@ use crate::domain::{
 use crate::entity_request;
 use crate::error::ShopError;
 use crate::registry::ORDER_SERVICE;
-use crate::storage::StorageError;
+use crate::storage::{Batch, StorageError};
 
 /// A line as the client asked for it; the price, if given, must match the catalog.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,9 +152,7 @@ impl Entity for OrderEntity {
             reply,
         } = query;
         let result = deps
-            .storage
-            .orders
-            .scan(after.as_ref(), limit)
+            .page(&deps.storage.orders, after.as_ref(), limit)
             .map(|rows| rows.into_iter().map(|(_, order)| order).collect())
             .map_err(ShopError::from);
         reply.send(result);
@@ -222,9 +220,9 @@ async fn place(
         fingerprint,
         restocked: true,
     };
-    write_with_event(deps, &order, EventType::OrderPlaced)?;
+    write_with_event(deps, &order, EventType::OrderPlaced).await?;
     *state = Some(order.clone());
-    deps.storage.durable().await?;
+    deps.durable().await?;
     settle(deps, &order);
     wake_notifier(deps);
     Ok(Placed {
@@ -319,11 +317,11 @@ async fn cancel(
         (OrderStatus::Placed, _) => {
             order.status = OrderStatus::Cancelled;
             order.restocked = false;
-            write_with_event(deps, &order, EventType::OrderCancelled)?;
+            write_with_event(deps, &order, EventType::OrderCancelled).await?;
             *state = Some(order.clone());
             // Durable before any unit goes back: a returned unit always has a durable cancel,
             // even when the stock lives on another node that flushes on its own.
-            deps.storage.durable().await?;
+            deps.durable().await?;
         }
     }
     let returns = order.lines.iter().map(|line| {
@@ -338,9 +336,11 @@ async fn cancel(
         .into_iter()
         .collect::<Result<Vec<()>, _>>()?;
     order.restocked = true;
-    deps.storage.orders.put(&number, &order)?;
+    let mut batch = Batch::default();
+    deps.storage.orders.stage(&mut batch, &number, &order)?;
+    deps.commit(batch).await?;
     *state = Some(order.clone());
-    deps.storage.durable().await?;
+    deps.durable().await?;
     settle(deps, &order);
     wake_notifier(deps);
     Ok(order)
@@ -372,20 +372,24 @@ async fn resolve_pending(
     }
 }
 
-/// Writes the event to the outbox, then the order (not yet flushed). Two plain writes, not a
-/// sled transaction (see `storage`). sled recovers a prefix of its log, so after a crash the
-/// order never survives without its event; an event that survives without its order (or
-/// without its cancel) was never acknowledged, and recovery drops it. The notifier sends the
-/// event only once a flush covers both.
-fn write_with_event(
+/// Writes the event to the outbox, then the order, in one batch. On a node alone that is two
+/// plain writes, not a sled transaction (see `storage`), not yet flushed: sled recovers a prefix
+/// of its log, so after a crash the order never survives without its event; an event that
+/// survives without its order (or without its cancel) was never acknowledged, and recovery
+/// drops it. The notifier sends the event only once a flush covers both. Among replicas the
+/// batch is one log entry.
+async fn write_with_event(
     deps: &Deps<OrderEntity>,
     order: &Order,
     event_type: EventType,
-) -> Result<(), StorageError> {
+) -> Result<(), ShopError> {
     let event = OrderEvent::for_order(order, event_type, now_ms());
+    let mut batch = Batch::default();
+    batch.event(&event)?;
     deps.storage
-        .put_event(&event, || deps.storage.orders.put(&order.number, order))?;
-    Ok(())
+        .orders
+        .stage(&mut batch, &order.number, order)?;
+    deps.commit(batch).await
 }
 
 /// Tells each SKU's stock actor that the order's outcome is durable, without waiting: a

@@ -12,7 +12,7 @@ use crate::domain::{Description, Price, Product, ProductId, ProductName, Sku};
 use crate::entity_request;
 use crate::error::ShopError;
 use crate::registry::PRODUCT_SERVICE;
-use crate::storage::StorageError;
+use crate::storage::{Batch, StorageError};
 
 /// A product with its SKU's available quantity, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,9 +130,16 @@ impl Entity for ProductEntity {
                     reply.send(Err(not_found()));
                     return Ok(());
                 }
-                deps.storage.products.remove(id)?;
-                *state = None;
-                reply.send(deps.storage.durable().await.map_err(ShopError::from));
+                let mut batch = Batch::default();
+                deps.storage.products.stage_remove(&mut batch, id);
+                let result = match deps.commit(batch).await {
+                    Ok(()) => {
+                        *state = None;
+                        deps.durable().await
+                    }
+                    Err(e) => Err(e),
+                };
+                reply.send(result);
             }
         }
         Ok(())
@@ -145,9 +152,7 @@ impl Entity for ProductEntity {
             reply,
         } = query;
         let list = || -> Result<Vec<ProductView>, StorageError> {
-            deps.storage
-                .products
-                .scan(after.as_ref(), limit)?
+            deps.page(&deps.storage.products, after.as_ref(), limit)?
                 .into_iter()
                 .map(|(_, product)| {
                     // Reads another kind's table: only the stock actors write it.
@@ -182,8 +187,12 @@ async fn save_durably(
     state: &mut Option<Product>,
     product: Product,
 ) -> Result<Product, ShopError> {
-    deps.storage.products.put(&product.id, &product)?;
+    let mut batch = Batch::default();
+    deps.storage
+        .products
+        .stage(&mut batch, &product.id, &product)?;
+    deps.commit(batch).await?;
     *state = Some(product.clone());
-    deps.storage.durable().await?;
+    deps.durable().await?;
     Ok(product)
 }

@@ -16,7 +16,7 @@ use crate::domain::{OrderNumber, PendingChange, Sku, StockLevel};
 use crate::entity_request;
 use crate::error::ShopError;
 use crate::registry::INVENTORY_SERVICE;
-use crate::storage::StorageError;
+use crate::storage::{Batch, StorageError};
 
 /// The stock protocol: what other actors and the gateway ask a SKU's stock actor, on this node
 /// or from another one. Each variant carries its request and the reply for its answer.
@@ -82,8 +82,10 @@ entity_request!(ReturnStock => Stock, StockCommand::Return, (), writes: true);
 pub struct Stock;
 
 impl Stock {
-    fn save(deps: &Deps<Stock>, level: &StockLevel) -> Result<(), StorageError> {
-        deps.storage.stock.put(&level.sku, level)
+    async fn save(deps: &Deps<Stock>, level: &StockLevel) -> Result<(), ShopError> {
+        let mut batch = Batch::default();
+        deps.storage.stock.stage(&mut batch, &level.sku, level)?;
+        deps.commit(batch).await
     }
 }
 
@@ -117,14 +119,14 @@ impl Entity for Stock {
             StockCommand::Set(SetStock { quantity }, reply) => {
                 let mut level = state.clone().unwrap_or_else(empty);
                 level.quantity = quantity;
-                persist_durably(deps, state, level, reply).await?;
+                persist_durably(deps, state, level, reply).await;
             }
             StockCommand::Seed(SeedStock { quantity }, reply) => {
                 let mut level = state.clone().unwrap_or_else(empty);
                 if let Some(quantity) = quantity {
                     level.quantity = quantity;
                 }
-                persist_durably(deps, state, level, reply).await?;
+                persist_durably(deps, state, level, reply).await;
             }
             StockCommand::Reserve(ReserveStock { order, quantity }, reply) => {
                 let result = match state {
@@ -134,43 +136,45 @@ impl Entity for Stock {
                         level
                             .pending
                             .insert(order, PendingChange::Reserved(quantity));
-                        Stock::save(deps, level)?;
-                        Ok(())
+                        Stock::save(deps, level).await
                     }
                     _ => Err(ShopError::OutOfStock(vec![sku.to_string()])),
                 };
                 reply.send(result);
             }
             StockCommand::Release(ReleaseReservation { order }, reply) => {
+                let mut result = Ok(());
                 if let Some(level) = state {
                     if let Some(PendingChange::Reserved(quantity)) =
                         level.pending.get(&order).copied()
                     {
                         level.quantity += quantity;
                         level.pending.remove(&order);
-                        Stock::save(deps, level)?;
+                        result = Stock::save(deps, level).await;
                     }
                 }
-                reply.send(Ok(()));
+                reply.send(result);
             }
             StockCommand::Settle(SettleOrder { order }, reply) => {
+                let mut result = Ok(());
                 if let Some(level) = state {
                     if level.pending.remove(&order).is_some() {
-                        Stock::save(deps, level)?;
+                        result = Stock::save(deps, level).await;
                     }
                 }
-                reply.send(Ok(()));
+                reply.send(result);
             }
             StockCommand::Return(ReturnStock { order, quantity }, reply) => {
                 let level = state.get_or_insert_with(empty);
+                let mut result = Ok(());
                 if level.pending.get(&order) != Some(&PendingChange::Returned(quantity)) {
                     level.quantity = level.quantity.saturating_add(quantity);
                     level
                         .pending
                         .insert(order, PendingChange::Returned(quantity));
-                    Stock::save(deps, level)?;
+                    result = Stock::save(deps, level).await;
                 }
-                reply.send(Ok(()));
+                reply.send(result);
             }
         }
         Ok(())
@@ -190,15 +194,13 @@ async fn persist_durably(
     state: &mut Option<StockLevel>,
     level: StockLevel,
     reply: Reply<StockLevel>,
-) -> Result<(), ActorProcessingErr> {
-    Stock::save(deps, &level)?;
-    *state = Some(level.clone());
-    let result = deps
-        .storage
-        .durable()
-        .await
-        .map(|_| level)
-        .map_err(ShopError::from);
+) {
+    let result = match Stock::save(deps, &level).await {
+        Ok(()) => {
+            *state = Some(level.clone());
+            deps.durable().await.map(|_| level)
+        }
+        Err(e) => Err(e),
+    };
     reply.send(result);
-    Ok(())
 }

@@ -125,7 +125,7 @@ impl Running {
                 settler.abort();
             }
             if let Some(cluster) = cluster {
-                cluster.stop();
+                cluster.stop().await;
             }
             let services = [
                 Some(directory.orders.supervisor().get_cell()),

@@ -79,7 +79,7 @@ impl Layout {
     }
 
     pub fn partition(&self, key: &str) -> u32 {
-        (fnv1a(FNV_OFFSET, key.as_bytes()) % u64::from(self.partitions)) as u32
+        partition_of(key, self.partitions)
     }
 
     /// The member that owns `key` of `role`; `None` if no member owns that role.
@@ -127,6 +127,11 @@ impl Layout {
             .collect();
         format!("partitions={};{}", self.partitions, members.join(","))
     }
+}
+
+/// The partition of the key whose text is `key`, among `partitions`.
+pub fn partition_of(key: &str, partitions: u32) -> u32 {
+    (fnv1a(FNV_OFFSET, key.as_bytes()) % u64::from(partitions.max(1))) as u32
 }
 
 /// splitmix64's finaliser: FNV alone leaves the high bits, which `max` compares first, to

@@ -22,8 +22,9 @@ use tokio::task::JoinHandle;
 
 use super::layout::Layout;
 use super::peer::{group_of, Envelope, PeerMsg, ALL_PEERS};
+use super::raft::Groups;
 use super::trace::current_request_id;
-use crate::actors::entity::{Remote, RemoteRequest};
+use crate::actors::entity::{ClusterView, Remote, RemoteRequest, Replicas};
 use crate::codec;
 use crate::config::Role;
 use crate::error::ShopError;
@@ -54,6 +55,9 @@ enum Reach {
 pub struct Links {
     node: String,
     layout: Arc<Layout>,
+    /// In a replicated cluster: the raft groups, whose leaders own the keys (the layout then
+    /// only names this node).
+    groups: Option<Groups>,
     view: watch::Receiver<Arc<View>>,
     actor: ActorRef<LinksMsg>,
     timeout: Duration,
@@ -62,6 +66,16 @@ pub struct Links {
 #[async_trait::async_trait]
 impl Remote for Links {
     fn owner(&self, role: Role, key: &str) -> Result<Option<String>, ShopError> {
+        if let Some(groups) = &self.groups {
+            let partition = groups.partition(key);
+            return match groups.leader_of(partition) {
+                Some(leader) if leader == self.node => Ok(None),
+                Some(leader) => Ok(Some(leader)),
+                None => Err(ShopError::Unavailable(format!(
+                    "partition {partition} has no leader (an election is under way): retry"
+                ))),
+            };
+        }
         if self.layout.is_single() {
             return Ok(None);
         }
@@ -72,15 +86,32 @@ impl Remote for Links {
     }
 
     fn members_with(&self, role: Role) -> Vec<String> {
-        self.layout.members_with(role).map(str::to_owned).collect()
+        match &self.groups {
+            Some(groups) => groups.members().into_values().map(|m| m.name).collect(),
+            None => self.layout.members_with(role).map(str::to_owned).collect(),
+        }
     }
 
     fn peers(&self) -> Vec<(String, bool)> {
         let view = self.view.borrow();
         let up = |node: &str| matches!(view.peers.get(node), Some(Reach::Up(_)));
-        (self.layout.peers())
-            .map(|node| (node.to_owned(), up(node)))
+        let names: Vec<String> = match &self.groups {
+            Some(groups) => groups.members().into_values().map(|m| m.name).collect(),
+            None => self.layout.peers().map(str::to_owned).collect(),
+        };
+        (names.into_iter())
+            .filter(|node| *node != self.node)
+            .map(|node| {
+                let reachable = up(&node);
+                (node, reachable)
+            })
             .collect()
+    }
+
+    fn describe(&self) -> Option<ClusterView> {
+        let groups = self.groups.as_ref()?;
+        let peers: HashMap<String, bool> = self.peers().into_iter().collect();
+        Some(groups.describe(|name| name == self.node || peers.get(name) == Some(&true)))
     }
 
     /// Sends `request` to `node`; its answer comes back encoded. Fails at once when the node
@@ -273,6 +304,7 @@ fn unreachable_because(connected: bool, heard: Option<bool>, open: bool) -> Opti
 /// with closed breakers and publishes to the same view.
 pub async fn start_links(
     layout: Arc<Layout>,
+    groups: Option<Groups>,
     registry: Registry,
     timeout: Duration,
     supervision: &Supervision,
@@ -299,6 +331,7 @@ pub async fn start_links(
     Ok(Links {
         node,
         layout,
+        groups,
         view,
         actor: supervision.spawn(spec).await?,
         timeout,

@@ -5,7 +5,10 @@
 //!
 //! A call carries an encoded [`Envelope`]; each is served in its own task (so a slow entity
 //! never holds up the others) by the routing layer (`Directory::serve`), under a span with the
-//! caller's request id. A replication message goes to the local registry.
+//! caller's request id. A replication message goes to the local registry; a raft message to
+//! this node's raft groups.
+
+use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
@@ -44,6 +47,9 @@ pub enum PeerMsg {
     /// An encoded [`Envelope`]; the answer is what `Directory::serve` encodes.
     #[rpc]
     Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// An encoded raft message for this node's groups (`raft::network`).
+    #[rpc]
+    Raft(Vec<u8>, RpcReplyPort<Vec<u8>>),
 }
 
 pub struct PeerActor;
@@ -52,6 +58,15 @@ pub struct PeerArgs {
     pub node: String,
     pub directory: Directory,
     pub registry: Registry,
+    /// This node's raft groups, in a replicated cluster.
+    pub groups: Option<Arc<dyn RaftDoor>>,
+}
+
+/// Where raft messages for this node go: its raft groups (`raft::network`).
+#[async_trait::async_trait]
+pub trait RaftDoor: Send + Sync + 'static {
+    /// Answers an encoded raft message, encoded.
+    async fn serve(&self, message: Vec<u8>) -> Vec<u8>;
 }
 
 impl Actor for PeerActor {
@@ -87,6 +102,15 @@ impl Actor for PeerActor {
                     let _ = reply.send(answer);
                 });
             }
+            PeerMsg::Raft(bytes, reply) => match &state.groups {
+                Some(groups) => {
+                    let groups = groups.clone();
+                    tokio::spawn(async move {
+                        let _ = reply.send(groups.serve(bytes).await);
+                    });
+                }
+                None => tracing::debug!("a raft message, but this cluster is not replicated"),
+            },
         }
         Ok(())
     }
@@ -121,6 +145,7 @@ pub async fn spawn_peer(args: PeerArgs, supervision: &Supervision) -> anyhow::Re
             node: args.node.clone(),
             directory: args.directory.clone(),
             registry: args.registry.clone(),
+            groups: args.groups.clone(),
         };
         (PeerActor, args)
     });

@@ -1,7 +1,9 @@
 //! The settler: finishes on a live cluster what a node's death left half done across nodes.
 //!
-//! A stock actor's pending change for an order owned by another node is normally settled by
-//! that order's saga; if the saga's node died, or the settle was lost, the change stays. Every
+//! A stock actor's pending change for an order is normally settled by that order's saga; if
+//! the saga's node died (in a static cluster: an order owned by another node; in a replicated
+//! one: any order, since the saga may have run on a leader that is gone), or the settle was
+//! lost, the change stays. Which changes this node looks after is [`Held`]. Every
 //! sweep the settler lists such changes, and those still pending one sweep later (so sagas in
 //! flight are left alone) are resolved by the order's owner (`ResolvePending`), which decides
 //! from the order's durable outcome while no saga of that order runs. It also finishes the
@@ -15,6 +17,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::layout::Layout;
+use crate::actors::entity::Replicas;
 use crate::actors::order::{CancelOrder, ResolvePending};
 use crate::config::Role;
 use crate::domain::{OrderNumber, Sku};
@@ -23,11 +26,24 @@ use crate::storage::{Storage, StorageError};
 
 const SWEEP: Duration = Duration::from_secs(2);
 
+/// Which pending changes of the stock stored here this node settles: `(sku, order)`.
+pub type Held = Box<dyn Fn(&Sku, &OrderNumber) -> bool + Send + Sync>;
+
+/// In a static cluster: changes for orders other nodes own.
+pub fn foreign_orders(layout: Arc<Layout>) -> Held {
+    Box::new(move |_, order| !layout.owns(Role::Order, &order.to_string()))
+}
+
+/// In a replicated cluster: every change of the stock partitions this node leads.
+pub fn led_stock(replicas: Arc<dyn Replicas>) -> Held {
+    Box::new(move |sku, _| replicas.leads(replicas.partition(sku.as_str())))
+}
+
 /// Runs the sweeps; `cancels` are the interrupted cancels recovery left to it.
 pub fn start(
     directory: Directory,
     storage: Storage,
-    layout: Arc<Layout>,
+    held: Held,
     mut cancels: Vec<OrderNumber>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -35,7 +51,7 @@ pub fn start(
         let mut seen: HashSet<(Sku, OrderNumber)> = HashSet::new();
         loop {
             tick.tick().await;
-            let swept = sweep(&directory, &storage, &layout, &mut seen, &mut cancels).await;
+            let swept = sweep(&directory, &storage, &held, &mut seen, &mut cancels).await;
             if let Err(e) = swept {
                 tracing::warn!(error = %e, "settler: cannot read storage");
             }
@@ -46,7 +62,7 @@ pub fn start(
 async fn sweep(
     directory: &Directory,
     storage: &Storage,
-    layout: &Layout,
+    held: &Held,
     seen: &mut HashSet<(Sku, OrderNumber)>,
     cancels: &mut Vec<OrderNumber>,
 ) -> Result<(), StorageError> {
@@ -57,7 +73,7 @@ async fn sweep(
         }
     }
 
-    let pending = foreign_pending(storage, layout)?;
+    let pending = held_pending(storage, held)?;
     for (sku, number) in pending.intersection(seen) {
         let resolve = ResolvePending { sku: sku.clone() };
         match directory.ask(*number, resolve).await {
@@ -69,15 +85,15 @@ async fn sweep(
     Ok(())
 }
 
-/// Stock changes held here for orders that other nodes own.
-fn foreign_pending(
+/// The pending stock changes stored here that this node settles.
+fn held_pending(
     storage: &Storage,
-    layout: &Layout,
+    held: &Held,
 ) -> Result<HashSet<(Sku, OrderNumber)>, StorageError> {
     let mut pending = HashSet::new();
     for (_, level) in storage.stock.scan(None, usize::MAX)? {
         for number in level.pending.keys() {
-            if !layout.owns(Role::Order, &number.to_string()) {
+            if held(&level.sku, number) {
                 pending.insert((level.sku.clone(), *number));
             }
         }

@@ -101,7 +101,12 @@ async fn list(call: Call) -> Result<Response, ApiError> {
     let directory = &ctx.directory;
     let mut gathered = directory.list_notifications(nodes, after, limit).await?;
     let records = &mut gathered.items;
-    if !single {
+    if directory.replicas.is_some() {
+        // Each record once, listed by the leader of its partition; `seq` (the key) orders the
+        // pages, partition by partition.
+        records.sort_by_key(|r| r.seq);
+        records.truncate(limit);
+    } else if !single {
         // Several nodes consume the topic; a rebalance may give an event to two of them.
         records.sort_by(|a, b| (a.received_ms, &a.event_id).cmp(&(b.received_ms, &b.event_id)));
         let mut seen = HashSet::new();

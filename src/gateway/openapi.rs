@@ -25,7 +25,7 @@ use warp::Filter;
 use super::error::{ApiError, ErrorBody};
 use super::filters::{call, serve, Call};
 use super::limit::EXEMPT;
-use super::{inventory, notification, ops, order, product, upstream, GatewayCtx};
+use super::{cluster, inventory, notification, ops, order, product, upstream, GatewayCtx};
 use crate::registry::RegistryApi;
 
 /// The security scheme of `/api` (`--auth-jwt-secret` or `--auth-jwt-public-key`).
@@ -56,6 +56,7 @@ const REGISTRY_ERROR: &str = "RegistryError";
         ops::live,
         ops::ready,
         ops::metrics,
+        cluster::describe,
         upstream::list,
         openapi_json,
     ),

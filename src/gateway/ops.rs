@@ -206,9 +206,18 @@ async fn report(ctx: &GatewayCtx) -> Report {
         actors: worst(&[&product, &stock, &order]),
         cluster: cluster_health(&ctx.directory),
     };
+    let replicated = (ctx.directory.remote.as_ref()).and_then(|remote| remote.describe());
+    let (cluster, cluster_ready) = match replicated {
+        Some(view) => super::cluster::health(&view),
+        None => (components.cluster.clone(), owners_reachable(&ctx.directory)),
+    };
+    let components = Components {
+        cluster,
+        ..components
+    };
     let ready = components.storage.status == Status::Up
         && components.actors.status != Status::Down
-        && owners_reachable(&ctx.directory);
+        && cluster_ready;
     let overall = worst(&[
         &components.storage,
         &components.kafka,

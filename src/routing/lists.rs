@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::Directory;
 use crate::actors::call;
 use crate::actors::entity::{decode_answer, RemoteRequest};
-use crate::actors::notification::{NotificationMsg, NotificationRecord};
+use crate::actors::notification::{replicated, NotificationMsg, NotificationRecord};
 use crate::actors::order::OrderQuery;
 use crate::actors::product::{ProductQuery, ProductView};
 use crate::codec;
@@ -81,13 +81,18 @@ impl Directory {
         self.gather(self.owners_of(Role::Order), list, here).await
     }
 
-    /// Notifications after sequence `after` from each of `nodes`.
+    /// Notifications after sequence `after` from each of `nodes` (in a replicated cluster,
+    /// from every member: each lists the partitions it leads).
     pub async fn list_notifications(
         &self,
         nodes: Vec<String>,
         after: Option<u64>,
         limit: usize,
     ) -> Result<Gathered<NotificationRecord>, ShopError> {
+        let nodes = match &self.replicas {
+            Some(_) => self.owners_of(Role::Notification),
+            None => nodes,
+        };
         let list = ListRequest::Notifications { after, limit };
         let here = self.notifications_here(after, limit);
         self.gather(nodes, list, here).await
@@ -199,6 +204,10 @@ impl Directory {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<NotificationRecord>, ShopError> {
+        if let Some(replicas) = &self.replicas {
+            return replicated::list(&self.storage, &**replicas, after, limit)
+                .map_err(ShopError::from);
+        }
         let service = (self.notification.as_ref()).ok_or_else(|| {
             ShopError::Unavailable("this node does not run the notification service".into())
         })?;

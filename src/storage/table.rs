@@ -1,7 +1,8 @@
 //! Typed tables: one sled tree with its key type and its record type, so every key is encoded
 //! in one place ([`TableKey`]) and every record through the codec.
 //!
-//! [`super::Storage`] opens the tables; callers reach sled only through them. The key encodings
+//! [`super::Storage`] opens the tables; callers reach sled only through them, writing at once
+//! ([`Table::put`]) or staging writes into a [`Batch`] ([`Table::stage`]). The key encodings
 //! are the ones agora has always written (existing data directories read back unchanged).
 
 use std::marker::PhantomData;
@@ -9,7 +10,7 @@ use std::ops::Bound;
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::StorageError;
+use super::{Batch, StorageError, TableId};
 use crate::codec;
 use crate::domain::{OrderNumber, ProductId, Sku};
 
@@ -79,6 +80,8 @@ impl TableKey for u64 {
 /// [`super::Storage::durable`].
 pub struct Table<K, V> {
     tree: sled::Tree,
+    /// Which table this is, for the writes it stages.
+    id: TableId,
     /// The table holds no `K` or `V`: it is `Send` and `Sync` whatever they are.
     types: PhantomData<fn() -> (K, V)>,
 }
@@ -87,17 +90,23 @@ impl<K, V> Clone for Table<K, V> {
     fn clone(&self) -> Self {
         Table {
             tree: self.tree.clone(),
+            id: self.id,
             types: PhantomData,
         }
     }
 }
 
 impl<K: TableKey, V: Serialize + DeserializeOwned> Table<K, V> {
-    pub(super) fn new(tree: sled::Tree) -> Table<K, V> {
+    pub(super) fn new(tree: sled::Tree, id: TableId) -> Table<K, V> {
         Table {
             tree,
+            id,
             types: PhantomData,
         }
+    }
+
+    pub fn id(&self) -> TableId {
+        self.id
     }
 
     /// Reads one record.
@@ -127,6 +136,19 @@ impl<K: TableKey, V: Serialize + DeserializeOwned> Table<K, V> {
     pub fn remove(&self, key: &K) -> Result<(), StorageError> {
         self.tree.remove(key.encode())?;
         Ok(())
+    }
+
+    /// Stages writing `value` under `key` in `batch` (encoded now; written when the batch is
+    /// applied).
+    pub fn stage(&self, batch: &mut Batch, key: &K, value: &V) -> Result<(), StorageError> {
+        let bytes = super::encode(value)?;
+        batch.row(self.id, key.encode().as_ref().to_vec(), Some(bytes));
+        Ok(())
+    }
+
+    /// Stages removing `key` in `batch`.
+    pub fn stage_remove(&self, batch: &mut Batch, key: &K) {
+        batch.row(self.id, key.encode().as_ref().to_vec(), None);
     }
 
     /// Reads up to `limit` records in key order, starting after `after`.

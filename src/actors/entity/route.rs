@@ -35,6 +35,41 @@ pub trait Remote: Send + Sync + 'static {
 
     /// Sends `request` to `node`; the answer comes back encoded.
     async fn call(&self, node: &str, request: RemoteRequest) -> Result<Vec<u8>, ShopError>;
+
+    /// Members, partitions and leaders, in a replicated cluster.
+    fn describe(&self) -> Option<ClusterView>;
+}
+
+/// A replicated cluster as one node sees it (`GET /cluster`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterView {
+    pub node: String,
+    /// Replicas per partition placement asks for (`--replicas`, capped by the members).
+    pub replicas_wanted: usize,
+    pub members: Vec<MemberView>,
+    pub partitions: Vec<PartitionView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    pub name: String,
+    pub cluster_addr: String,
+    pub http_addr: String,
+    pub reachable: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionView {
+    pub partition: u32,
+    /// `None` while an election is under way (or this node has not heard of one).
+    pub leader: Option<String>,
+    pub replicas: Vec<String>,
+    pub learners: Vec<String>,
+    pub term: u64,
+    pub last_applied: Option<u64>,
 }
 
 /// What one node asks another's routing layer.

@@ -100,7 +100,13 @@ impl<E: Entity> SupervisorState<E> {
             let started = Actor::spawn_linked(None, actor, args, supervisor.get_cell())
                 .await
                 .map(|(actor, _)| actor)
-                .map_err(|e| format!("cannot load {} {key}: {e}", E::KIND));
+                .map_err(|e| match e {
+                    // Not this node's to serve (it does not lead the key's partition): as it is.
+                    ractor::SpawnErr::StartupFailed(e) if e.is::<ShopError>() => e
+                        .downcast::<ShopError>()
+                        .map_or_else(|e| ShopError::Internal(e.to_string()), |e| *e),
+                    e => ShopError::Internal(format!("cannot load {} {key}: {e}", E::KIND)),
+                });
             let _ = supervisor.cast(SupervisorMsg::Started { key, started });
         };
         // In the span of the command that caused it, so its request id follows the commands
@@ -108,7 +114,7 @@ impl<E: Entity> SupervisorState<E> {
         tokio::spawn(start.instrument(tracing::Span::current()));
     }
 
-    fn on_started(&mut self, key: E::Key, started: Result<ActorRef<EntityMsg<E>>, String>) {
+    fn on_started(&mut self, key: E::Key, started: Result<ActorRef<EntityMsg<E>>, ShopError>) {
         let buffer = match self.slots.remove(&key) {
             Some(Slot::Starting { buffer }) => buffer,
             Some(other) => {
@@ -130,7 +136,7 @@ impl<E: Entity> SupervisorState<E> {
                     self.send(&actor, key.clone(), command);
                 }
             }
-            Err(e) => reject(buffer, ShopError::Internal(e)),
+            Err(e) => reject(buffer, e),
         }
     }
 

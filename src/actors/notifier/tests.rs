@@ -59,6 +59,7 @@ impl Pipeline {
                 brokers: broker.bootstrap_servers(),
                 topic: TOPIC.into(),
                 metrics: metrics.clone(),
+                replicas: None,
             },
             root.get_cell(),
         )
@@ -87,6 +88,7 @@ impl Pipeline {
                 topic: TOPIC.into(),
                 group_id: group.into(),
                 metrics: self.metrics.clone(),
+                replicas: None,
             },
             self.root.get_cell(),
         )

@@ -24,6 +24,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/health/live"),
     ("get", "/health/ready"),
     ("get", "/metrics"),
+    ("get", "/cluster"),
     ("get", "/gateway/routes"),
     ("get", "/openapi.json"),
     ("get", "/eureka/apps"),

@@ -1,0 +1,89 @@
+//! `GET /cluster`: the replicated cluster as this node sees it (members, and per partition its
+//! leader, replicas and progress), and the cluster part of `/health` in a replicated cluster:
+//! how many partitions this node leads and follows, and which have no leader or fewer
+//! replicas than placement wants.
+
+use std::sync::Arc;
+
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use super::error::{ApiError, ErrorBody};
+use super::filters::{call, json_response, serve, Call};
+use super::GatewayCtx;
+use crate::actors::entity::ClusterView;
+use crate::error::ShopError;
+use crate::health::ComponentHealth;
+
+pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(Response,)> {
+    warp::path!("cluster")
+        .and(warp::get())
+        .and(call(ctx))
+        .then(|c| serve(c, "/cluster", describe))
+        .boxed()
+}
+
+/// Members, partitions, leaders and replicas of a replicated cluster.
+#[utoipa::path(get, path = "/cluster", responses(
+    (status = 200, description = "The cluster as this node sees it", body = ClusterView),
+    (status = 404, description = "This node is not in a replicated cluster", body = ErrorBody),
+))]
+async fn describe(call: Call) -> Result<Response, ApiError> {
+    let view = (call.ctx.directory.remote.as_ref())
+        .and_then(|remote| remote.describe())
+        .ok_or_else(|| ShopError::NotFound("a replicated cluster (this node has none)".into()))?;
+    Ok(json_response(StatusCode::OK, &view))
+}
+
+/// The cluster component of `/health` in a replicated cluster, and whether this node is ready
+/// (a member, and every partition has a leader it knows).
+pub fn health(view: &ClusterView) -> (ComponentHealth, bool) {
+    let me = &view.node;
+    let member = view.members.iter().any(|m| &m.name == me);
+    let want = view.replicas_wanted;
+    let leads = (view.partitions.iter())
+        .filter(|p| p.leader.as_ref() == Some(me))
+        .count();
+    let follows = (view.partitions.iter())
+        .filter(|p| p.leader.as_ref() != Some(me) && p.replicas.contains(me))
+        .count();
+    let leaderless: Vec<u32> = (view.partitions.iter())
+        .filter(|p| p.leader.is_none())
+        .map(|p| p.partition)
+        .collect();
+    let under: Vec<u32> = (view.partitions.iter())
+        .filter(|p| p.replicas.len() < want)
+        .map(|p| p.partition)
+        .collect();
+    let unreachable: Vec<&str> = (view.members.iter())
+        .filter(|m| !m.reachable)
+        .map(|m| m.name.as_str())
+        .collect();
+    let mut detail = format!(
+        "{} members; leads {leads} and follows {follows} of {} partitions",
+        view.members.len(),
+        view.partitions.len()
+    );
+    if !unreachable.is_empty() {
+        detail += &format!("; unreachable: {}", unreachable.join(", "));
+    }
+    if !under.is_empty() {
+        detail += &format!("; under-replicated partitions: {under:?}");
+    }
+    if !member {
+        return (
+            ComponentHealth::down("not a member of the cluster yet"),
+            false,
+        );
+    }
+    if !leaderless.is_empty() {
+        detail += &format!("; partitions without a leader: {leaderless:?}");
+        return (ComponentHealth::degraded(detail), false);
+    }
+    match under.is_empty() && unreachable.is_empty() {
+        true => (ComponentHealth::up(detail), true),
+        false => (ComponentHealth::degraded(detail), true),
+    }
+}
