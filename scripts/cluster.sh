@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# A three-node agora cluster on this machine: gateways on :8081-:8083, node-to-node on
-# :7101-:7103, data in ./cluster-data/n{1,2,3}. Node 1 is the seed and runs the embedded Kafka
-# broker and the notification service; nodes 2 and 3 use its broker. Ctrl-C stops all three.
+# A three-node replicated agora cluster on this machine: gateways on :8081-:8083,
+# node-to-node on :7101-:7103, data in ./cluster-data/n{1,2,3}. Node 1 is the seed (it founds
+# the cluster: its --join is its own address) and runs the embedded Kafka broker; nodes 2 and
+# 3 join through it and use its broker. Every partition has three replicas (--replicas 3).
+# Ctrl-C stops all three.
 #
 #   scripts/cluster.sh                       # embedded Kafka on node 1
 #   KAFKA=broker:9092 scripts/cluster.sh     # an external Kafka for every node
@@ -21,7 +23,7 @@ node() { # name http-port cluster-port extra-args...
   shift 3
   "$bin" serve --node "$name" --http "127.0.0.1:$http" --data "$data/$name" \
     --cluster "127.0.0.1:$cluster" --join 127.0.0.1:7101 --cookie "$cookie" \
-    --members n1,n2,n3 "$@" >"$data/$name.log" 2>&1 &
+    --partitions 16 "$@" >"$data/$name.log" 2>&1 &
   pids+=($!)
 }
 
@@ -43,10 +45,10 @@ else
   kafka=$(awk '/^  kafka/ {print $2; exit}' "$data/n1.log")
 fi
 wait_for "$data/n1.log" 'agora node n1 is up'
-node n2 8082 7102 --kafka-brokers "$kafka" --roles gateway,product,inventory,order
-node n3 8083 7103 --kafka-brokers "$kafka" --roles gateway,product,inventory,order
+node n2 8082 7102 --kafka-brokers "$kafka"
+node n3 8083 7103 --kafka-brokers "$kafka"
 for n in 2 3; do wait_for "$data/n$n.log" "agora node n$n is up"; done
 
 echo "cluster up: gateways http://127.0.0.1:8081 :8082 :8083, Kafka $kafka, logs in $data/"
-echo "try: curl -s localhost:8082/health | python3 -m json.tool"
+echo "try: curl -s localhost:8082/cluster | python3 -m json.tool"
 wait

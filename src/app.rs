@@ -1,11 +1,12 @@
 //! Start-up and shutdown of one node, in named steps (as in zero2prod): [`Node::build`] places
-//! the node in the cluster layout, opens storage and runs crash recovery, starts (or connects
-//! to) Kafka, spawns the actor tree under the root supervisor (each service actor under a
-//! service supervisor that restarts it) and builds the routing [`Directory`] from its typed
-//! references, joins the cluster, registers the node's services (one task renews every lease)
-//! and serves the gateway. [`Node::run_until_stopped`] runs it until a signal or a fatal failure
+//! the node (`place`: its layout, storage and crash recovery, its raft groups in a replicated
+//! cluster), starts (or connects to) Kafka, spawns the actor tree under the root supervisor
+//! (each service actor under a service supervisor that restarts it) and builds the routing
+//! [`Directory`] from its typed references, joins the cluster, registers the node's services
+//! (one task renews every lease) and serves the gateway. [`Node::run_until_stopped`] runs it until a signal or a fatal failure
 //! (storage, or a supervisor's bug); `run` shuts it down in order.
 
+mod place;
 mod run;
 
 use std::net::SocketAddr;
@@ -28,10 +29,7 @@ use crate::actors::recovery;
 use crate::actors::root::Root;
 use crate::actors::stock::Stock;
 use crate::broker::EmbeddedBroker;
-use crate::cluster::layout::Layout;
-use crate::cluster::raft::types::Member;
-use crate::cluster::raft::{Groups, RaftSettings};
-use crate::cluster::{settler, Cluster};
+use crate::cluster::settler;
 use crate::config::{Role, ServeConfig};
 use crate::gateway::auth::Auth;
 use crate::gateway::upstream::Upstream;
@@ -68,25 +66,11 @@ impl Node {
     pub async fn build(config: ServeConfig) -> anyhow::Result<Node> {
         let auth = Auth::from_config(&config.security)?;
         let upstream = Upstream::load(config.routes.as_deref())?;
-        let layout = Arc::new(place(&config)?);
+        let layout = Arc::new(place::layout(&config)?);
         let storage = Storage::open(&config.data)?;
         let replicated = config.cluster.is_replicated();
-        let mut recovered = match replicated {
-            true => {
-                let fingerprint = format!("replicated; partitions={}", config.cluster.partitions);
-                storage.pin_layout(&fingerprint)?;
-                recovery::Recovered::default()
-            }
-            false => {
-                storage.pin_layout(&layout.fingerprint())?;
-                let owns = |role, key: &str| layout.owns(role, key);
-                let recovered =
-                    recovery::recover(&storage, owns).context("crash recovery failed")?;
-                tracing::info!(?recovered, "recovery done");
-                recovered
-            }
-        };
-        let kafka = start_kafka(&config, &storage)?;
+        let mut recovered = place::recover(&config, &storage, &layout)?;
+        let kafka = start_kafka(&config, &storage, replicated)?;
         let listener = tokio::net::TcpListener::bind(config.http)
             .await
             .with_context(|| format!("cannot listen on {}", config.http))?;
@@ -107,9 +91,9 @@ impl Node {
             metrics: metrics.clone(),
         };
         let registry = Registry::start(&config.node, config.lease(), &supervision).await?;
-        let groups = replicate(&config, &storage, http_addr).await?;
+        let groups = place::replicate(&config, &storage, http_addr).await?;
         let replicas = (groups.clone()).map(|g| Arc::new(g) as Arc<dyn Replicas>);
-        let joined = join_cluster(&config, &layout, groups.clone(), &registry, &supervision);
+        let joined = place::join_cluster(&config, &layout, groups.clone(), &registry, &supervision);
         let mut cluster = joined.await?;
         let remote = (cluster.as_ref()).map(|c| Arc::new(c.links()) as Arc<dyn Remote>);
         let actors = Actors {
@@ -198,92 +182,31 @@ impl Node {
     }
 }
 
-/// Step: where this node sits in the cluster layout (alone, the whole layout).
-fn place(config: &ServeConfig) -> anyhow::Result<Layout> {
-    let cluster = &config.cluster;
-    Layout::new(
-        &config.node,
-        cluster.partitions,
-        cluster.members.clone(),
-        &cluster.roles,
-    )
-    .map_err(|e| anyhow::anyhow!("cluster layout: {e}"))
-}
-
 /// Step: the configured Kafka, or an embedded broker, refilling the outbox with what the
-/// previous broker (in this process, so gone) had not delivered yet.
-fn start_kafka(config: &ServeConfig, storage: &Storage) -> anyhow::Result<Kafka> {
+/// previous broker (in this process, so gone) had not delivered yet. Not in a replicated
+/// cluster, whose outbox only a partition's log writes: there an embedded broker's restart
+/// loses what it had not handed to a consumer (run a real Kafka for a cluster).
+fn start_kafka(config: &ServeConfig, storage: &Storage, replicated: bool) -> anyhow::Result<Kafka> {
     if let Some(brokers) = &config.kafka_brokers {
         return Ok(Kafka {
             broker: None,
             brokers: brokers.clone(),
         });
     }
-    let republished =
-        recovery::republish_unrecorded(storage).context("cannot refill the outbox")?;
-    tracing::info!(
-        republished,
-        "events the embedded broker lost are back in the outbox"
-    );
+    if !replicated {
+        let republished =
+            recovery::republish_unrecorded(storage).context("cannot refill the outbox")?;
+        tracing::info!(
+            republished,
+            "events the embedded broker lost are back in the outbox"
+        );
+    }
     let broker =
         EmbeddedBroker::start(&config.topic).context("cannot start the embedded Kafka broker")?;
     Ok(Kafka {
         brokers: broker.bootstrap_servers(),
         broker: Some(Arc::new(broker)),
     })
-}
-
-/// Step: in a replicated cluster, this node's raft groups (members yet to be decided).
-async fn replicate(
-    config: &ServeConfig,
-    storage: &Storage,
-    http_addr: SocketAddr,
-) -> anyhow::Result<Option<Groups>> {
-    let cluster = &config.cluster;
-    let Some(listen) = cluster.listen.filter(|_| cluster.is_replicated()) else {
-        return Ok(None);
-    };
-    let host = cluster
-        .host
-        .clone()
-        .unwrap_or_else(|| listen.ip().to_string());
-    let member = Member {
-        name: config.node.clone(),
-        cluster_addr: format!("{host}:{}", listen.port()),
-        http_addr: http_addr.to_string(),
-    };
-    let settings = RaftSettings {
-        partitions: cluster.partitions,
-        replicas: cluster.replicas,
-    };
-    Ok(Some(Groups::start(storage, member, settings).await?))
-}
-
-/// Step: the cluster listener and links, when `--cluster` is given.
-async fn join_cluster(
-    config: &ServeConfig,
-    layout: &Arc<Layout>,
-    groups: Option<Groups>,
-    registry: &Registry,
-    supervision: &Supervision,
-) -> anyhow::Result<Option<Cluster>> {
-    match config.cluster.listen {
-        Some(listen) => {
-            let timeout = config.remote_timeout();
-            let joined = Cluster::start(
-                layout.clone(),
-                &config.cluster,
-                listen,
-                groups,
-                registry,
-                timeout,
-                supervision,
-            );
-            Ok(Some(joined.await?))
-        }
-        None if !layout.is_single() => anyhow::bail!("--members needs --cluster"),
-        None => Ok(None),
-    }
 }
 
 /// Step: the actor tree. Each kind is spawned after the kinds it calls, and given their typed

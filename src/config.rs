@@ -163,6 +163,16 @@ pub struct ClusterConfig {
     #[arg(long = "replicas", env = "AGORA_REPLICAS", default_value_t = 3)]
     pub replicas: usize,
 
+    /// In a replicated cluster: a partition's state is snapshotted after this many log
+    /// entries, and its log then compacted up to a tenth of them behind the snapshot (so logs
+    /// stay bounded under load; a replica too far behind receives the snapshot).
+    #[arg(
+        long = "snapshot-logs",
+        env = "AGORA_SNAPSHOT_LOGS",
+        default_value_t = 5000
+    )]
+    pub snapshot_logs: u64,
+
     /// Timeout of one call to another node, in milliseconds.
     #[arg(
         long = "remote-timeout-ms",

@@ -179,7 +179,7 @@ impl<E: Entity> Deps<E> {
 
 /// A request to one entity: the variant of its kind's protocol it becomes, and what it answers.
 /// Sent with [`Route::ask`] (or `routing::Directory::ask`), here or on the owning node.
-pub trait EntityRequest: Send + 'static {
+pub trait EntityRequest: Serialize + DeserializeOwned + Send + 'static {
     type Entity: Entity;
     type Response: Serialize + DeserializeOwned + Send + 'static;
     /// Whether it writes: a remote owner makes its writes durable before it answers.

@@ -52,6 +52,8 @@ pub struct RaftSettings {
     pub partitions: u32,
     /// Replicas per partition (capped by the number of members).
     pub replicas: usize,
+    /// Log entries between two snapshots of a group.
+    pub snapshot_logs: u64,
 }
 
 /// This node's raft groups; cheap to clone.
@@ -91,10 +93,11 @@ impl Groups {
         let config = Config {
             cluster_name: "agora".into(),
             heartbeat_interval: 200,
-            election_timeout_min: 1000,
-            election_timeout_max: 2000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
-            max_in_snapshot_log_to_keep: 500,
+            election_timeout_min: 750,
+            election_timeout_max: 1500,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_logs.max(1)),
+            max_in_snapshot_log_to_keep: settings.snapshot_logs / 10,
+            purge_batch_size: 64,
             ..Default::default()
         };
         let config = Arc::new(config.validate().context("raft settings")?);

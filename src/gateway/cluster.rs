@@ -37,8 +37,10 @@ async fn describe(call: Call) -> Result<Response, ApiError> {
     Ok(json_response(StatusCode::OK, &view))
 }
 
-/// The cluster component of `/health` in a replicated cluster, and whether this node is ready
-/// (a member, and every partition has a leader it knows).
+/// The cluster component of `/health` in a replicated cluster, and whether this node is ready:
+/// once it is a member. A partition without a leader (an election under way) degrades health
+/// but not readiness: the node serves every other partition, and an election on one node's
+/// death must not take every node out of a load balancer at once.
 pub fn health(view: &ClusterView) -> (ComponentHealth, bool) {
     let me = &view.node;
     let member = view.members.iter().any(|m| &m.name == me);
@@ -80,7 +82,7 @@ pub fn health(view: &ClusterView) -> (ComponentHealth, bool) {
     }
     if !leaderless.is_empty() {
         detail += &format!("; partitions without a leader: {leaderless:?}");
-        return (ComponentHealth::degraded(detail), false);
+        return (ComponentHealth::degraded(detail), true);
     }
     match under.is_empty() && unreachable.is_empty() {
         true => (ComponentHealth::up(detail), true),

@@ -123,12 +123,42 @@ impl<E: Entity> Route<E> {
     }
 
     /// Sends `request` to the entity `key`, on whichever node owns it, and waits for the answer.
+    /// In a cluster, an owner that turns out not to serve the key (a leader that just lost its
+    /// partition) is a stale guess: when the owner changed meanwhile, the request goes once
+    /// more, to the new one.
     pub async fn ask<R: EntityRequest<Entity = E>>(
         &self,
         key: E::Key,
         request: R,
     ) -> Result<R::Response, ShopError> {
-        match (self.owner(&key)?, &self.remote) {
+        if self.remote.is_none() {
+            return self.ask_here(key, request).await;
+        }
+        let owner = self.owner(&key)?;
+        let again = codec::encode(&request)
+            .map_err(|e| ShopError::Internal(format!("a request does not encode: {e}")))?;
+        match self.ask_owner(owner.clone(), key.clone(), request).await {
+            Err(ShopError::Unavailable(why)) => match self.owner(&key) {
+                Ok(now) if now != owner => {
+                    let request: R = codec::decode(&again).map_err(|e| {
+                        ShopError::Internal(format!("a request does not decode: {e}"))
+                    })?;
+                    self.ask_owner(now, key, request).await
+                }
+                _ => Err(ShopError::Unavailable(why)),
+            },
+            answer => answer,
+        }
+    }
+
+    /// Sends `request` to `owner` (`None`: this node) and waits for the answer.
+    async fn ask_owner<R: EntityRequest<Entity = E>>(
+        &self,
+        owner: Option<String>,
+        key: E::Key,
+        request: R,
+    ) -> Result<R::Response, ShopError> {
+        match (owner, &self.remote) {
             (Some(node), Some(remote)) => {
                 let command = request.into_command(Reply::nobody());
                 let command = codec::encode(&(key, command))
