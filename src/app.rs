@@ -91,7 +91,7 @@ impl Node {
             metrics: metrics.clone(),
         };
         let registry = Registry::start(&config.node, config.lease(), &supervision).await?;
-        let groups = place::replicate(&config, &storage, http_addr).await?;
+        let groups = place::replicate(&config, &storage, http_addr, &metrics).await?;
         let replicas = (groups.clone()).map(|g| Arc::new(g) as Arc<dyn Replicas>);
         let joined = place::join_cluster(&config, &layout, groups.clone(), &registry, &supervision);
         let mut cluster = joined.await?;

@@ -2,14 +2,15 @@
 //!
 //! The gateway records requests; supervisors (of entities and of services) record restarts;
 //! the notifier records outbox depth, delivery errors and producer rebuilds; the notification
-//! service records what it received and consumer rebuilds. Names follow Prometheus conventions
+//! service records what it received and consumer rebuilds; the raft groups record the
+//! partitions a node leads and follows, leader changes and writes of unknown outcome. Names follow Prometheus conventions
 //! (`_total`, `_seconds`).
 
 use std::sync::atomic::Ordering;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::storage::FlushStats;
@@ -31,6 +32,10 @@ pub struct Metrics {
     pub kafka_consumer_rebuilds: IntCounter,
     pub notifications_received: IntCounter,
     pub notifications_duplicate: IntCounter,
+    /// Partitions this node leads and follows (replicated cluster).
+    pub raft_partitions: IntGaugeVec,
+    pub raft_leader_changes: IntCounter,
+    pub raft_unknown_outcomes: IntCounter,
     storage_flushes: IntCounter,
     storage_flush_waiters: IntCounter,
 }
@@ -63,6 +68,14 @@ impl Metrics {
         .expect("valid metric");
         registry
             .register(Box::new(http_duration.clone()))
+            .expect("unique metric");
+        let raft_partitions = IntGaugeVec::new(
+            Opts::new("raft_partitions", "Partitions this node leads or follows"),
+            &["role"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(raft_partitions.clone()))
             .expect("unique metric");
         let outbox_depth = IntGauge::new("outbox_depth", "Events waiting in the outbox for Kafka")
             .expect("valid metric");
@@ -118,6 +131,15 @@ impl Metrics {
             notifications_duplicate: counter(
                 "notifications_duplicate_total",
                 "Events received again and ignored (already recorded)",
+            ),
+            raft_partitions,
+            raft_leader_changes: counter(
+                "raft_leader_changes_total",
+                "Changes of a partition's leader seen by this node",
+            ),
+            raft_unknown_outcomes: counter(
+                "raft_unknown_outcomes_total",
+                "Writes whose commit failed with an unknown outcome (a leader change, a timeout)",
             ),
             storage_flushes: counter("storage_flushes_total", "Group-commit flushes"),
             storage_flush_waiters: counter(

@@ -13,6 +13,7 @@ use crate::cluster::raft::types::Member;
 use crate::cluster::raft::{Groups, RaftSettings};
 use crate::cluster::Cluster;
 use crate::config::ServeConfig;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::service::Supervision;
 use crate::storage::Storage;
@@ -53,6 +54,7 @@ pub(super) async fn replicate(
     config: &ServeConfig,
     storage: &Storage,
     http_addr: SocketAddr,
+    metrics: &Arc<Metrics>,
 ) -> anyhow::Result<Option<Groups>> {
     let cluster = &config.cluster;
     let Some(listen) = cluster.listen.filter(|_| cluster.is_replicated()) else {
@@ -72,7 +74,8 @@ pub(super) async fn replicate(
         replicas: cluster.replicas,
         snapshot_logs: cluster.snapshot_logs,
     };
-    Ok(Some(Groups::start(storage, member, settings).await?))
+    let groups = Groups::start(storage, member, settings, metrics.clone());
+    Ok(Some(groups.await?))
 }
 
 /// Step: the cluster listener and links, when `--cluster` is given.

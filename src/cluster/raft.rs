@@ -33,6 +33,7 @@ use crate::actors::entity::{Replicas, Tenure};
 use crate::cluster::layout::partition_of;
 use crate::cluster::peer::RaftDoor;
 use crate::error::ShopError;
+use crate::metrics::Metrics;
 use crate::storage::{Batch, Storage};
 
 pub use self::join::{become_member, JoinWatch};
@@ -71,6 +72,7 @@ struct Inner {
     parts: Vec<RaftHandle>,
     /// Per partition: writes whose outcome is unknown so far (see [`Tenure`]).
     epochs: Vec<AtomicU64>,
+    metrics: Arc<Metrics>,
 }
 
 impl Groups {
@@ -80,6 +82,7 @@ impl Groups {
         storage: &Storage,
         member: Member,
         settings: RaftSettings,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Groups> {
         let incarnation = match storage.recall(INCARNATION)? {
             Some(incarnation) => incarnation,
@@ -128,6 +131,7 @@ impl Groups {
             meta,
             parts,
             epochs,
+            metrics,
         })))
     }
 
@@ -302,6 +306,12 @@ impl Groups {
         }
     }
 
+    /// Whether this node is a voter of `partition`.
+    fn is_replica(&self, partition: u32) -> bool {
+        (self.0.parts.get(partition as usize))
+            .is_some_and(|raft| self.voters(raft).contains(&self.0.me))
+    }
+
     /// The group `group` of this node, for a message addressed to raft id `to`.
     pub fn addressed(&self, to: NodeId, group: GroupId) -> Result<&RaftHandle, String> {
         if to != self.0.me {
@@ -399,6 +409,7 @@ impl Replicas for Groups {
         };
         // The entry may still commit: the actors of this partition must reload before deciding.
         self.0.epochs[partition as usize].fetch_add(1, Ordering::AcqRel);
+        self.0.metrics.raft_unknown_outcomes.inc();
         Err(ShopError::Unavailable(format!(
             "partition {partition}: the write's outcome is unknown ({why}); retry"
         )))
