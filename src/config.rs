@@ -173,11 +173,13 @@ pub struct ClusterConfig {
     )]
     pub snapshot_logs: u64,
 
-    /// Timeout of one call to another node, in milliseconds.
+    /// Timeout of one call to another node, in milliseconds: how long a request for a key
+    /// whose owner froze waits before it answers 503 (a second, as a client expects of an
+    /// unavailable partition).
     #[arg(
         long = "remote-timeout-ms",
         env = "AGORA_REMOTE_TIMEOUT_MS",
-        default_value_t = 2000
+        default_value_t = 1000
     )]
     pub remote_timeout_ms: u64,
 }

@@ -17,6 +17,7 @@ mod integration {
     pub mod layering;
     pub mod openapi;
     pub mod otlp;
+    pub mod refusals;
     pub mod replicated;
     pub mod security;
     pub mod support;

@@ -138,11 +138,17 @@ impl Groups {
     /// Starts a new cluster with this node its only member, unless it already is one; the
     /// cluster's id is this node's.
     pub async fn found(&self) -> anyhow::Result<()> {
+        // The id first: a founder that stops before its groups are initialized initializes
+        // them when it restarts, never without an id.
         if self.cluster_id().is_none() {
-            self.bootstrap().await?;
             self.0.storage.remember(CLUSTER, self.0.me)?;
         }
-        Ok(())
+        self.bootstrap().await
+    }
+
+    /// Keeps `cluster` as this node's cluster id (a member that stopped before it kept it).
+    pub fn adopt(&self, cluster: u64) -> Result<(), String> {
+        (self.0.storage.remember(CLUSTER, cluster)).map_err(|e| e.to_string())
     }
 
     /// The id of the cluster this node's data belongs to, once it founded or joined one.
@@ -150,6 +156,7 @@ impl Groups {
         self.0.storage.recall(CLUSTER).ok().flatten()
     }
 
+    /// Initializes every group not initialized yet with this node its only member.
     async fn bootstrap(&self) -> anyhow::Result<()> {
         let alone = BTreeMap::from([(self.0.me, self.0.member.clone())]);
         for raft in std::iter::once(&self.0.meta).chain(&self.0.parts) {
@@ -179,7 +186,7 @@ impl Groups {
         let cluster: u64 = network::call(peer, &rpc, Duration::from_secs(30))
             .await
             .map_err(|e| e.to_string())?;
-        (self.0.storage.remember(CLUSTER, cluster)).map_err(|e| e.to_string())
+        self.adopt(cluster)
     }
 
     /// Admits `member` (id `id`, of data belonging to `cluster` if any) to the cluster, on the

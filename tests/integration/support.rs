@@ -78,6 +78,15 @@ impl TestApp {
     /// An `agora serve` child process on `data` (see [`agora_serve`]), ready once `/health`
     /// answers. Its gateway and Kafka addresses come from its start-up lines.
     pub async fn spawn_process(data: &Path, extra_env: &[(&str, &str)]) -> TestApp {
+        let app = TestApp::spawn_process_printed(data, extra_env);
+        app.wait_until(|| async { app.get("/health").await.status().is_success() })
+            .await;
+        app
+    }
+
+    /// [`TestApp::spawn_process`] without waiting for `/health`: it returns once the process
+    /// printed its addresses (for a process that may stop soon after, as a refused one does).
+    pub fn spawn_process_printed(data: &Path, extra_env: &[(&str, &str)]) -> TestApp {
         let mut child = agora_serve(data)
             .envs(extra_env.iter().copied())
             .stdout(Stdio::piped())
@@ -107,17 +116,14 @@ impl TestApp {
         let (base, kafka_brokers) = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("agora prints its gateway and Kafka addresses");
-        let app = TestApp {
+        TestApp {
             base,
             kafka_brokers,
             client: client(),
             log,
             runner: Runner::Process(child),
             _dir: None,
-        };
-        app.wait_until(|| async { app.get("/health").await.status().is_success() })
-            .await;
-        app
+        }
     }
 
     /// Sends SIGKILL to the process: no shutdown, no flush.
@@ -139,6 +145,28 @@ impl TestApp {
             .status()
             .expect("kill runs");
         assert!(sent.success(), "kill -{signal}");
+    }
+
+    /// The process's exit status once it exits by itself, within `within`; `None` if it is
+    /// still running then.
+    pub async fn exit_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let Runner::Process(child) = &mut self.runner else {
+            panic!("only a child process exits");
+        };
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = child.try_wait().expect("wait for the child") {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// The last `n` lines the process printed.
+    pub fn last_lines(&self, n: usize) -> Vec<String> {
+        let log = self.log.lock().expect("log lock");
+        log[log.len().saturating_sub(n)..].to_vec()
     }
 
     /// Whether the process printed a line containing `text`.

@@ -20,7 +20,7 @@ use crate::cluster::peer::group_of;
 /// How long to wait between attempts to be admitted.
 const RETRY: Duration = Duration::from_secs(1);
 /// How long sessions may keep being refused before the node gives up.
-const REFUSED_FOR: Duration = Duration::from_secs(15);
+const REFUSED_FOR: Duration = Duration::from_secs(10);
 /// What an admission refused for good starts with (not worth retrying).
 pub const REFUSED: &str = "refused: ";
 
@@ -32,14 +32,20 @@ pub struct JoinWatch {
     pub refused: Arc<AtomicU64>,
 }
 
+impl JoinWatch {
+    /// Logs why this node cannot be in the cluster, and stops it.
+    fn refuse(&self, why: String) {
+        tracing::error!("refused: {}", why.trim_start_matches(REFUSED));
+        let _ = self.fatal.send(why);
+    }
+}
+
 /// Runs until this node is a member (see the module header).
 pub async fn become_member(groups: Groups, founder: bool, watch: JoinWatch) {
     if founder {
         match groups.found().await {
             Ok(()) => tracing::info!(node = groups.name(), "founder of the cluster: running"),
-            Err(e) => {
-                let _ = watch.fatal.send(format!("cannot found the cluster: {e:#}"));
-            }
+            Err(e) => watch.refuse(format!("cannot found the cluster: {e:#}")),
         }
         return;
     }
@@ -48,12 +54,10 @@ pub async fn become_member(groups: Groups, founder: bool, watch: JoinWatch) {
     loop {
         let peers = connected_peers(groups.name());
         if live_copies(groups.name()) > 1 {
-            let why = format!(
-                "a live node named {} is already in the cluster",
-                groups.name()
-            );
-            let _ = watch.fatal.send(why);
-            return;
+            let name = groups.name();
+            return watch.refuse(format!(
+                "a live node named {name} is already in the cluster"
+            ));
         }
         if groups.is_member() {
             if let Some(peer) = peers.first() {
@@ -62,10 +66,7 @@ pub async fn become_member(groups: Groups, founder: bool, watch: JoinWatch) {
                         tracing::info!(node = groups.name(), "member of the cluster");
                         return;
                     }
-                    Err(why) if why.starts_with(REFUSED) => {
-                        let _ = watch.fatal.send(why);
-                        return;
-                    }
+                    Err(why) if why.starts_with(REFUSED) => return watch.refuse(why),
                     Err(why) => tracing::debug!(why, "cannot check the cluster yet"),
                 }
             }
@@ -78,10 +79,8 @@ pub async fn become_member(groups: Groups, founder: bool, watch: JoinWatch) {
                         break;
                     }
                     Err(why) if why.starts_with(REFUSED) => {
-                        let _ = watch
-                            .fatal
-                            .send(format!("not admitted to the cluster: {why}"));
-                        return;
+                        let why = why.trim_start_matches(REFUSED);
+                        return watch.refuse(format!("not admitted to the cluster: {why}"));
                     }
                     Err(why) => tracing::info!(via = %peer, why, "not admitted yet"),
                 }
@@ -89,10 +88,12 @@ pub async fn become_member(groups: Groups, founder: bool, watch: JoinWatch) {
         }
         let refused = watch.refused.load(Ordering::Relaxed) > 0;
         if peers.is_empty() && refused && started.elapsed() > REFUSED_FOR {
-            let why =
-                "every seed refused the session for 15 s: the cookies differ (check --cookie)";
-            let _ = watch.fatal.send(why.into());
-            return;
+            // ractor_cluster refuses the handshake of a second node with a connected name too.
+            return watch.refuse(format!(
+                "every seed refused the session for 10 s: the cookies differ (check --cookie), \
+                 or a live node named {} is already in the cluster",
+                groups.name()
+            ));
         }
         tokio::time::sleep(RETRY).await;
     }
@@ -108,6 +109,7 @@ async fn check_cluster(groups: &Groups, peer: &str) -> Result<(), String> {
             "{REFUSED}this data directory belongs to cluster {mine:x}, but {peer} is of cluster \
              {theirs:x}: start it with an empty --data directory to join this cluster"
         )),
+        (None, Some(theirs)) => groups.adopt(theirs),
         _ => Ok(()),
     }
 }
