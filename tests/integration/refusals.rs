@@ -47,7 +47,8 @@ async fn wait_for_members(app: &TestApp, members: usize) {
                 false => Err(format!("cluster not formed yet: {view}")),
             }
         },
-    );
+    )
+    .await;
 }
 
 /// `app` stops by itself with a failure, and logged `why`.
