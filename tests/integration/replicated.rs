@@ -1,11 +1,14 @@
 //! Partitions replicated on openraft, membership from `--join` alone (issue 12): three real
 //! processes on loopback formed from one seed, each with its own data directory. Orders through
 //! every node; kill -9 of a partition leader under order load, and its restart; a node wiped and
-//! rejoining under its name; a frozen leader. Prints the measured failover and catch-up times.
-//! One cluster at a time: on two cores, timings of two clusters would measure each other.
+//! rejoining under its name from snapshots; a frozen leader; a rolling restart under load; and,
+//! opt-in, failover measured again and again (`soak.rs`). Prints the measured failover and
+//! catch-up times. One cluster at a time: on two cores, timings of two clusters would measure
+//! each other.
 
 mod ledger;
 mod shop;
+mod soak;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,13 +17,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use self::ledger::{audit, failover, take_everywhere, Ledger, Load};
-use self::shop::{cluster_view, terms, Shop, Terms, NODES, PATIENCE, POLL};
+use self::shop::{
+    cluster_view, read, sku_per_partition, terms, Setup, Shop, Terms, NODES, PATIENCE, POLL,
+};
 use super::support::{retry, TestApp};
 
 static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 /// Enough stock that only the scarce SKU of the load runs out.
 const PLENTY: u32 = 1_000;
+/// Log entries between two snapshots of a partition, where a test wants snapshots.
+const SNAPSHOT_LOGS: u32 = 20;
 
 fn skus(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("r-{i}")).collect()
@@ -34,10 +41,19 @@ async fn stock_up(app: &TestApp, skus: &[String], quantity: u32) -> BTreeMap<Str
     skus.iter().map(|s| (s.clone(), quantity.into())).collect()
 }
 
+/// Stock for a load: six SKUs of [`PLENTY`], and one that runs out under the load (no oversell
+/// across a failover). Returns the initial stock, the plentiful SKUs first.
+async fn stock_for_load(app: &TestApp) -> (Vec<String>, BTreeMap<String, u64>) {
+    let plenty = skus(6);
+    let mut initial = stock_up(app, &plenty, PLENTY).await;
+    initial.append(&mut stock_up(app, &["r-scarce".to_owned()], 6).await);
+    (plenty, initial)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_from_one_seed_share_one_shop() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let shop = Shop::form().await;
+    let shop = Shop::form(Setup::default()).await;
     let nodes = NODES.map(|n| shop.node(n));
     let skus = skus(6);
     stock_up(&nodes[0], &skus, 100).await;
@@ -59,13 +75,9 @@ async fn three_nodes_from_one_seed_share_one_shop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_node_loses_nothing_and_comes_back() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let mut shop = Shop::form().await;
+    let mut shop = Shop::form(Setup::default()).await;
     let (n1, n3) = (shop.node("n1"), shop.node("n3"));
-    let plenty = skus(6);
-    let mut initial = stock_up(&n1, &plenty, PLENTY).await;
-    // One SKU runs out under the load: no oversell across the failover.
-    let scarce = vec!["r-scarce".to_owned()];
-    initial.append(&mut stock_up(&n1, &scarce, 6).await);
+    let (plenty, initial) = stock_for_load(&n1).await;
     let everything: Vec<String> = initial.keys().cloned().collect();
     let (victim, led) = shop.leader_among(&["n2"]).await;
 
@@ -101,40 +113,56 @@ async fn a_killed_node_loses_nothing_and_comes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wiped_node_rejoins_under_its_name() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let mut shop = Shop::form().await;
-    let n1 = shop.node("n1");
-    let skus = skus(4);
-    let initial = stock_up(&n1, &skus, 50).await;
-    let ledger = Ledger::default();
-    take_everywhere(&shop.running(), &skus, &ledger).await;
-    let mut before = BTreeMap::new();
-    for sku in &skus {
-        before.insert(sku, n1.stock(sku).await);
-    }
+    let mut shop = Shop::form(Setup {
+        snapshot_logs: Some(SNAPSHOT_LOGS),
+        ..Setup::default()
+    })
+    .await;
+    let skus = sku_per_partition();
+    let initial = stock_up(&shop.node("n1"), &skus, PLENTY).await;
+    // Every partition past four snapshots, its log compacted (the server purges 64 entries at
+    // the least): the wiped node can only catch up from snapshots.
+    let ledger = Arc::new(Ledger::default());
+    let ordering = Instant::now();
+    let load = Load::start(8, &shop.gateways(), &skus, &ledger);
+    let applied = shop.wait_applied("n1", u64::from(4 * SNAPSHOT_LOGS)).await;
+    load.stop().await;
+    eprintln!(
+        "replicated: {} orders in {:?} wrote, per partition, {applied:?} log entries",
+        ledger.acked(),
+        ordering.elapsed()
+    );
 
     shop.kill("n3");
-    let caught_up = shop.restart("n3", true).await;
-    eprintln!("replicated: n3 wiped, rejoined under its name, a replica of every partition again after {caught_up:?}");
-    let n3 = shop.node("n3");
-    for (sku, left) in before {
-        assert_eq!(n3.stock(sku).await, left, "{sku} through the wiped n3");
+    let whole = shop.restart("n3", true).await;
+    let wiped = Instant::now() - whole;
+    shop.wait_caught_up("n3", 2).await;
+    let snapshots = shop.snapshots_installed("n3");
+    eprintln!(
+        "replicated: n3 wiped, rejoined under its name, a replica of every partition again after \
+         {whole:?}, as far as the leaders after {:?} ({snapshots} snapshots installed)",
+        wiped.elapsed()
+    );
+    assert!(snapshots > 0, "the wiped n3 caught up without a snapshot");
+    let (n1, n3) = (shop.node("n1"), shop.node("n3"));
+    for sku in &skus {
+        same_through(&[&n1, &n3], &format!("/api/inventory?skuCode={sku}")).await;
     }
     take_everywhere(&[&n3], &skus, &ledger).await;
-    ledger.check_answers();
+    eprintln!("replicated: answers {:?}", ledger.check_answers());
     audit(&n3, &initial, &ledger).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_frozen_leader_steps_down() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let shop = Shop::form().await;
+    let shop = Shop::form(Setup::default()).await;
     let skus = skus(6);
     let initial = stock_up(&shop.node("n1"), &skus, PLENTY).await;
     // Not n1: it hosts the Kafka broker.
     let (victim, led) = shop.leader_among(&["n2", "n3"]).await;
     let frozen = shop.node(victim);
-    let mut others = shop.running();
-    others.retain(|app| app.base != frozen.base);
+    let others = shop.running_but(victim);
     let ledger = Arc::new(Ledger::default());
     take_everywhere(&shop.running(), &skus[..1], &ledger).await;
 
@@ -168,6 +196,62 @@ async fn a_frozen_leader_steps_down() {
     take_everywhere(&shop.running(), &skus, &ledger).await;
     eprintln!("replicated: answers {:?}", ledger.check_answers());
     audit(&frozen, &initial, &ledger).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_restart_under_load_answers_only_201_409_or_503() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    // Kafka outside the cluster: the seed's embedded broker would lose, with the seed's process,
+    // the events it had acknowledged but not handed to a consumer yet.
+    let mut shop = Shop::form(Setup {
+        outside_kafka: true,
+        ..Setup::default()
+    })
+    .await;
+    let (_, initial) = stock_for_load(&shop.node("n1")).await;
+    let everything: Vec<String> = initial.keys().cloned().collect();
+    let ledger = Arc::new(Ledger::default());
+    let load = Load::start(4, &shop.gateways(), &everything, &ledger);
+    ledger.wait_acked(30).await;
+
+    let rolling = Instant::now();
+    for node in NODES {
+        load.avoid(&shop.node(node));
+        let stopped = shop.stop(node).await;
+        let back = shop.restart(node, false).await;
+        load.send_through(&shop.gateways());
+        eprintln!(
+            "replicated: {node} stopped in {stopped:?} after SIGTERM, restarted, the cluster \
+             whole again {back:?} after its start"
+        );
+        ledger.wait_acked(ledger.acked() + 20).await;
+    }
+    eprintln!(
+        "replicated: rolling restart of three nodes under load in {:?}",
+        rolling.elapsed()
+    );
+    load.stop().await;
+    eprintln!(
+        "replicated: answers under load {:?}",
+        ledger.check_answers()
+    );
+    audit(&shop.node("n2"), &initial, &ledger).await;
+}
+
+/// Waits until `path` reads the same through each of `apps` (reads settle no reservation, but a
+/// settler may between two of them).
+async fn same_through(apps: &[&TestApp], path: &str) {
+    let attempt = || async {
+        let mut bodies = Vec::new();
+        for app in apps {
+            bodies.push(read(app, path).await?);
+        }
+        match bodies.windows(2).all(|two| two[0] == two[1]) {
+            true => Ok(()),
+            false => Err(format!("GET {path} differs through the nodes: {bodies:?}")),
+        }
+    };
+    retry(POLL, PATIENCE, attempt).await
 }
 
 /// Waits until `app` sees, for each partition it led at the terms in `led`, a later term.
