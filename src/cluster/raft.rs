@@ -359,7 +359,9 @@ impl Groups {
     }
 
     fn unavailable(partition: u32, why: impl std::fmt::Display) -> ShopError {
-        ShopError::Unavailable(format!("partition {partition} has no leader here: {why}"))
+        ShopError::Unavailable(format!(
+            "partition {partition} is not led by this node ({why}): retry"
+        ))
     }
 }
 
@@ -385,8 +387,15 @@ impl Replicas for Groups {
         let raft = self.part(partition)?;
         match tokio::time::timeout(WAIT, raft.ensure_linearizable()).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(Groups::unavailable(partition, e)),
-            Err(_) => return Err(Groups::unavailable(partition, "no quorum answered")),
+            Ok(Err(e)) => {
+                tracing::debug!(partition, error = %e, "not the partition's leader");
+                let why = match self.leader_of(partition) {
+                    Some(leader) => format!("{leader} leads it"),
+                    None => "an election is under way".to_owned(),
+                };
+                return Err(Groups::unavailable(partition, why));
+            }
+            Err(_) => return Err(Groups::unavailable(partition, "no quorum answered in time")),
         }
         let term = raft.metrics().borrow().current_term;
         Ok(Tenure {
