@@ -2,6 +2,7 @@
 //! driven by one task that sends the next request as soon as the last answer is read, for a
 //! warm-up and then a measured period. Latencies go into HdrHistograms.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,9 +28,24 @@ pub type MakeCall = Arc<dyn Fn(u64) -> Call + Send + Sync>;
 pub struct Outcome {
     pub histogram: Histogram<u64>,
     pub errors: u64,
+    /// The measured errors by HTTP status, `0` for a connection that failed or broke.
+    pub answers: BTreeMap<u16, u64>,
+    /// Connections whose request was still unanswered [`GRACE`] after the end.
+    pub stalled: u64,
     pub elapsed: Duration,
     /// Bodies of the 2xx answers to POSTs (orders), for the audit.
     pub created: Vec<Bytes>,
+}
+
+/// How long a run waits for the requests in flight at its end.
+const GRACE: Duration = Duration::from_secs(15);
+
+/// What one connection's task produced.
+struct Worker {
+    histogram: Histogram<u64>,
+    errors: u64,
+    answers: BTreeMap<u16, u64>,
+    created: Vec<Bytes>,
 }
 
 impl Outcome {
@@ -41,9 +57,14 @@ impl Outcome {
 /// The round with the median requests/s, carrying the errors of every round.
 pub fn median(mut rounds: Vec<Outcome>) -> Outcome {
     let errors = rounds.iter().map(|r| r.errors).sum();
+    let stalled = rounds.iter().map(|r| r.stalled).sum();
+    let mut answers = BTreeMap::new();
+    for (status, n) in rounds.iter().flat_map(|r| &r.answers) {
+        *answers.entry(*status).or_default() += n;
+    }
     rounds.sort_by(|a, b| a.per_sec().total_cmp(&b.per_sec()));
     let mut median = rounds.swap_remove(rounds.len() / 2);
-    median.errors = errors;
+    (median.errors, median.answers, median.stalled) = (errors, answers, stalled);
     median
 }
 
@@ -74,14 +95,25 @@ pub async fn run(
     let mut outcome = Outcome {
         histogram: Histogram::new(3).expect("histogram"),
         errors: 0,
+        answers: BTreeMap::new(),
+        stalled: 0,
         elapsed,
         created: Vec::new(),
     };
-    for worker in workers {
-        let (histogram, errors, created) = worker.await.expect("worker task");
-        outcome.histogram.add(histogram).expect("same bounds");
-        outcome.errors += errors;
-        outcome.created.extend(created);
+    let deadline = tokio::time::Instant::now() + GRACE;
+    for mut worker in workers {
+        let Ok(done) = tokio::time::timeout_at(deadline, &mut worker).await else {
+            worker.abort();
+            outcome.stalled += 1;
+            continue;
+        };
+        let done = done.expect("worker task");
+        outcome.histogram.add(done.histogram).expect("same bounds");
+        outcome.errors += done.errors;
+        for (status, n) in done.answers {
+            *outcome.answers.entry(status).or_default() += n;
+        }
+        outcome.created.extend(done.created);
     }
     outcome
 }
@@ -92,16 +124,18 @@ async fn worker(
     make: MakeCall,
     measuring: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
-) -> (Histogram<u64>, u64, Vec<Bytes>) {
+) -> Worker {
     let mut histogram = Histogram::<u64>::new(3).expect("histogram");
     let (mut errors, mut created, mut n) =
         (0u64, Vec::new(), id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut answers = BTreeMap::new();
     let mut sender = None;
     while !stop.load(Ordering::Relaxed) {
         if sender.is_none() {
             sender = connect(addr).await;
             if sender.is_none() {
                 errors += 1;
+                *answers.entry(0).or_default() += 1;
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
@@ -141,14 +175,27 @@ async fn worker(
                     created.push(Bytes::copy_from_slice(&body));
                 }
             }
-            Ok(_) => errors += u64::from(counted),
+            Ok((status, _)) => {
+                if counted {
+                    errors += 1;
+                    *answers.entry(status.as_u16()).or_default() += 1;
+                }
+            }
             Err(_) => {
-                errors += u64::from(counted);
+                if counted {
+                    errors += 1;
+                    *answers.entry(0).or_default() += 1;
+                }
                 sender = None;
             }
         }
     }
-    (histogram, errors, created)
+    Worker {
+        histogram,
+        errors,
+        answers,
+        created,
+    }
 }
 
 async fn connect(addr: SocketAddr) -> Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {

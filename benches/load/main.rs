@@ -1,27 +1,40 @@
 //! Load benchmark: agora against the ceiling (a warp server doing no work), same machine, same
 //! run, through six scenarios at 1, 8, 64 and 256 keep-alive connections, then an audit of
-//! every order. Results: `target/bench-results/load.json`, `load.svg`, and a markdown table.
+//! every order; then the cluster scenarios (`order_1_line` against one node and three nodes,
+//! every node a child process, see `cluster.rs`). Results: `target/bench-results/load.json`,
+//! `load.svg`, and a markdown table.
 //!
 //! Each point is `LOAD_ROUNDS` (default 3) rounds that alternate ceiling and agora, and each
 //! side keeps its median round: on a shared machine a neighbour's burst spoils one round, not
 //! the point.
 //!
 //! `cargo bench --bench load`. Env: `LOAD_SECS` (measured seconds per round, default 1),
-//! `LOAD_WARMUP_SECS` (before a point's first round, default 1; later rounds warm up 0.2 s), `LOAD_CONNECTIONS` (default `1,8,64,256`), `LOAD_SCENARIOS`
-//! (comma list of names to run; default all), `LOAD_CLUSTER=0` to skip the cluster scenario
-//! (`order_1_line` at 64 connections against one node and three nodes, all child processes).
+//! `LOAD_WARMUP_SECS` (before a point's first round, default 1; later rounds warm up 0.2 s),
+//! `LOAD_CONNECTIONS` (default `1,8,64,256`), `LOAD_SCENARIOS` (comma list of names to run,
+//! default all: the six in-process ones, `cluster` — one node, one replicated member, three
+//! replicated nodes, then a kill -9 — and `cluster_static` — three nodes with `--members`),
+//! `LOAD_CLUSTER=0` to skip both cluster scenarios. Cluster scenarios: `LOAD_CLUSTER_SECS`
+//! (measured seconds a side, default `LOAD_SECS` × `LOAD_ROUNDS`), `LOAD_CLUSTER_CONNECTIONS`
+//! (default 64), `LOAD_CLUSTER_PARTITIONS` (default 16), `LOAD_FAILOVER_CONNECTIONS` (the load
+//! under which a node is killed, default 8: the probe that finds when every SKU takes orders
+//! again shares the cluster's capacity with that load).
+//!
+//! The cluster scenario alone: `LOAD_SCENARIOS=cluster cargo bench --bench load`.
 
 mod ceiling;
 mod cluster;
 mod driver;
+mod failover;
 mod report;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use agora::config::ServeConfig;
+use agora::domain::{ProductId, Sku};
 use driver::{Call, MakeCall};
 use serde_json::{json, Value};
 
@@ -115,6 +128,14 @@ fn env_secs(name: &str, default: f64) -> Duration {
     )
 }
 
+/// 503 answers [`send`] waited out and retried: a partition between leaders, or a write whose
+/// outcome was unknown (cluster scenarios).
+static RETRIED_503: AtomicU64 = AtomicU64::new(0);
+/// How many times [`send`] retries a 503.
+const RETRIES: u32 = 50;
+/// How many of the retried 503s [`send`] shows.
+const SHOWN_503: u64 = 5;
+
 async fn send(
     client: &reqwest::Client,
     base: &str,
@@ -123,12 +144,39 @@ async fn send(
     body: Value,
 ) -> anyhow::Result<Value> {
     let url = format!("{base}{path}");
-    let request = if post {
-        client.post(url).json(&body)
-    } else {
-        client.get(url)
-    };
-    Ok(request.send().await?.error_for_status()?.json().await?)
+    let mut retried = false;
+    for attempt in 0.. {
+        let request = if post {
+            client.post(&url).json(&body)
+        } else {
+            client.get(&url)
+        };
+        let response = request.send().await?;
+        let status = response.status();
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && attempt < RETRIES {
+            let wait = (response.headers().get("retry-after"))
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .map_or(Duration::from_millis(200), Duration::from_secs);
+            if RETRIED_503.fetch_add(1, Ordering::Relaxed) < SHOWN_503 {
+                let body = response.text().await.unwrap_or_default();
+                eprintln!("retrying a 503 to {url}: {body}");
+            }
+            retried = true;
+            tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+            continue;
+        }
+        // A create retried after an unknown outcome finds what the first try made.
+        if status == reqwest::StatusCode::CONFLICT && post && retried {
+            return Ok(Value::Null);
+        }
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            let method = if post { "POST" } else { "GET" };
+            anyhow::bail!("{method} {url}: {status} {body}");
+        }
+        return Ok(response.json().await?);
+    }
+    unreachable!("the loop returns")
 }
 
 /// The numbers of the orders a run acknowledged.
@@ -154,7 +202,14 @@ async fn seed(client: &reqwest::Client, base: &str) -> anyhow::Result<Vec<String
         };
         let body = json!({"name": format!("bench {sku}"), "price": 10, "skuCode": sku, "quantity": INITIAL});
         let product = send(client, base, true, "/api/product", body).await?;
-        ids.push(product["id"].as_str().unwrap_or_default().to_owned());
+        let id = match product["id"].as_str() {
+            Some(id) => id.to_owned(),
+            None => {
+                let sku = Sku::parse(&sku).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                ProductId::for_sku(&sku).to_string()
+            }
+        };
+        ids.push(id);
     }
     ids.pop();
     Ok(ids)
@@ -278,25 +333,20 @@ async fn audit(
     })
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let (warmup, measure) = (
-        env_secs("LOAD_WARMUP_SECS", 1.0),
-        env_secs("LOAD_SECS", 1.0),
-    );
-    let rounds: usize = std::env::var("LOAD_ROUNDS")
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
         .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(3)
-        .max(1);
-    let connections: Vec<usize> = std::env::var("LOAD_CONNECTIONS")
-        .unwrap_or_else(|_| "1,8,64,256".into())
-        .split(',')
-        .filter_map(|c| c.trim().parse().ok())
-        .collect();
-    let only: Option<Vec<String>> = std::env::var("LOAD_SCENARIOS")
-        .ok()
-        .map(|s| s.split(',').map(str::to_owned).collect());
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// The six in-process scenarios, the `points`, and the `audit` of their orders.
+async fn in_process(
+    only: Option<&[String]>,
+    connections: &[usize],
+    rounds: usize,
+    (warmup, measure): (Duration, Duration),
+) -> anyhow::Result<(Vec<report::Point>, report::Audit)> {
     let dir = tempfile::tempdir()?;
     let mut config = ServeConfig::for_tests(dir.path().to_path_buf());
     config.fault_injection = false;
@@ -310,10 +360,10 @@ async fn main() -> anyhow::Result<()> {
     let mut points = Vec::new();
     let mut acked = Vec::new();
     for (name, make) in scenarios(ids) {
-        if only.as_ref().is_some_and(|o| !o.iter().any(|s| s == name)) {
+        if only.is_some_and(|o| !o.iter().any(|s| s == name)) {
             continue;
         }
-        for &conns in &connections {
+        for &conns in connections {
             let (mut tops, mut ours) = (Vec::new(), Vec::new());
             for round in 0..rounds {
                 let warmup = if round == 0 { warmup } else { REWARM };
@@ -331,26 +381,72 @@ async fn main() -> anyhow::Result<()> {
     }
     let audit = audit(&client, &base, &acked).await?;
     app.shutdown().await?;
-    let cluster = match std::env::var("LOAD_CLUSTER").as_deref() {
-        Ok("0") => None,
-        _ => {
-            let make = scenarios(Arc::new(Vec::new()))
+    Ok((points, audit))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let (warmup, measure) = (
+        env_secs("LOAD_WARMUP_SECS", 1.0),
+        env_secs("LOAD_SECS", 1.0),
+    );
+    let rounds = env_number("LOAD_ROUNDS", 3usize).max(1);
+    let connections: Vec<usize> = std::env::var("LOAD_CONNECTIONS")
+        .unwrap_or_else(|_| "1,8,64,256".into())
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .collect();
+    let only: Option<Vec<String>> = std::env::var("LOAD_SCENARIOS")
+        .ok()
+        .map(|s| s.split(',').map(|n| n.trim().to_owned()).collect());
+    let chosen = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|s| s == name));
+    let local = scenarios(Arc::new(Vec::new()));
+    let (points, audit) = match local.iter().any(|(name, _)| chosen(name)) {
+        true => {
+            let (points, audit) =
+                in_process(only.as_deref(), &connections, rounds, (warmup, measure)).await?;
+            (points, Some(audit))
+        }
+        false => (Vec::new(), None),
+    };
+    let clusters = std::env::var("LOAD_CLUSTER").as_deref() != Ok("0");
+    let (replicated, fixed) = (
+        clusters && chosen("cluster"),
+        clusters && chosen("cluster_static"),
+    );
+    let cluster = match replicated || fixed {
+        false => None,
+        true => {
+            let make = local
                 .into_iter()
                 .find(|(name, _)| *name == "order_1_line")
                 .map(|(_, make)| make)
                 .expect("the order scenario");
-            let comparison = cluster::compare(make, 64, warmup, measure * rounds as u32).await?;
-            eprintln!(
-                "cluster: one node {:.0} orders/s, three nodes {:.0} orders/s",
-                comparison.one_node.requests_per_sec, comparison.three_nodes.requests_per_sec
-            );
+            let connections = env_number("LOAD_CLUSTER_CONNECTIONS", 64usize);
+            let plan = cluster::Plan {
+                make,
+                connections,
+                warmup,
+                secs: env_secs("LOAD_CLUSTER_SECS", (measure * rounds as u32).as_secs_f64()),
+                partitions: env_number("LOAD_CLUSTER_PARTITIONS", 16),
+                replicated,
+                fixed,
+                failover_connections: env_number("LOAD_FAILOVER_CONNECTIONS", 8),
+            };
+            let comparison = cluster::compare(plan).await?;
             Some(comparison)
         }
     };
-    let out = report::write(&points, &audit, cluster.as_ref(), measure, rounds)?;
-    println!("{}", report::markdown(&points, &audit, cluster.as_ref()));
+    let out = report::write(&points, audit.as_ref(), cluster.as_ref(), measure, rounds)?;
+    println!(
+        "{}",
+        report::markdown(&points, audit.as_ref(), cluster.as_ref())
+    );
     println!("results: {}", out.display());
-    anyhow::ensure!(audit.clean(), "the audit failed: {audit:?}");
+    anyhow::ensure!(
+        audit.as_ref().is_none_or(report::Audit::clean),
+        "the audit failed: {audit:?}"
+    );
     anyhow::ensure!(
         cluster.as_ref().is_none_or(cluster::Comparison::clean),
         "the cluster audit failed: {cluster:?}"

@@ -2,6 +2,7 @@
 //! outputs: `target/bench-results/load.json`, an SVG chart (throughput and p99 against
 //! connections, one line per scenario), and a markdown table for the README.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,6 +19,16 @@ pub struct Side {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub errors: u64,
+    /// The errors by HTTP status (`connection` for a connection that failed or broke).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub answers: BTreeMap<String, u64>,
+    /// Connections still waiting for an answer long after the run ended.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stalled: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Side {
@@ -29,8 +40,36 @@ impl Side {
             p99_ms: ms(0.99),
             p999_ms: ms(0.999),
             errors: outcome.errors,
+            answers: answer_names(&outcome.answers),
+            stalled: outcome.stalled,
         }
     }
+
+    /// `errors 0`, or the errors by status: `errors 12 (503: 10, connection: 2)`.
+    pub fn errors_line(&self) -> String {
+        let mut line = format!("errors {}", self.errors);
+        if !self.answers.is_empty() {
+            let each: Vec<String> = self
+                .answers
+                .iter()
+                .map(|(s, n)| format!("{s}: {n}"))
+                .collect();
+            line += &format!(" ({})", each.join(", "));
+        }
+        if self.stalled > 0 {
+            line += &format!(", {} connections stalled", self.stalled);
+        }
+        line
+    }
+}
+
+/// HTTP statuses by name, `0` (no answer) as `connection`.
+pub fn answer_names(answers: &BTreeMap<u16, u64>) -> BTreeMap<String, u64> {
+    let name = |s: u16| match s {
+        0 => "connection".to_owned(),
+        s => s.to_string(),
+    };
+    answers.iter().map(|(s, n)| (name(*s), *n)).collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -91,10 +130,33 @@ pub struct Audit {
 
 impl Audit {
     pub fn clean(&self) -> bool {
-        self.missing == 0
-            && self.skus_unbalanced == 0
-            && self.events_not_once == 0
-            && self.orders == self.acknowledged
+        self.lossless() && self.orders == self.acknowledged
+    }
+
+    /// `clean`, `clean (N placed without an answer)` (orders whose answer was an error but
+    /// which were placed: a write of unknown outcome, or cut by a kill), or `FAILED`.
+    pub fn verdict(&self) -> String {
+        match (
+            self.lossless(),
+            self.orders.saturating_sub(self.acknowledged),
+        ) {
+            (false, _) => "FAILED".to_owned(),
+            (true, 0) => "clean".to_owned(),
+            (true, cut) => format!("clean ({cut} placed without an answer)"),
+        }
+    }
+
+    /// Every acknowledged order found, stock + sold = initial, every event once; orders
+    /// placed without an answer (cut by a kill) allowed.
+    pub fn lossless(&self) -> bool {
+        self.missing == 0 && self.skus_unbalanced == 0 && self.events_not_once == 0
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "{} orders ({} acknowledged), missing {}, SKUs unbalanced {}, events not exactly once {}",
+            self.orders, self.acknowledged, self.missing, self.skus_unbalanced, self.events_not_once
+        )
     }
 }
 
@@ -114,7 +176,7 @@ fn machine() -> String {
 /// Writes the JSON and the SVG; returns the results directory.
 pub fn write(
     points: &[Point],
-    audit: &Audit,
+    audit: Option<&Audit>,
     cluster: Option<&Comparison>,
     measure: Duration,
     rounds: usize,
@@ -132,11 +194,13 @@ pub fn write(
         "load_generator": "same machine, hyper HTTP/1.1 keep-alive, one task per connection",
         "points": points,
         "audit": audit,
-        "audit_clean": audit.clean(),
+        "audit_clean": audit.map(Audit::clean),
         "cluster": cluster,
     });
     std::fs::write(dir.join("load.json"), serde_json::to_vec_pretty(&json)?)?;
-    chart(points, &dir.join("load.svg"))?;
+    if !points.is_empty() {
+        chart(points, &dir.join("load.svg"))?;
+    }
     Ok(dir)
 }
 
@@ -197,10 +261,12 @@ fn chart(points: &[Point], path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// The table for the README.
-pub fn markdown(points: &[Point], audit: &Audit, cluster: Option<&Comparison>) -> String {
-    let mut out = format!("Machine: {}\n\n", machine());
-    out.push_str("| scenario | conns | agora req/s | ceiling req/s | ratio | p50 ms | p99 ms | p99.9 ms | errors |\n");
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+pub fn markdown(points: &[Point], audit: Option<&Audit>, cluster: Option<&Comparison>) -> String {
+    let mut out = format!("Machine: {}\n", machine());
+    if !points.is_empty() {
+        out.push_str("\n| scenario | conns | agora req/s | ceiling req/s | ratio | p50 ms | p99 ms | p99.9 ms | errors |\n");
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    }
     for p in points {
         out.push_str(&format!(
             "| {} | {} | {:.0} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {} |\n",
@@ -215,26 +281,16 @@ pub fn markdown(points: &[Point], audit: &Audit, cluster: Option<&Comparison>) -
             p.agora.errors
         ));
     }
-    out.push_str(&format!(
-        "\nAudit: {} orders ({} acknowledged), missing {}, SKUs unbalanced {}, events not exactly once {}: {}\n",
-        audit.orders,
-        audit.acknowledged,
-        audit.missing,
-        audit.skus_unbalanced,
-        audit.events_not_once,
-        if audit.clean() { "clean" } else { "FAILED" }
-    ));
-    if let Some(c) = cluster {
+    if let Some(audit) = audit {
         out.push_str(&format!(
-            "\nCluster, order_1_line at {} connections (every node a process on this machine): one node {:.0} orders/s (p99 {:.2} ms), three nodes {:.0} orders/s (p99 {:.2} ms), ratio {:.2}; audits {}\n",
-            c.connections,
-            c.one_node.requests_per_sec,
-            c.one_node.p99_ms,
-            c.three_nodes.requests_per_sec,
-            c.three_nodes.p99_ms,
-            c.ratio,
-            if c.clean() { "clean" } else { "FAILED" }
+            "\nAudit: {}: {}\n",
+            audit.line(),
+            if audit.clean() { "clean" } else { "FAILED" }
         ));
+    }
+    if let Some(cluster) = cluster {
+        out.push('\n');
+        out.push_str(&cluster.markdown());
     }
     out
 }
