@@ -171,13 +171,7 @@ impl Groups {
 
     /// Whether this node is in the meta group's membership (it joined, now or before).
     pub fn is_member(&self) -> bool {
-        let metrics = self.0.meta.metrics();
-        let metrics = metrics.borrow();
-        let found = metrics
-            .membership_config
-            .nodes()
-            .any(|(id, _)| *id == self.0.me);
-        found
+        self.member(self.0.me).is_some()
     }
 
     /// Asks `peer` (any node of the cluster) to admit this node, and keeps the cluster's id.
@@ -296,7 +290,14 @@ impl Groups {
     }
 
     fn member(&self, id: NodeId) -> Option<Member> {
-        self.members().remove(&id)
+        let metrics = self.0.meta.metrics();
+        let member = metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned();
+        member
     }
 
     fn voters(&self, raft: &RaftHandle) -> BTreeSet<NodeId> {
@@ -330,12 +331,13 @@ impl Groups {
 
     /// The name of the node leading `partition`, as this node last heard.
     pub fn leader_of(&self, partition: u32) -> Option<String> {
-        let raft = self.0.parts.get(partition as usize)?;
-        let leader = raft.metrics().borrow().current_leader?;
-        if leader == self.0.me {
-            return Some(self.0.member.name.clone());
-        }
-        self.member(leader).map(|m| m.name)
+        // Every request routed in a cluster asks this: one look at the partition's own
+        // membership (it names its nodes), no copy of the members.
+        let metrics = self.0.parts.get(partition as usize)?.metrics();
+        let metrics = metrics.borrow();
+        let leader = metrics.current_leader?;
+        let node = metrics.membership_config.membership().get_node(&leader);
+        node.map(|m| m.name.clone())
     }
 
     pub fn name(&self) -> &str {
