@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::storage::{Batch, Storage, StorageError, Table, TableKey};
 
 use self::replica::Writes;
-pub use self::replica::{Replicas, Tenure};
+pub use self::replica::{Committed, Replicas, Tenure};
 pub use self::reply::{decode_answer, reject, Reply};
 pub use self::route::{ClusterView, MemberView, PartitionView, Remote, RemoteRequest, Route};
 pub use self::supervisor::{spawn_supervisor, EntitySupervisor, RestartPolicy, SupervisorArgs};
@@ -119,12 +119,12 @@ impl<E: Entity> Deps<E> {
         self.writes.commit(&self.storage, batch).await
     }
 
-    /// Returns once every write committed before is durable (group commit on a node alone;
-    /// among replicas a commit already is).
+    /// Returns once every write committed before is durable: the node's group commit on a
+    /// node alone or after a [`Committed::Unflushed`] commit; otherwise a commit already is.
     pub async fn durable(&self) -> Result<(), ShopError> {
-        match self.writes.replicas {
-            Some(_) => Ok(()),
-            None => Ok(self.storage.durable().await?),
+        match self.writes.flush_needed() {
+            true => Ok(self.storage.durable().await?),
+            false => Ok(()),
         }
     }
 

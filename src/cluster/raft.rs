@@ -13,11 +13,12 @@ pub mod log;
 pub mod machine;
 pub mod network;
 mod placement;
+mod replicas;
 pub mod types;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,19 +30,17 @@ use self::log::LogStore;
 use self::machine::Machine;
 use self::network::{Network, RaftRpc};
 use self::types::{node_id, Applied, GroupId, Member, NodeId, Proposal, RaftHandle, META};
-use crate::actors::entity::{Replicas, Tenure};
-use crate::cluster::layout::partition_of;
 use crate::cluster::peer::RaftDoor;
 use crate::error::ShopError;
 use crate::metrics::Metrics;
-use crate::storage::{Batch, Storage};
+use crate::storage::Storage;
 
 pub use self::join::{become_member, JoinWatch};
 use self::join::{live_copies, REFUSED};
 pub use self::placement::{keep_placed, replicas_of};
 
 /// How long a read index or a commit may take before the caller hears `Unavailable`.
-const WAIT: Duration = Duration::from_secs(3);
+pub(super) const WAIT: Duration = Duration::from_secs(3);
 /// What the data directory remembers: its incarnation (part of the node's raft id) and the id
 /// of its cluster.
 const INCARNATION: &str = "incarnation";
@@ -70,8 +69,10 @@ struct Inner {
     meta: RaftHandle,
     /// One per partition, indexed by partition number.
     parts: Vec<RaftHandle>,
-    /// Per partition: writes whose outcome is unknown so far (see [`Tenure`]).
+    /// Per partition: writes whose outcome is unknown so far (see `Tenure`).
     epochs: Vec<AtomicU64>,
+    /// Per partition: whether its membership is this node alone (kept by its log store).
+    lone: Vec<Arc<AtomicBool>>,
     metrics: Arc<Metrics>,
 }
 
@@ -108,19 +109,31 @@ impl Groups {
         let open = |group: GroupId| {
             let (config, members) = (config.clone(), members.clone());
             async move {
-                let log = LogStore::open(storage, group)
+                let log = LogStore::open(storage, group, me)
                     .with_context(|| format!("cannot open the raft log of group {group}"))?;
+                let lone = log.lone();
                 let machine = Machine::open(storage.clone(), group, settings.partitions, members)
                     .with_context(|| format!("cannot open the state of group {group}"))?;
-                RaftHandle::new(me, config, Network { group }, log, machine)
+                let raft = RaftHandle::new(me, config, Network { group }, log, machine)
                     .await
-                    .with_context(|| format!("cannot start raft group {group}"))
+                    .with_context(|| format!("cannot start raft group {group}"))?;
+                // The membership it starts with; its log store follows every later one.
+                let alone = {
+                    let metrics = raft.metrics();
+                    let metrics = metrics.borrow();
+                    let mut nodes = metrics.membership_config.nodes().map(|(id, _)| *id);
+                    nodes.next() == Some(me) && nodes.next().is_none()
+                };
+                lone.store(alone, Ordering::Release);
+                anyhow::Ok((raft, lone))
             }
         };
-        let meta = open(META).await?;
-        let mut parts = Vec::new();
+        let (meta, _) = open(META).await?;
+        let (mut parts, mut lone) = (Vec::new(), Vec::new());
         for partition in 0..settings.partitions {
-            parts.push(open(partition).await?);
+            let (raft, alone) = open(partition).await?;
+            parts.push(raft);
+            lone.push(alone);
         }
         let epochs = parts.iter().map(|_| AtomicU64::new(0)).collect();
         Ok(Groups(Arc::new(Inner {
@@ -131,6 +144,7 @@ impl Groups {
             meta,
             parts,
             epochs,
+            lone,
             metrics,
         })))
     }
@@ -371,65 +385,5 @@ impl Groups {
 impl RaftDoor for Groups {
     async fn serve(&self, message: Vec<u8>) -> Vec<u8> {
         network::serve(self, &message).await
-    }
-}
-
-#[async_trait::async_trait]
-impl Replicas for Groups {
-    fn partition(&self, key: &str) -> u32 {
-        partition_of(key, self.0.settings.partitions)
-    }
-
-    fn leads(&self, partition: u32) -> bool {
-        (self.0.parts.get(partition as usize))
-            .is_some_and(|raft| raft.metrics().borrow().current_leader == Some(self.0.me))
-    }
-
-    async fn lead(&self, partition: u32) -> Result<Tenure, ShopError> {
-        let raft = self.part(partition)?;
-        match tokio::time::timeout(WAIT, raft.ensure_linearizable()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::debug!(partition, error = %e, "not the partition's leader");
-                let why = match self.leader_of(partition) {
-                    Some(leader) => format!("{leader} leads it"),
-                    None => "an election is under way".to_owned(),
-                };
-                return Err(Groups::unavailable(partition, why));
-            }
-            Err(_) => return Err(Groups::unavailable(partition, "no quorum answered in time")),
-        }
-        let term = raft.metrics().borrow().current_term;
-        Ok(Tenure {
-            partition,
-            term,
-            epoch: self.0.epochs[partition as usize].load(Ordering::Acquire),
-        })
-    }
-
-    async fn record_once(&self, event_id: &str, record: Vec<u8>) -> Result<bool, ShopError> {
-        let partition = self.partition(event_id);
-        let event_id = event_id.to_owned();
-        let applied = self.propose(partition, Proposal::Record { event_id, record });
-        (applied.await)
-            .map(|applied| applied.fresh)
-            .map_err(|why| ShopError::Unavailable(format!("partition {partition}: {why}")))
-    }
-
-    async fn commit(&self, tenure: Tenure, batch: Batch) -> Result<(), ShopError> {
-        let partition = tenure.partition;
-        let raft = self.part(partition)?;
-        let written = tokio::time::timeout(WAIT, raft.client_write(Proposal::Writes(batch))).await;
-        let why = match written {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "not committed in time".to_owned(),
-        };
-        // The entry may still commit: the actors of this partition must reload before deciding.
-        self.0.epochs[partition as usize].fetch_add(1, Ordering::AcqRel);
-        self.0.metrics.raft_unknown_outcomes.inc();
-        Err(ShopError::Unavailable(format!(
-            "partition {partition}: the write's outcome is unknown ({why}); retry"
-        )))
     }
 }

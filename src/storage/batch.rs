@@ -105,6 +105,11 @@ impl Batch {
         self.writes.push(Write::Row { table, key, value });
     }
 
+    /// Whether it writes an outbox event.
+    pub fn has_events(&self) -> bool {
+        self.events().next().is_some()
+    }
+
     /// The encoded outbox events, in the order they were staged.
     pub(super) fn events(&self) -> impl Iterator<Item = &[u8]> + '_ {
         self.writes.iter().filter_map(|write| match write {

@@ -20,7 +20,8 @@ use self::ledger::{audit, failover, take_everywhere, Ledger, Load};
 use self::shop::{
     cluster_view, read, sku_per_partition, terms, Setup, Shop, Terms, NODES, PATIENCE, POLL,
 };
-use super::support::{retry, TestApp};
+use super::support::{free_addr, retry, TestApp};
+use agora::broker::EmbeddedBroker;
 
 static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
@@ -236,6 +237,53 @@ async fn a_rolling_restart_under_load_answers_only_201_409_or_503() {
         ledger.check_answers()
     );
     audit(&shop.node("n2"), &initial, &ledger).await;
+}
+
+/// A cluster of one member (replication factor 1, where a write completes before the node's
+/// flush and the writer waits for the flush before it answers): kill -9 in the middle of an
+/// order load, a restart on the same data, and the audit finds every acknowledged order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_one_member_cluster_killed_under_load_keeps_every_acknowledged_order() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kafka = EmbeddedBroker::start("notificationTopic").expect("a Kafka broker in the test");
+    let (cluster, brokers) = (free_addr().to_string(), kafka.bootstrap_servers());
+    let env = [
+        ("AGORA_NODE", "n1"),
+        ("AGORA_CLUSTER", cluster.as_str()),
+        ("AGORA_COOKIE", "replicated-test"),
+        ("AGORA_KAFKA_BROKERS", brokers.as_str()),
+    ];
+    let app = Arc::new(TestApp::spawn_process(dir.path(), &env).await);
+    led_by_itself(&app).await;
+    let (_, initial) = stock_for_load(&app).await;
+    let everything: Vec<String> = initial.keys().cloned().collect();
+    let ledger = Arc::new(Ledger::default());
+    let load = Load::start(8, std::slice::from_ref(&app), &everything, &ledger);
+    ledger.wait_acked(100).await;
+    app.signal("KILL");
+    load.stop().await;
+    drop(app);
+    let app = TestApp::spawn_process(dir.path(), &env).await;
+    led_by_itself(&app).await;
+    eprintln!(
+        "replicated: one member killed after {} acknowledged orders",
+        ledger.acked()
+    );
+    audit(&app, &initial, &ledger).await;
+}
+
+/// Waits until `app`, a cluster of one, leads each of its partitions.
+async fn led_by_itself(app: &TestApp) {
+    let attempt = || async {
+        let view = cluster_view(app).await?;
+        let partitions = view["partitions"].as_array().cloned().unwrap_or_default();
+        match partitions.iter().all(|p| p["leader"] == view["node"]) {
+            true if !partitions.is_empty() => Ok(()),
+            _ => Err(format!("not every partition led yet: {view}")),
+        }
+    };
+    retry(POLL, PATIENCE, attempt).await;
 }
 
 /// Waits until `path` reads the same through each of `apps` (reads settle no reservation, but a

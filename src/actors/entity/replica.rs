@@ -23,6 +23,16 @@ pub struct Tenure {
     pub epoch: u64,
 }
 
+/// How a committed write is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// On a majority of the partition's replicas, each durable.
+    Durable,
+    /// On this node, the partition's only replica, once the node's next flush is done
+    /// ([`Storage::durable`]): the writer waits for it before it answers.
+    Unflushed,
+}
+
 /// The replicated partitions, as entity actors see them.
 #[async_trait::async_trait]
 pub trait Replicas: Send + Sync + 'static {
@@ -43,8 +53,9 @@ pub trait Replicas: Send + Sync + 'static {
     async fn record_once(&self, event_id: &str, record: Vec<u8>) -> Result<bool, ShopError>;
 
     /// Appends `batch` to the partition's log under `tenure` and returns once it is committed
-    /// on a majority (each replica durable) and applied here.
-    async fn commit(&self, tenure: Tenure, batch: Batch) -> Result<(), ShopError>;
+    /// and applied here: on a majority, each replica durable, or on this node alone before
+    /// its flush ([`Committed`]).
+    async fn commit(&self, tenure: Tenure, batch: Batch) -> Result<Committed, ShopError>;
 }
 
 /// What an entity's writes go through: the replicas with the actor's tenure, or nothing.
@@ -56,6 +67,9 @@ pub(super) struct Writes {
     /// Set when a write of this actor failed: its state may differ from storage's, so the
     /// actor stops after the command and the next one loads afresh. One per actor.
     pub(super) stale: Arc<AtomicBool>,
+    /// Set when a write of this actor was committed [`Committed::Unflushed`]: the next
+    /// [`Writes::flush_needed`] says so, once.
+    pub(super) unflushed: Arc<AtomicBool>,
 }
 
 impl Writes {
@@ -65,17 +79,28 @@ impl Writes {
             (Some(_), None) => Err(ShopError::Unavailable(
                 "this node does not lead the partition".into(),
             )),
-            (None, _) => storage.apply(batch).map_err(ShopError::from),
+            (None, _) => {
+                (storage.apply(batch).map_err(ShopError::from)).map(|()| Committed::Unflushed)
+            }
         };
-        if result.is_err() {
-            self.stale.store(true, Ordering::Relaxed);
+        match result {
+            Ok(Committed::Unflushed) => self.unflushed.store(true, Ordering::Relaxed),
+            Ok(Committed::Durable) => {}
+            Err(_) => self.stale.store(true, Ordering::Relaxed),
         }
-        result
+        result.map(drop)
     }
 
-    /// This actor's own staleness flag, cleared.
+    /// Whether a write of this actor may not be durable yet (always on a node alone); clears
+    /// the mark.
+    pub(super) fn flush_needed(&self) -> bool {
+        self.replicas.is_none() || self.unflushed.swap(false, Ordering::Relaxed)
+    }
+
+    /// This actor's own flags, cleared.
     pub(super) fn for_new_actor(&mut self) {
         self.stale = Arc::new(AtomicBool::new(false));
+        self.unflushed = Arc::new(AtomicBool::new(false));
     }
 
     pub(super) fn is_stale(&self) -> bool {

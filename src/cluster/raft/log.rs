@@ -9,7 +9,14 @@
 //! openraft calls it from each group's raft core ([`RaftLogStorage`]) and its replication tasks
 //! (the [`RaftLogReader`] clones). What raft needs durable (a vote, appended entries) is made so by
 //! [`Storage::durable`], the node's shared group commit: every group waits for the same
-//! `fdatasync`, so many groups share one and none skips it. Removals are ordered so that sled's
+//! `fdatasync`, so many groups share one and none skips it.
+//!
+//! One exception, for a group whose only member is this node (replication factor 1): there no
+//! other voter counts this node's append, so an entry of [`Flush::ByProposer`] completes at
+//! once and its proposer waits for the node's flush before it answers anyone, as a node alone
+//! does. Every other entry (a membership change first of all, which ends the exception before
+//! any other node can receive an entry) waits for the flush; and since sled recovers a prefix
+//! of its log, that flush covers every entry appended before. Removals are ordered so that sled's
 //! recovery of a prefix of its own log always leaves a contiguous log: truncating removes from the
 //! last entry down, purging records `purged` first and removes from the first entry up.
 
@@ -20,12 +27,14 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError};
+use openraft::{AnyError, EntryPayload, OptionalSend, RaftLogReader, StorageIOError};
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::types::{Entry, GroupId, LogId, Raft, StorageError, Vote};
+use super::types::{Entry, Flush, GroupId, LogId, NodeId, Proposal, Raft, StorageError, Vote};
 use crate::codec;
 use crate::storage::Storage;
 
@@ -40,18 +49,51 @@ pub struct LogStore {
     log: sled::Tree,
     state: sled::Tree,
     group: GroupId,
+    me: NodeId,
+    /// Whether the group's membership, as last appended here, is this node alone (see the
+    /// module's header). False until known; shared with [`super::Groups`], which sets it from
+    /// the membership the group started with.
+    lone: Arc<AtomicBool>,
 }
 
 impl LogStore {
-    /// The log of `group` in `storage`'s database.
-    pub fn open(storage: &Storage, group: GroupId) -> Result<LogStore, StorageError> {
+    /// The log of `group` in `storage`'s database, on node `me`.
+    pub fn open(storage: &Storage, group: GroupId, me: NodeId) -> Result<LogStore, StorageError> {
         let trees = storage.raft_trees();
         Ok(LogStore {
             storage: storage.clone(),
             log: trees.log,
             state: trees.state,
             group,
+            me,
+            lone: Arc::default(),
         })
+    }
+
+    /// The flag that says the group is this node alone.
+    pub fn lone(&self) -> Arc<AtomicBool> {
+        self.lone.clone()
+    }
+
+    /// Whether `entries` may complete before the flush: the group is this node alone, and
+    /// none of them changes the membership or asks to be durable on append. Updates the flag
+    /// with the membership the entries carry.
+    fn flush_later(&self, entries: &[Entry]) -> bool {
+        let mut later = true;
+        for entry in entries {
+            match &entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(Proposal::Writes(_, Flush::ByProposer)) => {}
+                EntryPayload::Normal(_) => later = false,
+                EntryPayload::Membership(membership) => {
+                    let mut nodes = membership.nodes().map(|(id, _)| *id);
+                    let alone = nodes.next() == Some(self.me) && nodes.next().is_none();
+                    self.lone.store(alone, Ordering::Release);
+                    later = false;
+                }
+            }
+        }
+        later && self.lone.load(Ordering::Acquire)
     }
 
     pub fn group(&self) -> GroupId {
@@ -217,8 +259,8 @@ impl RaftLogStorage<Raft> for LogStore {
         Ok(committed.flatten())
     }
 
-    /// Inserts the entries, waits for the shared flush, then completes `callback`: in order,
-    /// before the next append starts.
+    /// Inserts the entries, waits for the shared flush (unless the module's exception holds),
+    /// then completes `callback`: in order, before the next append starts.
     async fn append<I>(
         &mut self,
         entries: I,
@@ -228,9 +270,15 @@ impl RaftLogStorage<Raft> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let later = self.flush_later(&entries);
         if let Err(e) = self.insert(entries) {
             callback.log_io_completed(Err(io_error(&e)));
             return Err(e);
+        }
+        if later {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
         }
         match self.storage.durable().await {
             Ok(()) => {
@@ -244,8 +292,10 @@ impl RaftLogStorage<Raft> for LogStore {
         }
     }
 
-    /// Removes the entries from `log_id.index` on, the last first.
+    /// Removes the entries from `log_id.index` on, the last first. A membership may go with
+    /// them, so the group counts as not alone until the next one is appended.
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.lone.store(false, Ordering::Release);
         let keys = self
             .keys(log_id.index, u64::MAX)
             .map_err(|e| StorageIOError::write_logs(&e))?;

@@ -332,7 +332,7 @@ impl RaftStateMachine<Raft> for Machine {
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(log_id), membership);
                 }
-                EntryPayload::Normal(Proposal::Writes(batch)) => (self.storage)
+                EntryPayload::Normal(Proposal::Writes(batch, _)) => (self.storage)
                     .apply_committed(self.group, log_id.index, &batch)
                     .map_err(|e| StorageIOError::apply(log_id, &e))?,
                 EntryPayload::Normal(Proposal::Record { event_id, record }) => {

@@ -40,13 +40,25 @@ impl fmt::Display for Member {
 /// What one log entry asks of the state machine.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Proposal {
-    /// Writes to this partition's records, applied together.
-    Writes(Batch),
+    /// Writes to this partition's records, applied together, and who makes them durable.
+    Writes(Batch, Flush),
     /// Meta group: `member` belongs to the cluster (joins, or its addresses changed).
     Join { id: NodeId, member: Member },
     /// Record a notification (an encoded record) unless its event id was recorded before:
     /// decided when applied, so two consumers that both received the event record it once.
     Record { event_id: String, record: Vec<u8> },
+}
+
+/// When an entry of [`Proposal::Writes`] is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Flush {
+    /// Before its append completes: what raft needs of every voter, and what an entry that
+    /// carries outbox events needs (the notifier sends what is applied).
+    OnAppend,
+    /// In a group whose only member is its leader, the append may complete before the flush:
+    /// the proposer waits for the node's next flush before it answers anyone (`log` holds the
+    /// rule, and takes it only while the group has that one member).
+    ByProposer,
 }
 
 /// What applying an entry answers.

@@ -19,7 +19,7 @@ impl openraft::testing::StoreBuilder<Raft, LogStore, Machine, TempDir> for Build
         };
         let dir = tempfile::tempdir().map_err(|e| io(&e))?;
         let storage = Storage::open(dir.path()).map_err(|e| io(&e))?;
-        let log = LogStore::open(&storage, self.group)?;
+        let log = LogStore::open(&storage, self.group, u64::MAX)?;
         let (members, _) = tokio::sync::watch::channel(Default::default());
         let machine = Machine::open(storage, self.group, 4, members)?;
         Ok((dir, log, machine))
@@ -47,8 +47,8 @@ async fn groups_keep_their_own_logs_and_votes_across_a_reopen() {
     {
         let storage = Storage::open(dir.path()).unwrap();
         let (mut a, mut b) = (
-            LogStore::open(&storage, 0).unwrap(),
-            LogStore::open(&storage, 1).unwrap(),
+            LogStore::open(&storage, 0, u64::MAX).unwrap(),
+            LogStore::open(&storage, 1, u64::MAX).unwrap(),
         );
         a.insert((1..=5).map(|i| blank_ent::<Raft>(1, 1, i)))
             .unwrap();
@@ -68,8 +68,8 @@ async fn groups_keep_their_own_logs_and_votes_across_a_reopen() {
         }
     };
     let (mut a, mut b) = (
-        LogStore::open(&storage, 0).unwrap(),
-        LogStore::open(&storage, 1).unwrap(),
+        LogStore::open(&storage, 0, u64::MAX).unwrap(),
+        LogStore::open(&storage, 1, u64::MAX).unwrap(),
     );
     let state = a.get_log_state().await.unwrap();
     assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 2)));

@@ -10,6 +10,7 @@ use openraft::{EntryPayload, RaftSnapshotBuilder};
 use tempfile::TempDir;
 use tokio::sync::watch;
 
+use super::super::types::Flush;
 use super::*;
 use crate::domain::{
     Description, EventType, Order, OrderEvent, Price, Product, ProductName, StockLevel,
@@ -122,8 +123,14 @@ async fn fill(storage: &Storage, machine: &mut Machine, from: &mut u32) {
     }
     storage.apply(batch_in(storage, 0, from)).unwrap();
     let entries = [
-        normal(1, Proposal::Writes(batch_in(storage, GROUP, from))),
-        normal(2, Proposal::Writes(batch_in(storage, GROUP, from))),
+        normal(
+            1,
+            Proposal::Writes(batch_in(storage, GROUP, from), Flush::OnAppend),
+        ),
+        normal(
+            2,
+            Proposal::Writes(batch_in(storage, GROUP, from), Flush::OnAppend),
+        ),
     ];
     let replies = machine.apply(entries).await.unwrap();
     assert_eq!(replies.iter().map(|r| r.index).collect::<Vec<_>>(), [1, 2]);

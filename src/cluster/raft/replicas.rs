@@ -1,0 +1,108 @@
+//! The partitions as entity actors see them ([`Replicas`]): leadership, commits and notification
+//! records, each through the partition's raft group on this node.
+//!
+//! A decision needs the partition's leader with everything committed before applied: a read
+//! index confirms it, except in a group whose only member is this node, where no other leader
+//! can exist and the node's own metrics say it. A write is one log entry; in such a group an
+//! entry without outbox events completes before the node's flush (`log`), and the commit says
+//! [`Committed::Unflushed`] so the writer waits for the flush before it answers.
+
+use std::sync::atomic::Ordering;
+
+use super::types::{Flush, Proposal};
+use super::{Groups, WAIT};
+use crate::actors::entity::{Committed, Replicas, Tenure};
+use crate::cluster::layout::partition_of;
+use crate::error::ShopError;
+use crate::storage::Batch;
+
+impl Groups {
+    /// Whether `partition`'s membership is this node alone.
+    fn is_lone(&self, partition: u32) -> bool {
+        (self.0.lone.get(partition as usize)).is_some_and(|lone| lone.load(Ordering::Acquire))
+    }
+
+    /// Whether this node leads `partition` alone and has applied its term's first entry (so
+    /// every entry of earlier terms): a decision then needs no read index.
+    fn leads_alone(&self, partition: u32) -> bool {
+        let Some(raft) = self.0.parts.get(partition as usize) else {
+            return false;
+        };
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow();
+        self.is_lone(partition)
+            && metrics.current_leader == Some(self.0.me)
+            && metrics.last_applied.map(|applied| applied.leader_id.term)
+                == Some(metrics.current_term)
+    }
+}
+
+#[async_trait::async_trait]
+impl Replicas for Groups {
+    fn partition(&self, key: &str) -> u32 {
+        partition_of(key, self.0.settings.partitions)
+    }
+
+    fn leads(&self, partition: u32) -> bool {
+        (self.0.parts.get(partition as usize))
+            .is_some_and(|raft| raft.metrics().borrow().current_leader == Some(self.0.me))
+    }
+
+    async fn lead(&self, partition: u32) -> Result<Tenure, ShopError> {
+        let raft = self.part(partition)?;
+        let confirmed = match self.leads_alone(partition) {
+            true => Ok(Ok(None)),
+            false => tokio::time::timeout(WAIT, raft.ensure_linearizable()).await,
+        };
+        match confirmed {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(partition, error = %e, "not the partition's leader");
+                let why = match self.leader_of(partition) {
+                    Some(leader) => format!("{leader} leads it"),
+                    None => "an election is under way".to_owned(),
+                };
+                return Err(Groups::unavailable(partition, why));
+            }
+            Err(_) => return Err(Groups::unavailable(partition, "no quorum answered in time")),
+        }
+        let term = raft.metrics().borrow().current_term;
+        Ok(Tenure {
+            partition,
+            term,
+            epoch: self.0.epochs[partition as usize].load(Ordering::Acquire),
+        })
+    }
+
+    async fn record_once(&self, event_id: &str, record: Vec<u8>) -> Result<bool, ShopError> {
+        let partition = self.partition(event_id);
+        let event_id = event_id.to_owned();
+        let applied = self.propose(partition, Proposal::Record { event_id, record });
+        (applied.await)
+            .map(|applied| applied.fresh)
+            .map_err(|why| ShopError::Unavailable(format!("partition {partition}: {why}")))
+    }
+
+    async fn commit(&self, tenure: Tenure, batch: Batch) -> Result<Committed, ShopError> {
+        let partition = tenure.partition;
+        let raft = self.part(partition)?;
+        // The notifier sends what is applied, so an entry with events is durable on append.
+        let (flush, committed) = match self.is_lone(partition) && !batch.has_events() {
+            true => (Flush::ByProposer, Committed::Unflushed),
+            false => (Flush::OnAppend, Committed::Durable),
+        };
+        let proposal = Proposal::Writes(batch, flush);
+        let written = tokio::time::timeout(WAIT, raft.client_write(proposal)).await;
+        let why = match written {
+            Ok(Ok(_)) => return Ok(committed),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "not committed in time".to_owned(),
+        };
+        // The entry may still commit: the actors of this partition must reload before deciding.
+        self.0.epochs[partition as usize].fetch_add(1, Ordering::AcqRel);
+        self.0.metrics.raft_unknown_outcomes.inc();
+        Err(ShopError::Unavailable(format!(
+            "partition {partition}: the write's outcome is unknown ({why}); retry"
+        )))
+    }
+}
