@@ -98,7 +98,9 @@ impl Running {
                 RateLimit::start(rate, security.rate_burst, security.trust_forwarded_for)
             }),
             upstream,
+            console: gateway::console::Console::new(config.idle()),
         });
+        gateway::console::spawn_sampler(ctx.clone());
         let routes = gateway::routes(ctx, registry::routes(registry));
         tokio::spawn(async move {
             let (drain_tx, drain_rx) = oneshot::channel::<()>();

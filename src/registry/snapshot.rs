@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::instance::{Action, Instance, Status};
+use super::status::Renewals;
 
 /// How long changes stay in the delta, and how long an expired instance stays listed as DOWN.
 pub(crate) const RETENTION: Duration = Duration::from_secs(180);
@@ -67,6 +68,10 @@ pub(crate) struct Snapshot {
     pub changes: Vec<Change>,
     /// Increases on every change; sent as `versions__delta`.
     pub version: u64,
+    /// When the registry started on this node (ms since the epoch), for its uptime.
+    pub started_ms: u64,
+    /// Renewals over the last minute, replicated ones included (as Eureka counts them).
+    pub renewals: Renewals,
 }
 
 /// Instances grouped by app, as the wire formats render them.
