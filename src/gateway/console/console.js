@@ -6,27 +6,30 @@
   const esc = (v) => String(v).replace(/[&<>"']/g, (c) =>
     ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
   const ms = (v) => (v == null ? "–" : v.toFixed(1) + " ms");
-  const clock = (t) => new Date(t).toLocaleTimeString();
+  const clock = (t) => new Date(t).toISOString().slice(11, 23) + " UTC";
   let shown = null;
   let maxAge = 0;
 
-  // A line chart of one or more series (null values leave a gap), as an SVG string.
+  // A line chart of one or more series over the five-minute window, newest at the right (null
+  // values leave a gap, a lone point is a short dash), as an SVG string.
+  const WINDOW = 300;
   function chart(seriesList, colors, height) {
     const w = 300, h = height || 70;
     const all = seriesList.flat().filter((v) => v != null);
     const max = Math.max(1, ...all);
-    const n = Math.max(2, ...seriesList.map((s) => s.length));
     const lines = seriesList.map((s, k) => {
-      let d = "", pen = false;
+      let d = "";
       s.forEach((v, i) => {
-        if (v == null) { pen = false; return; }
-        const x = (i / (n - 1)) * w, y = h - 2 - (v / max) * (h - 4);
-        d += (pen ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1);
-        pen = true;
+        if (v == null) return;
+        const x = w - ((s.length - 1 - i) * w) / (WINDOW - 1), y = h - 2 - (v / max) * (h - 4);
+        const joined = i > 0 && s[i - 1] != null;
+        d += (joined ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1);
+        if (!joined && (i + 1 >= s.length || s[i + 1] == null)) d += "h-2";
       });
       return `<path d="${d}" fill="none" stroke="${colors[k]}" stroke-width="1.5"/>`;
     });
-    return `<svg viewBox="0 0 ${w} ${h}" preserveAspectRatio="none" role="img">${lines.join("")}</svg>`;
+    return `<svg viewBox="0 0 ${w} ${h}" preserveAspectRatio="none" role="img">` +
+      `<title>max ${max.toFixed(max < 10 ? 1 : 0)}</title>${lines.join("")}</svg>`;
   }
 
   function head(s) {
@@ -57,15 +60,19 @@
   function charts(s) {
     const x = s.series;
     const last = (a) => (a.length ? a[a.length - 1] : 0);
-    const box = (title, now, svg) =>
-      `<div class="chart"><div class="cap"><span>${title}</span><span>${now}</span></div>${svg}</div>`;
+    const most = (...lists) => Math.max(0, ...lists.flat());
+    const box = (title, now, max, svg) =>
+      `<div class="chart"><div class="cap"><span>${title}</span><span>now ${now} · max ${max}</span></div>${svg}</div>`;
     return `<h2>Last 5 minutes (one point a second)</h2><div class="grid4">` +
-      box("orders/s", last(x.orders), chart([x.orders], ["#2f6db3"])) +
-      box("outbox depth", last(x.outboxDepth), chart([x.outboxDepth], ["#a65e00"])) +
+      box("orders/s", last(x.orders), most(x.orders), chart([x.orders], ["#2f6db3"])) +
+      box("outbox depth", last(x.outboxDepth), most(x.outboxDepth),
+        chart([x.outboxDepth], ["#a65e00"])) +
       box("Kafka delivered/s · <span class=\"DOWN\">failed/s</span>",
         last(x.kafkaDelivered) + " · " + last(x.kafkaFailed),
+        most(x.kafkaDelivered, x.kafkaFailed),
         chart([x.kafkaDelivered, x.kafkaFailed], ["#137333", "#b3261e"])) +
-      box("notifications/s", last(x.notifications), chart([x.notifications], ["#6b4fb3"])) +
+      box("notifications/s", last(x.notifications), most(x.notifications),
+        chart([x.notifications], ["#6b4fb3"])) +
       `</div>`;
   }
 
@@ -86,7 +93,7 @@
 
   function health(s) {
     const c = s.health.components;
-    let html = `<h2>Health</h2><table><colgroup><col style="width:18%"><col style="width:16%">` +
+    let html = `<h2>Health</h2><table><colgroup><col style="width:16%"><col style="width:20%">` +
       `<col></colgroup><tr><th>component</th><th>status</th><th>detail</th></tr>`;
     for (const name of ["storage", "kafka", "registry", "actors", "cluster"]) {
       const h = c[name];

@@ -76,13 +76,21 @@ fn head(state: &ConsoleState) -> String {
         "<h1>agora console · <span data-testid=\"node\">{node}</span></h1>\
          <span>status <b class=\"{status}\" data-testid=\"overall\">{status}</b></span>\
          <span>up {uptime} s</span>\
-         <span>updated <time data-testid=\"updated-at\" data-ms=\"{at}\">{at}</time> \
+         <span>updated <time data-testid=\"updated-at\" data-ms=\"{at}\">{clock}</time> \
          <span id=\"age\"></span></span>\
          <a href=\"/eureka/web\">registry</a><a href=\"/metrics\">metrics</a>",
         node = escape(&state.node),
         uptime = state.uptime_secs,
         at = state.generated_at_ms,
+        clock = clock(state.generated_at_ms),
     )
+}
+
+/// `HH:MM:SS.mmm UTC` of a time in ms since the epoch, as the script shows it.
+fn clock(ms: u64) -> String {
+    let (secs, millis) = (ms / 1000, ms % 1000);
+    let (h, m, s) = (secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    format!("{h:02}:{m:02}:{s:02}.{millis:03} UTC")
 }
 
 fn shop(state: &ConsoleState) -> String {
@@ -173,7 +181,7 @@ fn component_row(html: &mut String, name: &str, health: &ComponentHealth) {
 fn health(state: &ConsoleState) -> String {
     let c = &state.health.components;
     let mut html = String::from(
-        "<h2>Health</h2><table><colgroup><col style=\"width:18%\"><col style=\"width:16%\">\
+        "<h2>Health</h2><table><colgroup><col style=\"width:16%\"><col style=\"width:20%\">\
          <col></colgroup><tr><th>component</th><th>status</th><th>detail</th></tr>",
     );
     for (name, health) in [
@@ -264,7 +272,7 @@ fn cluster(panel: Option<&ClusterPanel>) -> String {
             html,
             "<li><time data-ms=\"{}\">{}</time> {}</li>",
             event.at_ms,
-            event.at_ms,
+            clock(event.at_ms),
             escape(&event.text)
         );
     }
