@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::instance::{Action, Instance, Status};
-use super::status::Renewals;
 
 /// How long changes stay in the delta, and how long an expired instance stays listed as DOWN.
 pub(crate) const RETENTION: Duration = Duration::from_secs(180);
@@ -165,6 +164,42 @@ impl Snapshot {
                 Some((host.clone(), u16::try_from(i.port.number).ok()?))
             })
             .collect()
+    }
+}
+
+/// Renewals per second over the last minute, as a ring of 60 one-second buckets.
+#[derive(Debug, Clone)]
+pub(crate) struct Renewals {
+    /// (second since the epoch, renewals in it)
+    buckets: [(u64, u32); 60],
+}
+
+impl Default for Renewals {
+    fn default() -> Self {
+        Renewals {
+            buckets: [(0, 0); 60],
+        }
+    }
+}
+
+impl Renewals {
+    /// Counts one renewal now.
+    pub(crate) fn record(&mut self) {
+        let second = now_millis() / 1000;
+        let bucket = &mut self.buckets[(second % 60) as usize];
+        if bucket.0 != second {
+            *bucket = (second, 0);
+        }
+        bucket.1 += 1;
+    }
+
+    /// Renewals in the 60 seconds up to now.
+    pub(crate) fn last_minute(&self) -> u64 {
+        let now = now_millis() / 1000;
+        (self.buckets.iter())
+            .filter(|(second, _)| now.saturating_sub(*second) < 60)
+            .map(|(_, n)| u64::from(*n))
+            .sum()
     }
 }
 

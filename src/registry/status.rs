@@ -2,9 +2,8 @@
 //! and renews in the last minute, self-preservation, the peers it replicates with), and the
 //! instances as a table, both read from a [`Snapshot`]. The dashboard (`dashboard.rs`) renders
 //! them; [`super::Registry::status`] and [`super::Registry::instances`] hand them to the console.
-//!
-//! [`Renewals`] counts renewals per second over the last minute; the actor records into it and
-//! publishes it with the snapshot, so counting it costs no round trip.
+//! The renewals in the last minute are counted by the snapshot's `Renewals`, which the actor
+//! records into and publishes, so reading them costs no round trip.
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -15,42 +14,6 @@ use super::snapshot::{now_millis, Snapshot};
 /// Eureka's `renewalPercentThreshold`: below this share of the expected renewals, Eureka would
 /// enter self-preservation.
 const RENEWAL_PERCENT_THRESHOLD: f64 = 0.85;
-
-/// Renewals per second over the last minute, as a ring of 60 one-second buckets.
-#[derive(Debug, Clone)]
-pub(crate) struct Renewals {
-    /// (second since the epoch, renewals in it)
-    buckets: [(u64, u32); 60],
-}
-
-impl Default for Renewals {
-    fn default() -> Self {
-        Renewals {
-            buckets: [(0, 0); 60],
-        }
-    }
-}
-
-impl Renewals {
-    /// Counts one renewal now.
-    pub(crate) fn record(&mut self) {
-        let second = now_millis() / 1000;
-        let bucket = &mut self.buckets[(second % 60) as usize];
-        if bucket.0 != second {
-            *bucket = (second, 0);
-        }
-        bucket.1 += 1;
-    }
-
-    /// Renewals in the 60 seconds up to now.
-    pub(crate) fn last_minute(&self) -> u64 {
-        let now = now_millis() / 1000;
-        (self.buckets.iter())
-            .filter(|(second, _)| now.saturating_sub(*second) < 60)
-            .map(|(_, n)| u64::from(*n))
-            .sum()
-    }
-}
 
 /// Eureka's status block, as this node's registry has it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
