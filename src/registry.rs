@@ -146,6 +146,8 @@ impl Registry {
         let mut instance = Instance::new(local.app, &id, &ip, &ip);
         instance.port.number = u64::from(local.http_addr.port());
         instance.lease_info.duration_in_secs = self.lease.as_secs().max(1);
+        // The node renews every lease/3 (`app.rs`), which the renews threshold counts on.
+        instance.lease_info.renewal_interval_in_secs = (self.lease.as_secs() / 3).max(1);
         instance.metadata = BTreeMap::from([("node".to_owned(), local.node)]);
         let base = format!("http://{}/", local.http_addr);
         instance.home_page_url = base.clone();

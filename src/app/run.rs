@@ -163,6 +163,7 @@ pub(super) fn print_addresses(
     println!(
         "  gateway       http://{http_addr}/api  (/health, /health/live, /health/ready, /metrics)"
     );
+    println!("  console       http://{http_addr}/console");
     println!("  registry      http://{http_addr}/eureka  (dashboard /eureka/web)");
     println!("  product       http://{http_addr}/api/product");
     println!("  inventory     http://{http_addr}/api/inventory");

@@ -256,6 +256,13 @@ impl Cluster {
 async fn the_page_shows_a_killed_member_down_and_its_leaders_moved() {
     let mut cluster = Cluster::form().await;
     let watcher = &cluster.nodes["c1"];
+    watcher.product("console-c", 3.0, 100).await;
+    for gateway in ["c1", "c3"] {
+        for _ in 0..ORDERS {
+            let placed = cluster.nodes[gateway].order(&[("console-c", 1)]).await;
+            assert_eq!(placed.status(), 201, "through {gateway}");
+        }
+    }
     let mut page = open_console(watcher).await;
     // The victim: c2 or c3, whichever leads partitions on the page.
     let leaders = "Object.fromEntries([...document.querySelectorAll('[data-testid^=\"leader-\"]')].map(e => [e.dataset.testid.slice(7), e.textContent]))";

@@ -299,7 +299,7 @@ fn cluster(
 ) -> Option<ClusterPanel> {
     let state = |up: bool| if up { Status::Up } else { Status::Down };
     if let Some(view) = view {
-        let members = (view.members.iter())
+        let mut members: Vec<Member> = (view.members.iter())
             .map(|m| Member {
                 name: m.name.clone(),
                 state: state(m.reachable || m.name == view.node),
@@ -307,6 +307,7 @@ fn cluster(
                 this_node: m.name == view.node,
             })
             .collect();
+        members.sort_by(|a, b| a.name.cmp(&b.name));
         let partitions = (view.partitions.into_iter())
             .map(|p| Partition {
                 lag: lags.get(&p.partition).cloned().unwrap_or_default(),
