@@ -60,7 +60,8 @@ async fn report(page: &mut Browser, state: &str, shown_after: Duration, shot: &s
          {age} ms old, at most {worst} ms since the page opened; screenshot {}",
         shot.display()
     );
-    assert!(worst < 2_000, "the page was {worst} ms stale");
+    // It polls twice a second; the bound leaves room for a machine busy with other tests.
+    assert!(worst < 3_000, "the page was {worst} ms stale");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -100,6 +101,18 @@ async fn the_page_shows_new_orders() {
         "{html}"
     );
     assert!(html.contains("data-testid=\"health-storage\">UP<"));
+    // And so a browser with JavaScript off shows them.
+    let mut plain = Browser::open_without_script(&format!("{}/console", app.base)).await;
+    assert_eq!(number(&mut plain, "orders-total").await, ORDERS);
+    assert_eq!(plain.text("health-storage").await.as_deref(), Some("UP"));
+    let polls = plain.eval("document.body.dataset.polls").await;
+    assert_eq!(polls, "0", "the script ran with JavaScript off");
+    fits_the_width(&mut plain).await;
+    let shot = plain.screenshot("single-node-without-javascript").await;
+    eprintln!(
+        "console without JavaScript: {ORDERS} orders shown; screenshot {}",
+        shot.display()
+    );
     let state = app.json("/console/state").await;
     assert_eq!(state["shop"]["ordersPlaced"], ORDERS);
     app.shutdown().await;
@@ -194,6 +207,15 @@ struct Cluster {
 }
 
 const NODES: [&str; 3] = ["c1", "c2", "c3"];
+/// The cluster's shared secret, which no page may show.
+const COOKIE: &str = "console-test-cookie";
+
+/// The body of `GET path` on c1.
+async fn watcher_text(cluster: &Cluster, path: &str) -> String {
+    let answer = cluster.nodes["c1"].get(path).await;
+    assert_eq!(answer.status(), 200, "{path}");
+    answer.text().await.expect("a body")
+}
 
 impl Cluster {
     async fn form() -> Cluster {
@@ -204,7 +226,7 @@ impl Cluster {
             let mut env = vec![
                 ("AGORA_NODE", node),
                 ("AGORA_CLUSTER", addrs[node].as_str()),
-                ("AGORA_COOKIE", "console-test"),
+                ("AGORA_COOKIE", COOKIE),
                 ("AGORA_PARTITIONS", "8"),
                 ("AGORA_REPLICAS", "3"),
                 ("AGORA_LEASE_SECS", "2"),
@@ -320,6 +342,10 @@ async fn the_page_shows_a_killed_member_down_and_its_leaders_moved() {
     )
     .await;
     fits_the_width(&mut page).await;
+    for path in ["/console", "/console/state"] {
+        let body = watcher_text(&cluster, path).await;
+        assert!(!body.contains(COOKIE), "{path} shows the cluster's cookie");
+    }
     let shot = page.screenshot("cluster-member-killed").await;
     eprintln!(
         "console cluster: kill -9 of {victim} (leader of partitions {moved:?}); DOWN on the page \

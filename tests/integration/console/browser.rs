@@ -36,6 +36,15 @@ pub struct Browser {
 impl Browser {
     /// Starts Chromium with a 1280×800 page on `url`, loaded.
     pub async fn open(url: &str) -> Browser {
+        Browser::start(url, true).await
+    }
+
+    /// [`Browser::open`] with JavaScript off: the page as the server rendered it.
+    pub async fn open_without_script(url: &str) -> Browser {
+        Browser::start(url, false).await
+    }
+
+    async fn start(url: &str, script: bool) -> Browser {
         let found = std::process::Command::new("sh")
             .args(["-c", &format!("command -v {}", binary())])
             .output()
@@ -99,6 +108,12 @@ impl Browser {
         browser
             .call("Emulation.setDeviceMetricsOverride", metrics)
             .await;
+        if !script {
+            let off = json!({"value": true});
+            browser
+                .call("Emulation.setScriptExecutionDisabled", off)
+                .await;
+        }
         browser.call("Page.enable", json!({})).await;
         browser.call("Page.navigate", json!({"url": url})).await;
         browser
