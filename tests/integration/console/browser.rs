@@ -72,6 +72,7 @@ impl Browser {
                 "--disable-component-update",
                 "--disable-sync",
                 "--disable-extensions",
+                "--disable-dev-shm-usage",
                 "--hide-scrollbars",
                 "--window-size=1280,800",
                 "--remote-debugging-pipe",
