@@ -1,6 +1,7 @@
 //! The HTTP gateway (warp): turns requests into actor messages and replies into JSON.
 //!
-//! Routes live per resource (`product`, `inventory`, `order`, `notification`, `ops`); the
+//! Routes live per resource (`product`, `inventory`, `order`, `notification`, `ops`, `cluster`,
+//! and `console`, the operator's page); the
 //! registry contributes `/eureka`, and `openapi` describes all of them at `/openapi.json`. After
 //! all of them come the configured routes of `--routes` (`upstream`: `GET /gateway/routes`, then
 //! requests forwarded to other services). Before any route, `filters::admit` applies the rate
@@ -12,6 +13,7 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod console;
 pub mod error;
 pub mod filters;
 pub mod inventory;
@@ -69,6 +71,8 @@ pub struct GatewayCtx {
     pub rate_limit: Option<limit::RateLimit>,
     /// The configured routes (`--routes`), tried after every built-in route.
     pub upstream: upstream::Upstream,
+    /// The operator console's history and settings.
+    pub console: console::Console,
 }
 
 impl GatewayCtx {
@@ -128,6 +132,8 @@ pub fn routes(
         .or(ops::routes(ctx.clone()))
         .unify()
         .or(cluster::routes(ctx.clone()))
+        .unify()
+        .or(console::routes(ctx.clone()))
         .unify()
         .or(openapi::routes(ctx.clone()))
         .unify()

@@ -20,6 +20,7 @@ mod instance;
 mod replication;
 mod routes;
 mod snapshot;
+mod status;
 #[cfg(test)]
 mod tests;
 mod tree;
@@ -42,8 +43,10 @@ use self::instance::{Instance, Status};
 use self::snapshot::{Record, Snapshot};
 use crate::service::{self, ServiceSpec, Supervision};
 
+pub use self::dashboard::escape as escape_html;
 pub use self::replication::Replication;
 pub use self::routes::{routes, RegistryApi};
+pub use self::status::{InstanceRow, RegistryStatus};
 
 pub const PRODUCT_SERVICE: &str = "PRODUCT-SERVICE";
 pub const INVENTORY_SERVICE: &str = "INVENTORY-SERVICE";
@@ -98,12 +101,14 @@ impl Registry {
         let tick = (lease / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
         let replication = Arc::new(Mutex::new(None));
         let name = format!("{node}/registry");
+        let started_ms = snapshot::now_millis();
         let (node, sink) = (node.to_owned(), replication.clone());
         let registry = service::actor(move || {
             let args = RegistryArgs {
                 node: node.clone(),
                 tick,
                 publish: publish.clone(),
+                started_ms,
             };
             (RegistryActor, args)
         });
@@ -141,6 +146,8 @@ impl Registry {
         let mut instance = Instance::new(local.app, &id, &ip, &ip);
         instance.port.number = u64::from(local.http_addr.port());
         instance.lease_info.duration_in_secs = self.lease.as_secs().max(1);
+        // The node renews every lease/3 (`app.rs`), which the renews threshold counts on.
+        instance.lease_info.renewal_interval_in_secs = (self.lease.as_secs() / 3).max(1);
         instance.metadata = BTreeMap::from([("node".to_owned(), local.node)]);
         let base = format!("http://{}/", local.http_addr);
         instance.home_page_url = base.clone();
@@ -236,6 +243,17 @@ impl Registry {
             instances_down: snapshot.records().count() - instances_up,
             apps: snapshot.apps.len(),
         }
+    }
+
+    /// Eureka's status block: uptime, lease expiration, renews, self-preservation, replicas.
+    pub fn status(&self) -> RegistryStatus {
+        let replicating = self.replication.lock().is_ok_and(|r| r.is_some());
+        self.snapshot().status(replicating)
+    }
+
+    /// Every registered instance, by app and instance id.
+    pub fn instances(&self) -> Vec<InstanceRow> {
+        self.snapshot().instance_rows()
     }
 
     /// The latest published snapshot.

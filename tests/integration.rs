@@ -6,6 +6,7 @@ mod integration {
     pub mod bad_input;
     pub mod cluster;
     pub mod concurrency;
+    pub mod console;
     pub mod crash;
     pub mod ecosystem;
     pub mod end_to_end;

@@ -98,7 +98,9 @@ impl Running {
                 RateLimit::start(rate, security.rate_burst, security.trust_forwarded_for)
             }),
             upstream,
+            console: gateway::console::Console::new(config.idle()),
         });
+        gateway::console::spawn_sampler(ctx.clone());
         let routes = gateway::routes(ctx, registry::routes(registry));
         tokio::spawn(async move {
             let (drain_tx, drain_rx) = oneshot::channel::<()>();
@@ -161,6 +163,7 @@ pub(super) fn print_addresses(
     println!(
         "  gateway       http://{http_addr}/api  (/health, /health/live, /health/ready, /metrics)"
     );
+    println!("  console       http://{http_addr}/console");
     println!("  registry      http://{http_addr}/eureka  (dashboard /eureka/web)");
     println!("  product       http://{http_addr}/api/product");
     println!("  inventory     http://{http_addr}/api/inventory");

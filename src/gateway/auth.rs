@@ -4,8 +4,8 @@
 //!
 //! Built once at start from [`SecurityConfig`] (the key is loaded then); `filters::admit` asks
 //! [`Auth::check`] before any route runs, and a refusal becomes [`AuthFailure`], which
-//! `error.rs` turns into a 401 with its `WWW-Authenticate` challenge. `/health`, `/metrics` and
-//! reads of `/eureka` stay open.
+//! `error.rs` turns into a 401 with its `WWW-Authenticate` challenge. The console (`/console`)
+//! takes either credential. `/health`, `/metrics` and reads of `/eureka` stay open.
 
 use anyhow::{bail, Context};
 use base64::Engine;
@@ -133,8 +133,26 @@ impl Auth {
         match (first, &self.bearer, &self.registry) {
             (Some("api"), Some(bearer), _) => bearer.check(headers),
             (Some("eureka"), _, Some(registry)) if !is_read(method) => registry.check(headers),
+            (Some("console"), bearer, registry) => console_check(bearer, registry, headers),
             _ => Ok(()),
         }
+    }
+}
+
+/// The console takes either credential that is configured: the registry's user (what a
+/// browser sends after its basic-auth prompt) or a bearer token; it is open when neither is.
+/// A refusal asks for basic credentials when they would do, so a browser prompts for them.
+fn console_check(
+    bearer: &Option<Bearer>,
+    registry: &Option<BasicCredentials>,
+    headers: &HeaderMap,
+) -> Result<(), AuthFailure> {
+    let basic = registry.as_ref().map(|r| r.check(headers));
+    let token = bearer.as_ref().map(|b| b.check(headers));
+    match (basic, token) {
+        (None, None) | (Some(Ok(())), _) | (_, Some(Ok(()))) => Ok(()),
+        (Some(Err(refused)), _) => Err(refused),
+        (None, Some(Err(refused))) => Err(refused),
     }
 }
 
@@ -281,5 +299,23 @@ mod tests {
         }
         let bearer = Some(Challenge::Bearer { token_sent: false });
         assert_eq!(challenge(Method::GET, "/api", Some("Basic eA==")), bearer);
+    }
+
+    #[test]
+    fn the_console_takes_either_credential() {
+        let encoded = base64::engine::general_purpose::STANDARD.encode("eureka:password");
+        let basic = format!("Basic {encoded}");
+        assert_eq!(challenge(Method::GET, "/console", Some(&basic)), None);
+        assert_eq!(challenge(Method::GET, "/console/state", Some(&basic)), None);
+        let refused = Some(Challenge::Basic);
+        assert_eq!(challenge(Method::GET, "/console", None), refused);
+        assert_eq!(
+            challenge(Method::GET, "/console/state", Some("Basic eA==")),
+            refused
+        );
+        let open = Auth::from_config(&SecurityConfig::default()).unwrap();
+        assert!(open
+            .check(&Method::GET, "/console", &HeaderMap::new())
+            .is_ok());
     }
 }

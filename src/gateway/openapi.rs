@@ -1,7 +1,8 @@
 //! The OpenAPI 3 document, served at `GET /openapi.json`.
 //!
 //! Nothing in it is written by hand: utoipa builds it from the `#[utoipa::path]` annotations on
-//! the handlers of `product`, `inventory`, `order`, `notification`, `ops` and `upstream` (its
+//! the handlers of `product`, `inventory`, `order`, `notification`, `ops`, `cluster`, `console`
+//! and `upstream` (its
 //! `GET /gateway/routes`; the routes of `--routes` are the operator's, not agora's), from the
 //! types they send and receive (`ToSchema`), and from the registry's [`RegistryApi`]. [`COMMON`]
 //! adds the answers that whole kinds of routes share (a bad body, the 401 and 429 of `admit`, the
@@ -25,7 +26,7 @@ use warp::Filter;
 use super::error::{ApiError, ErrorBody};
 use super::filters::{call, serve, Call};
 use super::limit::EXEMPT;
-use super::{cluster, inventory, notification, ops, order, product, upstream, GatewayCtx};
+use super::{cluster, console, inventory, notification, ops, order, product, upstream, GatewayCtx};
 use crate::registry::RegistryApi;
 
 /// The security scheme of `/api` (`--auth-jwt-secret` or `--auth-jwt-public-key`).
@@ -57,6 +58,8 @@ const REGISTRY_ERROR: &str = "RegistryError";
         ops::ready,
         ops::metrics,
         cluster::describe,
+        console::console_page,
+        console::console_state,
         upstream::list,
         openapi_json,
     ),
@@ -113,10 +116,11 @@ const COMMON: &[Common] = &[
         status: "401",
         name: "Unauthorized",
         description: "No valid credentials, when the node asks for them: a bearer JWT for `/api` \
-                      (`--auth-jwt-*`), HTTP basic for writes to `/eureka` (`--registry-user`)",
+                      (`--auth-jwt-*`), HTTP basic for writes to `/eureka` (`--registry-user`), \
+                      either for `/console`",
         body: ERROR_BODY,
         headers: &["www-authenticate"],
-        applies: |r| r.under("/api/") || r.registry_write(),
+        applies: |r| r.under("/api/") || r.registry_write() || r.under("/console"),
     },
     Common {
         status: "408",
@@ -286,19 +290,23 @@ fn complete(path: &str, method: &str, operation: &mut Operation) {
             .entry(common.status.into())
             .or_insert(RefOr::Ref(reference));
     }
-    let scheme = if route.under("/api/") {
-        BEARER
+    let schemes: &[&str] = if route.under("/api/") {
+        &[BEARER]
     } else if route.registry_write() {
-        REGISTRY_BASIC
+        &[REGISTRY_BASIC]
+    } else if route.under("/console") {
+        &[REGISTRY_BASIC, BEARER]
     } else {
         return;
     };
     // Without credentials too: a node checks them only when configured.
     let no_credentials = SecurityRequirement::default();
-    operation.security = Some(vec![
-        no_credentials,
-        SecurityRequirement::new(scheme, Vec::<String>::new()),
-    ]);
+    let with = |scheme: &&str| SecurityRequirement::new(*scheme, Vec::<String>::new());
+    operation.security = Some(
+        std::iter::once(no_credentials)
+            .chain(schemes.iter().map(with))
+            .collect(),
+    );
 }
 
 /// The document's JSON, built once.

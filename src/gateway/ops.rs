@@ -73,7 +73,8 @@ async fn probe<M: ractor::Message>(
         .unwrap_or_else(|e| ComponentHealth::down(e.to_string()))
 }
 
-async fn supervisor_health<E: Routed>(ctx: &GatewayCtx) -> ComponentHealth {
+/// The health of this node's supervisor of kind `E` (its detail counts its live actors).
+pub(super) async fn supervisor_health<E: Routed>(ctx: &GatewayCtx) -> ComponentHealth {
     probe(
         ctx.directory.route::<E>().supervisor(),
         SupervisorMsg::Health,
@@ -85,21 +86,21 @@ async fn supervisor_health<E: Routed>(ctx: &GatewayCtx) -> ComponentHealth {
 #[derive(Serialize, ToSchema)]
 pub struct HealthJson {
     /// The worst of the components' statuses.
-    status: Status,
-    node: String,
-    components: Components,
+    pub status: Status,
+    pub node: String,
+    pub components: Components,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Components {
-    storage: ComponentHealth,
+    pub storage: ComponentHealth,
     /// The notifier and the notification service.
-    kafka: ComponentHealth,
-    registry: ComponentHealth,
+    pub kafka: ComponentHealth,
+    pub registry: ComponentHealth,
     /// The product, stock and order supervisors.
-    actors: ComponentHealth,
+    pub actors: ComponentHealth,
     /// The other members of the cluster and whether each is reachable.
-    cluster: ComponentHealth,
+    pub cluster: ComponentHealth,
 }
 
 /// The worst of `parts`, with their details joined.
@@ -168,6 +169,11 @@ async fn live(call: Call) -> Result<Response, ApiError> {
 async fn ready(call: Call) -> Result<Response, ApiError> {
     let report = report(&call.ctx).await;
     Ok(report.answer(report.ready))
+}
+
+/// The body of `GET /health`, for the console.
+pub(super) async fn health_body(ctx: &GatewayCtx) -> HealthJson {
+    report(ctx).await.body
 }
 
 /// Asks every component for its health (the actors at once, each within [`PROBE_TIMEOUT`]).

@@ -83,6 +83,8 @@ pub(crate) struct RegistryArgs {
     /// Period of the [`RegistryMsg::CheckLeases`] timer.
     pub tick: Duration,
     pub publish: watch::Sender<Arc<Snapshot>>,
+    /// When the registry first started on this node (kept across restarts of the actor).
+    pub started_ms: u64,
 }
 
 pub(crate) struct RegistryState {
@@ -106,6 +108,7 @@ impl Actor for RegistryActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let snapshot = Snapshot {
             node: args.node,
+            started_ms: args.started_ms,
             ..Snapshot::default()
         };
         args.publish.send_replace(Arc::new(snapshot.clone()));
@@ -302,6 +305,7 @@ impl RegistryState {
         let record = Arc::make_mut(record);
         record.lease.renewed = now;
         record.info.lease_info.last_renewal_timestamp = now_millis();
+        self.snapshot.renewals.record();
         true
     }
 

@@ -245,7 +245,7 @@ fn vip_apps(vip: &str, registry: &Registry, format: Format, secure: bool) -> Res
     (status = 200, description = "An HTML page", content_type = "text/html", body = String),
 ))]
 fn web(registry: Registry) -> Response {
-    dashboard::page(&registry.snapshot())
+    dashboard::page(&registry.snapshot(), &registry.status())
 }
 
 /// Registers an instance (Eureka's `InstanceInfo` in JSON); its lease starts.

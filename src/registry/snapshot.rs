@@ -67,6 +67,10 @@ pub(crate) struct Snapshot {
     pub changes: Vec<Change>,
     /// Increases on every change; sent as `versions__delta`.
     pub version: u64,
+    /// When the registry started on this node (ms since the epoch), for its uptime.
+    pub started_ms: u64,
+    /// Renewals over the last minute, replicated ones included (as Eureka counts them).
+    pub renewals: Renewals,
 }
 
 /// Instances grouped by app, as the wire formats render them.
@@ -160,6 +164,42 @@ impl Snapshot {
                 Some((host.clone(), u16::try_from(i.port.number).ok()?))
             })
             .collect()
+    }
+}
+
+/// Renewals per second over the last minute, as a ring of 60 one-second buckets.
+#[derive(Debug, Clone)]
+pub(crate) struct Renewals {
+    /// (second since the epoch, renewals in it)
+    buckets: [(u64, u32); 60],
+}
+
+impl Default for Renewals {
+    fn default() -> Self {
+        Renewals {
+            buckets: [(0, 0); 60],
+        }
+    }
+}
+
+impl Renewals {
+    /// Counts one renewal now.
+    pub(crate) fn record(&mut self) {
+        let second = now_millis() / 1000;
+        let bucket = &mut self.buckets[(second % 60) as usize];
+        if bucket.0 != second {
+            *bucket = (second, 0);
+        }
+        bucket.1 += 1;
+    }
+
+    /// Renewals in the 60 seconds up to now.
+    pub(crate) fn last_minute(&self) -> u64 {
+        let now = now_millis() / 1000;
+        (self.buckets.iter())
+            .filter(|(second, _)| now.saturating_sub(*second) < 60)
+            .map(|(_, n)| u64::from(*n))
+            .sum()
     }
 }
 

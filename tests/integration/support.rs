@@ -23,7 +23,7 @@ use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::Value;
 
 pub use bodies::{notification_counts, order_body, order_line, product_body, sold};
-pub use python::agora_python;
+pub use python::{agora_python, target_dir};
 pub use services::{agora_serve, expect_line, free_addr, serve_locally, start_script};
 
 pub struct TestApp {

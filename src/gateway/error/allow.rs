@@ -25,6 +25,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/health/ready"),
     ("get", "/metrics"),
     ("get", "/cluster"),
+    ("get", "/console"),
+    ("get", "/console/state"),
     ("get", "/gateway/routes"),
     ("get", "/openapi.json"),
     ("get", "/eureka/apps"),

@@ -63,7 +63,7 @@ fn python() -> anyhow::Result<PathBuf> {
 }
 
 /// `CARGO_TARGET_DIR` (relative to the package, as cargo takes it), else `target/`.
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| manifest.join("target"), |t| manifest.join(t))
