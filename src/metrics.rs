@@ -21,6 +21,7 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub actor_restarts: IntCounterVec,
+    pub actor_passivations: IntCounterVec,
     pub actor_escalations: IntCounterVec,
     pub service_restarts: IntCounterVec,
     pub service_escalations: IntCounterVec,
@@ -92,6 +93,11 @@ impl Metrics {
             actor_restarts: counter_vec(
                 "actor_restarts_total",
                 "Entity actors restarted after a failure",
+                &["kind"],
+            ),
+            actor_passivations: counter_vec(
+                "actor_passivations_total",
+                "Entity actors passivated (idle, or not worth keeping)",
                 &["kind"],
             ),
             actor_escalations: counter_vec(

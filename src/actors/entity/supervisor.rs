@@ -16,6 +16,7 @@ use super::reply::reject;
 use super::{Deps, Entity, EntityActor, EntityMsg, SupervisorMsg};
 use crate::error::ShopError;
 use crate::health::ComponentHealth;
+use crate::metrics::Metrics;
 
 /// When to stop restarting: more than `max_restarts` failures of one key within `window`.
 #[derive(Debug, Clone, Copy)]
@@ -76,9 +77,13 @@ pub async fn spawn_supervisor<E: Entity>(
 
 /// Tells an active actor to stop after the commands it already has; commands that arrive
 /// meanwhile wait in the slot for its successor.
-fn passivate<E: Entity>(slot: &mut Slot<E>) {
+fn passivate<E: Entity>(slot: &mut Slot<E>, metrics: &Metrics) {
     if let Slot::Active { actor, .. } = slot {
         let _ = actor.cast(EntityMsg::Passivate);
+        metrics
+            .actor_passivations
+            .with_label_values(&[E::KIND])
+            .inc();
         *slot = Slot::Waiting { buffer: Vec::new() };
     }
 }
@@ -185,7 +190,7 @@ impl<E: Entity> SupervisorState<E> {
         for slot in self.slots.values_mut() {
             if let Slot::Active { last_used, .. } = slot {
                 if now.duration_since(*last_used) >= self.args.idle {
-                    passivate(slot);
+                    passivate(slot, &self.args.deps.metrics);
                 }
             }
         }
@@ -194,7 +199,7 @@ impl<E: Entity> SupervisorState<E> {
     fn release(&mut self, key: &E::Key, id: ActorId) {
         if let Some(slot @ Slot::Active { .. }) = self.slots.get_mut(key) {
             if matches!(slot, Slot::Active { actor, .. } if actor.get_id() == id) {
-                passivate(slot);
+                passivate(slot, &self.args.deps.metrics);
             }
         }
     }

@@ -106,11 +106,11 @@
   function entities(s) {
     const e = s.entities;
     let html = `<h2>Entity actors</h2><p class="muted">No live-entity limit; an actor idle for ` +
-      `${e.idleSecs} s is passivated (no passivation counter yet).</p><table><tr><th>kind</th>` +
-      `<th>live</th><th>restarts</th><th>escalations</th><th>supervisor</th></tr>`;
+      `${e.idleSecs} s is passivated.</p><table><tr><th>kind</th>` +
+      `<th>live</th><th>passivated</th><th>restarts</th><th>escalations</th><th>supervisor</th></tr>`;
     for (const k of e.kinds) {
       html += `<tr><td>${esc(k.kind)}</td><td data-testid="live-${esc(k.kind)}">${k.live == null ? "?" : k.live}</td>` +
-        `<td>${k.restarts}</td><td>${k.escalations}</td><td class="${k.health.status}">${k.health.status}</td></tr>`;
+        `<td>${k.passivations}</td><td>${k.restarts}</td><td>${k.escalations}</td><td class="${k.health.status}">${k.health.status}</td></tr>`;
     }
     return html + `</table>`;
   }

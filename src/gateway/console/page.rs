@@ -200,17 +200,19 @@ fn entities(state: &ConsoleState) -> String {
     let e = &state.entities;
     let mut html = format!(
         "<h2>Entity actors</h2><p class=\"muted\">No live-entity limit; an actor idle for {} s \
-         is passivated (no passivation counter yet).</p><table><tr><th>kind</th><th>live</th>\
+         is passivated.</p><table><tr><th>kind</th><th>live</th><th>passivated</th>\
          <th>restarts</th><th>escalations</th><th>supervisor</th></tr>",
         e.idle_secs
     );
     for kind in &e.kinds {
         let _ = write!(
             html,
-            "<tr><td>{name}</td><td data-testid=\"live-{name}\">{live}</td><td>{restarts}</td>\
-             <td>{escalations}</td><td class=\"{status}\">{status}</td></tr>",
+            "<tr><td>{name}</td><td data-testid=\"live-{name}\">{live}</td>\
+             <td>{passivations}</td><td>{restarts}</td><td>{escalations}</td>\
+             <td class=\"{status}\">{status}</td></tr>",
             name = escape(&kind.kind),
             live = kind.live.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+            passivations = kind.passivations,
             restarts = kind.restarts,
             escalations = kind.escalations,
             status = status_name(kind.health.status),

@@ -110,6 +110,8 @@ pub struct EntityKind {
     pub live: Option<u64>,
     pub health: ComponentHealth,
     pub restarts: u64,
+    /// Actors passivated since start (idle, or not worth keeping in memory).
+    pub passivations: u64,
     pub escalations: u64,
 }
 
@@ -225,6 +227,7 @@ async fn entities(ctx: &GatewayCtx) -> Entities {
                 .then(|| health.detail.split(' ').next()?.parse().ok())
                 .flatten(),
             restarts: label_sum(&ctx.metrics.actor_restarts, "kind", Some(kind)),
+            passivations: label_sum(&ctx.metrics.actor_passivations, "kind", Some(kind)),
             escalations: label_sum(&ctx.metrics.actor_escalations, "kind", Some(kind)),
             health,
         })
