@@ -337,6 +337,7 @@ impl Actors<'_> {
                 window: self.config.restart_window(),
             },
             idle: self.config.idle(),
+            max_live: usize::try_from(self.config.max_live_entities).unwrap_or(usize::MAX),
         };
         let supervisor: ractor::ActorRef<SupervisorMsg<E>> =
             spawn_supervisor(args, self.root.clone()).await?;

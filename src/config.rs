@@ -72,6 +72,15 @@ pub struct ServeConfig {
     /// Seconds an entity actor may stay idle before it is passivated.
     #[arg(long = "idle-secs", env = "AGORA_IDLE_SECS", default_value_t = 120)]
     pub idle_secs: u64,
+    /// Live entity actors of each kind allowed at once on this node; past it the least
+    /// recently used one is passivated, so memory is bounded whatever the stream of new keys
+    #[arg(
+        long = "max-live-entities",
+        env = "AGORA_MAX_LIVE_ENTITIES",
+        default_value_t = 100_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_live_entities: u64,
 
     /// Per-request timeout in milliseconds; past it the gateway answers 504.
     #[arg(

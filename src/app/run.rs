@@ -98,7 +98,7 @@ impl Running {
                 RateLimit::start(rate, security.rate_burst, security.trust_forwarded_for)
             }),
             upstream,
-            console: gateway::console::Console::new(config.idle()),
+            console: gateway::console::Console::new(config.idle(), config.max_live_entities),
         });
         gateway::console::spawn_sampler(ctx.clone());
         let routes = gateway::routes(ctx, registry::routes(registry));

@@ -39,17 +39,20 @@ pub struct Console {
     pub history: Mutex<History>,
     /// The replication lag, as the sampler last measured it.
     pub lags: Mutex<Lags>,
-    /// The entity actors' idle timeout (`--idle-secs`), which the page shows.
+    /// The entity actors' idle timeout (`--idle-secs`) and live limit per kind
+    /// (`--max-live-entities`), which the page shows.
     pub idle: Duration,
+    pub max_live: u64,
     pub started: Instant,
 }
 
 impl Console {
-    pub fn new(idle: Duration) -> Console {
+    pub fn new(idle: Duration, max_live: u64) -> Console {
         Console {
             history: Mutex::default(),
             lags: Mutex::default(),
             idle,
+            max_live,
             started: Instant::now(),
         }
     }

@@ -276,3 +276,41 @@ async fn idle_entity_actors_are_passivated_and_come_back_from_storage() {
     assert!(actors().await.contains("1 product actors"));
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn past_the_live_entity_limit_the_least_recently_used_actor_is_passivated() {
+    let app = TestApp::spawn_with(|config| config.max_live_entities = 3).await;
+    let mut products = Vec::new();
+    for n in 0..6 {
+        products.push(app.product(&format!("lru-{n}"), 1.0, 5).await);
+    }
+    let path = |p: &serde_json::Value| format!("/api/product/{}", p["id"].as_str().unwrap());
+    let live = || async {
+        let detail = app.json("/health").await["components"]["actors"]["detail"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let products: usize = detail.split(' ').next().unwrap().parse().unwrap();
+        (products, detail)
+    };
+    app.wait_until(|| async { live().await.0 <= 3 }).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let passivated = metrics
+        .lines()
+        .find(|l| l.starts_with("agora_actor_passivations_total{kind=\"product\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .expect("a product passivation count");
+    assert!(
+        passivated >= 3,
+        "{passivated} products passivated: {metrics}"
+    );
+    for product in &products {
+        assert_eq!(
+            &app.json(&path(product)).await,
+            product,
+            "reloaded from sled"
+        );
+    }
+    assert!(live().await.0 <= 3, "{}", live().await.1);
+    app.shutdown().await;
+}

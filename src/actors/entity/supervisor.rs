@@ -4,7 +4,7 @@
 //! Entity actors and callers (through the kind's `Route`) talk to it with [`SupervisorMsg`]; it
 //! answers `/health` with its active and escalated keys.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,6 @@ use super::reply::reject;
 use super::{Deps, Entity, EntityActor, EntityMsg, SupervisorMsg};
 use crate::error::ShopError;
 use crate::health::ComponentHealth;
-use crate::metrics::Metrics;
 
 /// When to stop restarting: more than `max_restarts` failures of one key within `window`.
 #[derive(Debug, Clone, Copy)]
@@ -31,12 +30,17 @@ pub struct SupervisorArgs<E: Entity> {
     pub deps: Deps<E>,
     pub policy: RestartPolicy,
     pub idle: Duration,
+    /// Live actors of this kind allowed at once: past it the least recently used one is
+    /// passivated (`--max-live-entities`, as Akka Cluster Sharding's active-entity limit).
+    pub max_live: usize,
 }
 
 enum Slot<E: Entity> {
     Active {
         actor: ActorRef<EntityMsg<E>>,
         last_used: Instant,
+        /// Its place in [`SupervisorState::recency`].
+        used: u64,
     },
     /// The actor is stopping or failed; commands wait here for its successor.
     Waiting { buffer: Vec<E::Command> },
@@ -48,6 +52,10 @@ enum Slot<E: Entity> {
 pub struct SupervisorState<E: Entity> {
     args: SupervisorArgs<E>,
     slots: HashMap<E::Key, Slot<E>>,
+    /// The keys of the active slots by when they were last used (a counter), oldest first:
+    /// exactly one entry per `Slot::Active`, under its `used`.
+    recency: BTreeMap<u64, E::Key>,
+    next_use: u64,
     keys_by_actor: HashMap<ActorId, E::Key>,
     /// Failure times per key, only those within the restart window.
     failures: HashMap<E::Key, VecDeque<Instant>>,
@@ -75,20 +83,42 @@ pub async fn spawn_supervisor<E: Entity>(
     Ok(actor)
 }
 
-/// Tells an active actor to stop after the commands it already has; commands that arrive
-/// meanwhile wait in the slot for its successor.
-fn passivate<E: Entity>(slot: &mut Slot<E>, metrics: &Metrics) {
-    if let Slot::Active { actor, .. } = slot {
-        let _ = actor.cast(EntityMsg::Passivate);
-        metrics
-            .actor_passivations
-            .with_label_values(&[E::KIND])
-            .inc();
-        *slot = Slot::Waiting { buffer: Vec::new() };
-    }
-}
-
 impl<E: Entity> SupervisorState<E> {
+    /// Tells the active actor of `key` to stop after the commands it already has; commands
+    /// that arrive meanwhile wait in the slot for its successor.
+    fn passivate(&mut self, key: &E::Key) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        if let Slot::Active { actor, used, .. } = slot {
+            let _ = actor.cast(EntityMsg::Passivate);
+            self.recency.remove(used);
+            let metrics = &self.args.deps.metrics;
+            metrics
+                .actor_passivations
+                .with_label_values(&[E::KIND])
+                .inc();
+            *slot = Slot::Waiting { buffer: Vec::new() };
+        }
+    }
+
+    /// A new place at the young end of [`SupervisorState::recency`] for `key`.
+    fn use_now(&mut self, key: &E::Key) -> u64 {
+        self.next_use += 1;
+        self.recency.insert(self.next_use, key.clone());
+        self.next_use
+    }
+
+    /// Passivates the least recently used actors while more than the limit are live.
+    fn keep_within_limit(&mut self) {
+        while self.recency.len() > self.args.max_live {
+            match self.recency.pop_first() {
+                Some((_, key)) => self.passivate(&key),
+                None => return,
+            }
+        }
+    }
+
     /// Starts the actor of `key` in a task of its own; `buffer` goes to it once it is up
     /// ([`SupervisorMsg::Started`]).
     fn start_entity(
@@ -131,15 +161,16 @@ impl<E: Entity> SupervisorState<E> {
         match started {
             Ok(actor) => {
                 self.keys_by_actor.insert(actor.get_id(), key.clone());
-                let last_used = Instant::now();
                 let slot = Slot::Active {
                     actor: actor.clone(),
-                    last_used,
+                    last_used: Instant::now(),
+                    used: self.use_now(&key),
                 };
                 self.slots.insert(key.clone(), slot);
                 for command in buffer {
                     self.send(&actor, key.clone(), command);
                 }
+                self.keep_within_limit();
             }
             Err(e) => reject(buffer, e),
         }
@@ -173,9 +204,19 @@ impl<E: Entity> SupervisorState<E> {
             self.escalated.remove(&key);
         }
         let actor = match self.slots.get_mut(&key) {
-            Some(Slot::Active { actor, last_used }) => {
+            Some(Slot::Active {
+                actor,
+                last_used,
+                used,
+            }) => {
                 *last_used = Instant::now();
-                actor.clone()
+                let (actor, before) = (actor.clone(), *used);
+                self.recency.remove(&before);
+                let now = self.use_now(&key);
+                if let Some(Slot::Active { used, .. }) = self.slots.get_mut(&key) {
+                    *used = now;
+                }
+                actor
             }
             Some(Slot::Waiting { buffer } | Slot::Starting { buffer }) => {
                 return buffer.push(command)
@@ -187,20 +228,19 @@ impl<E: Entity> SupervisorState<E> {
 
     fn sweep_idle(&mut self) {
         let now = Instant::now();
-        for slot in self.slots.values_mut() {
-            if let Slot::Active { last_used, .. } = slot {
-                if now.duration_since(*last_used) >= self.args.idle {
-                    passivate(slot, &self.args.deps.metrics);
-                }
-            }
+        let idle = |slot: &Slot<E>| matches!(slot, Slot::Active { last_used, .. } if now.duration_since(*last_used) >= self.args.idle);
+        let keys: Vec<E::Key> = (self.slots.iter())
+            .filter(|(_, slot)| idle(slot))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in keys {
+            self.passivate(&key);
         }
     }
 
     fn release(&mut self, key: &E::Key, id: ActorId) {
-        if let Some(slot @ Slot::Active { .. }) = self.slots.get_mut(key) {
-            if matches!(slot, Slot::Active { actor, .. } if actor.get_id() == id) {
-                passivate(slot, &self.args.deps.metrics);
-            }
+        if matches!(self.slots.get(key), Some(Slot::Active { actor, .. }) if actor.get_id() == id) {
+            self.passivate(key);
         }
     }
 
@@ -230,6 +270,10 @@ impl<E: Entity> SupervisorState<E> {
         };
         let buffer = match self.slots.remove(&key) {
             Some(Slot::Waiting { buffer }) => buffer,
+            Some(Slot::Active { used, .. }) => {
+                self.recency.remove(&used);
+                Vec::new()
+            }
             _ => Vec::new(),
         };
         let restart = match &failure {
@@ -304,6 +348,8 @@ impl<E: Entity> Actor for EntitySupervisor<E> {
         Ok(SupervisorState {
             args,
             slots: HashMap::new(),
+            recency: BTreeMap::new(),
+            next_use: 0,
             keys_by_actor: HashMap::new(),
             failures: HashMap::new(),
             escalated: HashMap::new(),

@@ -105,7 +105,8 @@
 
   function entities(s) {
     const e = s.entities;
-    let html = `<h2>Entity actors</h2><p class="muted">No live-entity limit; an actor idle for ` +
+    let html = `<h2>Entity actors</h2><p class="muted">At most ${e.limit} live actors of each kind ` +
+      `(the least recently used is passivated past it); an actor idle for ` +
       `${e.idleSecs} s is passivated.</p><table><tr><th>kind</th>` +
       `<th>live</th><th>passivated</th><th>restarts</th><th>escalations</th><th>supervisor</th></tr>`;
     for (const k of e.kinds) {

@@ -199,10 +199,11 @@ fn health(state: &ConsoleState) -> String {
 fn entities(state: &ConsoleState) -> String {
     let e = &state.entities;
     let mut html = format!(
-        "<h2>Entity actors</h2><p class=\"muted\">No live-entity limit; an actor idle for {} s \
-         is passivated.</p><table><tr><th>kind</th><th>live</th><th>passivated</th>\
+        "<h2>Entity actors</h2><p class=\"muted\">At most {} live actors of each kind (the \
+         least recently used is passivated past it); an actor idle for {} s is passivated.</p>\
+         <table><tr><th>kind</th><th>live</th><th>passivated</th>\
          <th>restarts</th><th>escalations</th><th>supervisor</th></tr>",
-        e.idle_secs
+        e.limit, e.idle_secs
     );
     for kind in &e.kinds {
         let _ = write!(

@@ -97,8 +97,8 @@ pub struct RouteStats {
 pub struct Entities {
     /// An actor idle this long is passivated.
     pub idle_secs: u64,
-    /// The live-entity limit; `None`: agora has none yet.
-    pub limit: Option<u64>,
+    /// The live-entity limit of each kind (`--max-live-entities`).
+    pub limit: u64,
     pub kinds: Vec<EntityKind>,
 }
 
@@ -234,7 +234,7 @@ async fn entities(ctx: &GatewayCtx) -> Entities {
         .collect();
     Entities {
         idle_secs: ctx.console.idle.as_secs(),
-        limit: None,
+        limit: ctx.console.max_live,
         kinds,
     }
 }
