@@ -122,10 +122,17 @@ impl<E: Entity> Deps<E> {
     /// Returns once every write committed before is durable: the node's group commit on a
     /// node alone or after a [`Committed::Unflushed`] commit; otherwise a commit already is.
     pub async fn durable(&self) -> Result<(), ShopError> {
-        match self.writes.flush_needed() {
-            true => Ok(self.storage.durable().await?),
-            false => Ok(()),
+        if !self.writes.flush_needed() {
+            return Ok(());
         }
+        let flushed = self.storage.durable().await;
+        if flushed.is_err() {
+            // Still not known durable: the next call flushes again.
+            self.writes
+                .unflushed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(flushed?)
     }
 
     /// Whether writes are replicated (a cluster) rather than local.

@@ -73,6 +73,9 @@ struct Inner {
     epochs: Vec<AtomicU64>,
     /// Per partition: whether its membership is this node alone (kept by its log store).
     lone: Vec<Arc<AtomicBool>>,
+    /// Per partition: the epoch (of `epochs`) a read index last confirmed, so that a write of
+    /// unknown outcome is followed by a read index, which waits for it, before any decision.
+    confirmed: Vec<AtomicU64>,
     metrics: Arc<Metrics>,
 }
 
@@ -117,13 +120,16 @@ impl Groups {
                 let raft = RaftHandle::new(me, config, Network { group }, log, machine)
                     .await
                     .with_context(|| format!("cannot start raft group {group}"))?;
-                // The membership it starts with; its log store follows every later one.
-                let alone = {
-                    let metrics = raft.metrics();
-                    let metrics = metrics.borrow();
-                    let mut nodes = metrics.membership_config.nodes().map(|(id, _)| *id);
-                    nodes.next() == Some(me) && nodes.next().is_none()
-                };
+                // The membership it starts with, from the core itself (its metrics are not
+                // published yet); its log store follows every later one.
+                let alone = raft
+                    .with_raft_state(move |state| {
+                        let effective = state.membership_state.effective();
+                        let mut nodes = effective.nodes().map(|(id, _)| *id);
+                        nodes.next() == Some(me) && nodes.next().is_none()
+                    })
+                    .await
+                    .with_context(|| format!("raft group {group} stopped at start"))?;
                 lone.store(alone, Ordering::Release);
                 anyhow::Ok((raft, lone))
             }
@@ -136,6 +142,7 @@ impl Groups {
             lone.push(alone);
         }
         let epochs = parts.iter().map(|_| AtomicU64::new(0)).collect();
+        let confirmed = parts.iter().map(|_| AtomicU64::new(0)).collect();
         Ok(Groups(Arc::new(Inner {
             me,
             storage: storage.clone(),
@@ -145,6 +152,7 @@ impl Groups {
             parts,
             epochs,
             lone,
+            confirmed,
             metrics,
         })))
     }

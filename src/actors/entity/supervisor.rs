@@ -186,7 +186,10 @@ impl<E: Entity> SupervisorState<E> {
                 Some(Slot::Waiting { buffer }) => buffer.push(command),
                 _ => {
                     let buffer = vec![command];
-                    self.slots.insert(key, Slot::Waiting { buffer });
+                    let was = self.slots.insert(key, Slot::Waiting { buffer });
+                    if let Some(Slot::Active { used, .. }) = was {
+                        self.recency.remove(&used);
+                    }
                 }
             }
         }

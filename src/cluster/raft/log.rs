@@ -81,6 +81,8 @@ impl LogStore {
     fn flush_later(&self, entries: &[Entry]) -> bool {
         let mut later = true;
         for entry in entries {
+            // Only this node's own entries as leader: never a leader's, received.
+            later &= entry.log_id.leader_id.node_id == self.me;
             match &entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(Proposal::Writes(_, Flush::ByProposer)) => {}

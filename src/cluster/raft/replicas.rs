@@ -22,12 +22,17 @@ impl Groups {
         (self.0.lone.get(partition as usize)).is_some_and(|lone| lone.load(Ordering::Acquire))
     }
 
-    /// Whether this node leads `partition` alone and has applied its term's first entry (so
-    /// every entry of earlier terms): a decision then needs no read index.
+    /// Whether this node leads `partition` alone, has applied its term's first entry (so
+    /// every entry of earlier terms), and no write's outcome was left unknown since the last
+    /// read index (which waits for such an entry): a decision then needs no read index.
     fn leads_alone(&self, partition: u32) -> bool {
-        let Some(raft) = self.0.parts.get(partition as usize) else {
+        let p = partition as usize;
+        let Some(raft) = self.0.parts.get(p) else {
             return false;
         };
+        if self.0.epochs[p].load(Ordering::Acquire) != self.0.confirmed[p].load(Ordering::Acquire) {
+            return false;
+        }
         let metrics = raft.metrics();
         let metrics = metrics.borrow();
         self.is_lone(partition)
@@ -50,12 +55,17 @@ impl Replicas for Groups {
 
     async fn lead(&self, partition: u32) -> Result<Tenure, ShopError> {
         let raft = self.part(partition)?;
+        let epoch = self.0.epochs[partition as usize].load(Ordering::Acquire);
         let confirmed = match self.leads_alone(partition) {
             true => Ok(Ok(None)),
             false => tokio::time::timeout(WAIT, raft.ensure_linearizable()).await,
         };
         match confirmed {
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => {
+                // Writes of unknown outcome up to `epoch` were proposed before this read index,
+                // so it waited for them.
+                self.0.confirmed[partition as usize].fetch_max(epoch, Ordering::AcqRel);
+            }
             Ok(Err(e)) => {
                 tracing::debug!(partition, error = %e, "not the partition's leader");
                 let why = match self.leader_of(partition) {

@@ -32,7 +32,9 @@ pub fn render(state: &ConsoleState) -> Response {
         ("{{entities}}", entities(state)),
         ("{{cluster}}", cluster(state.cluster.as_ref())),
         ("{{registry}}", registry(state)),
-        ("{{state}}", json.replace("</", "<\\/")),
+        // `<` only occurs inside JSON strings, where `\u003c` means the same: no value can
+        // close or confuse the script element that holds it.
+        ("{{state}}", json.replace('<', "\\u003c")),
         ("{{script}}", SCRIPT.to_owned()),
     ];
     // One pass over the template, so a value that looks like a slot stays as it is.
