@@ -33,12 +33,17 @@ use state::ConsoleState;
 
 /// How often the sampler reads the counters.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// How long after the last look at the console the sampler keeps measuring the lag.
+const WATCHED: Duration = Duration::from_secs(10);
 
 /// What the console keeps between requests.
 pub struct Console {
     pub history: Mutex<History>,
     /// The replication lag, as the sampler last measured it.
     pub lags: Mutex<Lags>,
+    /// When the page or its state was last asked for: the sampler asks the other members
+    /// for their views (for the lag) only while someone looks.
+    pub viewed: Mutex<Option<Instant>>,
     /// The entity actors' idle timeout (`--idle-secs`) and live limit per kind
     /// (`--max-live-entities`), which the page shows.
     pub idle: Duration,
@@ -51,6 +56,7 @@ impl Console {
         Console {
             history: Mutex::default(),
             lags: Mutex::default(),
+            viewed: Mutex::default(),
             idle,
             max_live,
             started: Instant::now(),
@@ -124,11 +130,15 @@ pub fn spawn_sampler(ctx: Arc<GatewayCtx>) -> JoinHandle<()> {
             if let Ok(mut history) = ctx.console.history.lock() {
                 history.record(state::now_ms(), reading, outbox, shape);
             }
-            if let Some(view) = &view {
-                let lags = peers::lags(&client, view).await;
-                if let Ok(mut kept) = ctx.console.lags.lock() {
-                    *kept = lags;
-                }
+            let watched = (ctx.console.viewed.lock())
+                .is_ok_and(|viewed| viewed.is_some_and(|at| at.elapsed() < WATCHED));
+            // Unwatched, the lag is not measured, and none is kept that would be old.
+            let lags = match view.as_ref().filter(|_| watched) {
+                Some(view) => peers::lags(&client, view).await,
+                None => Lags::default(),
+            };
+            if let Ok(mut kept) = ctx.console.lags.lock() {
+                *kept = lags;
             }
         }
     })

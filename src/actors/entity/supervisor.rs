@@ -39,7 +39,7 @@ enum Slot<E: Entity> {
     Active {
         actor: ActorRef<EntityMsg<E>>,
         last_used: Instant,
-        /// Its place in [`SupervisorState::recency`].
+        /// Its place in `SupervisorState::recency`.
         used: u64,
     },
     /// The actor is stopping or failed; commands wait here for its successor.
@@ -52,16 +52,45 @@ enum Slot<E: Entity> {
 pub struct SupervisorState<E: Entity> {
     args: SupervisorArgs<E>,
     slots: HashMap<E::Key, Slot<E>>,
-    /// The keys of the active slots by when they were last used (a counter), oldest first:
-    /// exactly one entry per `Slot::Active`, under its `used`.
-    recency: BTreeMap<u64, E::Key>,
-    next_use: u64,
+    /// Exactly one entry per `Slot::Active`, under its `used`.
+    recency: Recency<E::Key>,
     keys_by_actor: HashMap<ActorId, E::Key>,
     /// Failure times per key, only those within the restart window.
     failures: HashMap<E::Key, VecDeque<Instant>>,
     /// Keys that failed past the limit, refused until the instant given.
     escalated: HashMap<E::Key, Instant>,
     sweep: JoinHandle<()>,
+}
+
+/// The keys of the active slots by when they were last used (a counter), oldest first.
+struct Recency<K> {
+    by_use: BTreeMap<u64, K>,
+    next: u64,
+}
+
+impl<K> Default for Recency<K> {
+    fn default() -> Self {
+        Recency {
+            by_use: BTreeMap::new(),
+            next: 0,
+        }
+    }
+}
+
+impl<K: Clone> Recency<K> {
+    /// Moves `key` (at `before`, if it had a place) to the young end; its new place.
+    fn touch(&mut self, key: &K, before: Option<u64>) -> u64 {
+        if let Some(before) = before {
+            self.by_use.remove(&before);
+        }
+        self.next += 1;
+        self.by_use.insert(self.next, key.clone());
+        self.next
+    }
+
+    fn forget(&mut self, used: u64) {
+        self.by_use.remove(&used);
+    }
 }
 
 pub struct EntitySupervisor<E>(PhantomData<fn() -> E>);
@@ -92,7 +121,7 @@ impl<E: Entity> SupervisorState<E> {
         };
         if let Slot::Active { actor, used, .. } = slot {
             let _ = actor.cast(EntityMsg::Passivate);
-            self.recency.remove(used);
+            self.recency.forget(*used);
             let metrics = &self.args.deps.metrics;
             metrics
                 .actor_passivations
@@ -102,17 +131,10 @@ impl<E: Entity> SupervisorState<E> {
         }
     }
 
-    /// A new place at the young end of [`SupervisorState::recency`] for `key`.
-    fn use_now(&mut self, key: &E::Key) -> u64 {
-        self.next_use += 1;
-        self.recency.insert(self.next_use, key.clone());
-        self.next_use
-    }
-
     /// Passivates the least recently used actors while more than the limit are live.
     fn keep_within_limit(&mut self) {
-        while self.recency.len() > self.args.max_live {
-            match self.recency.pop_first() {
+        while self.recency.by_use.len() > self.args.max_live {
+            match self.recency.by_use.pop_first() {
                 Some((_, key)) => self.passivate(&key),
                 None => return,
             }
@@ -164,7 +186,7 @@ impl<E: Entity> SupervisorState<E> {
                 let slot = Slot::Active {
                     actor: actor.clone(),
                     last_used: Instant::now(),
-                    used: self.use_now(&key),
+                    used: self.recency.touch(&key, None),
                 };
                 self.slots.insert(key.clone(), slot);
                 for command in buffer {
@@ -188,7 +210,7 @@ impl<E: Entity> SupervisorState<E> {
                     let buffer = vec![command];
                     let was = self.slots.insert(key, Slot::Waiting { buffer });
                     if let Some(Slot::Active { used, .. }) = was {
-                        self.recency.remove(&used);
+                        self.recency.forget(used);
                     }
                 }
             }
@@ -213,13 +235,8 @@ impl<E: Entity> SupervisorState<E> {
                 used,
             }) => {
                 *last_used = Instant::now();
-                let (actor, before) = (actor.clone(), *used);
-                self.recency.remove(&before);
-                let now = self.use_now(&key);
-                if let Some(Slot::Active { used, .. }) = self.slots.get_mut(&key) {
-                    *used = now;
-                }
-                actor
+                *used = self.recency.touch(&key, Some(*used));
+                actor.clone()
             }
             Some(Slot::Waiting { buffer } | Slot::Starting { buffer }) => {
                 return buffer.push(command)
@@ -274,7 +291,7 @@ impl<E: Entity> SupervisorState<E> {
         let buffer = match self.slots.remove(&key) {
             Some(Slot::Waiting { buffer }) => buffer,
             Some(Slot::Active { used, .. }) => {
-                self.recency.remove(&used);
+                self.recency.forget(used);
                 Vec::new()
             }
             _ => Vec::new(),
@@ -351,8 +368,7 @@ impl<E: Entity> Actor for EntitySupervisor<E> {
         Ok(SupervisorState {
             args,
             slots: HashMap::new(),
-            recency: BTreeMap::new(),
-            next_use: 0,
+            recency: Recency::default(),
             keys_by_actor: HashMap::new(),
             failures: HashMap::new(),
             escalated: HashMap::new(),

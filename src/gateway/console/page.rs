@@ -250,9 +250,10 @@ fn cluster(panel: Option<&ClusterPanel>) -> String {
          <col style=\"width:12%\"><col></colgroup><tr><th>partition</th><th>leader</th>\
          <th>term</th><th>applied here</th><th>replicas (lag in entries)</th></tr>",
     );
-    for p in &panel.partitions {
+    for partition in &panel.partitions {
+        let p = &partition.view;
         let replicas: Vec<String> = (p.replicas.iter().chain(&p.learners))
-            .map(|r| match p.lag.get(r) {
+            .map(|r| match partition.lag.get(r) {
                 Some(lag) => format!("{} ({lag})", escape(r)),
                 None => format!("{} (?)", escape(r)),
             })

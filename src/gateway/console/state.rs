@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::history::{label_sum, ClusterEvent, History, RouteSample};
 use super::peers::Lags;
-use crate::actors::entity::ClusterView;
+use crate::actors::entity::{ClusterView, PartitionView};
 use crate::actors::order::OrderEntity;
 use crate::actors::product::ProductEntity;
 use crate::actors::stock::Stock;
@@ -142,14 +142,9 @@ pub struct Member {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Partition {
-    pub partition: u32,
-    /// `None` during an election.
-    pub leader: Option<String>,
-    pub replicas: Vec<String>,
-    pub learners: Vec<String>,
-    pub term: u64,
-    /// The last log index this node applied.
-    pub last_applied: Option<u64>,
+    /// As `GET /cluster` lists it (`last_applied`: what this node applied).
+    #[serde(flatten)]
+    pub view: PartitionView,
     /// Per replica, how many log entries it applied fewer than the leader (as last asked).
     pub lag: BTreeMap<String, u64>,
 }
@@ -174,6 +169,9 @@ pub fn now_ms() -> u64 {
 pub async fn gather(ctx: &GatewayCtx) -> ConsoleState {
     let (health, entities) = tokio::join!(health_body(ctx), entities(ctx));
     let console = &ctx.console;
+    if let Ok(mut viewed) = console.viewed.lock() {
+        *viewed = Some(std::time::Instant::now());
+    }
     let view = (ctx.directory.remote.as_ref()).and_then(|remote| remote.describe());
     let (series, routes, events) = {
         let history = console.history.lock().unwrap_or_else(|e| e.into_inner());
@@ -312,14 +310,9 @@ fn cluster(
             .collect();
         members.sort_by(|a, b| a.name.cmp(&b.name));
         let partitions = (view.partitions.into_iter())
-            .map(|p| Partition {
-                lag: lags.get(&p.partition).cloned().unwrap_or_default(),
-                partition: p.partition,
-                leader: p.leader,
-                replicas: p.replicas,
-                learners: p.learners,
-                term: p.term,
-                last_applied: p.last_applied,
+            .map(|view| Partition {
+                lag: lags.get(&view.partition).cloned().unwrap_or_default(),
+                view,
             })
             .collect();
         return Some(ClusterPanel {
