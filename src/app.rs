@@ -64,7 +64,8 @@ struct Kafka {
 impl Node {
     /// Starts a node as configured and prints where each service is.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Node> {
-        let auth = Auth::from_config(&config.security)?;
+        let auth = Auth::from_config(&config.security)?
+            .with_cluster_cookie(config.cluster.cookie.as_ref());
         let upstream = Upstream::load(config.routes.as_deref())?;
         let layout = Arc::new(place::layout(&config)?);
         let storage = Storage::open(&config.data)?;

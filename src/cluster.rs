@@ -1,8 +1,8 @@
 //! Cluster: joins this node to the others with ractor_cluster and keeps it joined.
 //!
 //! It runs the node server (cookie-authenticated TCP between nodes, full mesh from one seed),
-//! dials the seeds again whenever they are not connected (ractor_cluster never reconnects by
-//! itself), logs a session that closes before authenticating as a refused cookie, forwards the
+//! dials the seeds and the members again whenever they are not connected (ractor_cluster never
+//! reconnects by itself; with `--dial`, the mesh is only what this node dials), logs a session that closes before authenticating as a refused cookie, forwards the
 //! registry's changes to every peer, and spawns the peer actor that serves other nodes. The links
 //! and peer actors run under service supervisors (`crate::service`), which restart them.
 //! Which node owns a key is `layout`; calls to another node go through `links` (the routing
@@ -17,7 +17,7 @@ pub mod raft;
 pub mod settler;
 pub mod trace;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,7 +33,8 @@ use tokio::task::JoinHandle;
 use self::layout::Layout;
 use self::links::{start_links, Links};
 use self::peer::{spawn_peer, PeerArgs, RaftDoor};
-use self::raft::{become_member, keep_placed, Groups, JoinWatch};
+use self::raft::types::Member;
+use self::raft::{become_member, keep_placed, replace_gone, Groups, JoinWatch};
 use crate::codec;
 use crate::config::ClusterConfig;
 use crate::registry::Registry;
@@ -48,6 +49,8 @@ pub struct Cluster {
     node: String,
     listen: SocketAddr,
     seeds: Vec<String>,
+    /// `--dial`: where this node reaches a node by name, instead of its advertised address.
+    dial: BTreeMap<String, String>,
     links: Links,
     /// In a replicated cluster, this node's raft groups.
     groups: Option<Groups>,
@@ -71,6 +74,14 @@ impl Cluster {
     ) -> anyhow::Result<Cluster> {
         let cookie = (config.cookie.as_ref()).context("--cookie is required with --cluster")?;
         let seeds = config.join.clone();
+        let dial: BTreeMap<String, String> = (config.dial.iter())
+            .map(|d| (d.name.clone(), d.addr.clone()))
+            .collect();
+        // Transitive mode dials the addresses peers list, which would go around `--dial`.
+        let mode = match dial.is_empty() {
+            true => NodeConnectionMode::Transitive,
+            false => NodeConnectionMode::Isolated,
+        };
         let host = config.host.clone();
         let node = layout.node().to_owned();
         let links = start_links(
@@ -87,7 +98,7 @@ impl Cluster {
             node.clone(),
             host.unwrap_or_else(|| listen.ip().to_string()),
             None,
-            Some(NodeConnectionMode::Transitive),
+            Some(mode),
         )
         .with_listen_addr(listen.ip());
         let refused = Arc::new(AtomicU64::new(0));
@@ -110,6 +121,7 @@ impl Cluster {
             node,
             listen,
             seeds,
+            dial,
             links,
             groups,
             refused,
@@ -120,6 +132,19 @@ impl Cluster {
 
     pub fn links(&self) -> Links {
         self.links.clone()
+    }
+
+    /// Resolves once this node has left its replicated cluster (never in any other).
+    pub fn left(&self) -> impl std::future::Future<Output = ()> {
+        let left = self.groups.as_ref().map(Groups::left);
+        async move {
+            if let Some(mut left) = left {
+                if left.wait_for(|l| *l).await.is_ok() {
+                    return;
+                }
+            }
+            std::future::pending().await
+        }
     }
 
     /// Opens this node to the others (its peer actor) and starts dialling the seeds.
@@ -149,9 +174,16 @@ impl Cluster {
             self.tasks
                 .push(tokio::spawn(become_member(groups.clone(), founder, watch)));
             self.tasks.push(tokio::spawn(keep_placed(groups.clone())));
+            self.tasks.push(tokio::spawn(replace_gone(groups.clone())));
         }
-        self.tasks
-            .push(tokio::spawn(redial(self.server.clone(), seeds)));
+        let dialler = Dialler {
+            server: self.server.clone(),
+            node: self.node.clone(),
+            seeds,
+            dial: self.dial.clone(),
+            groups: self.groups.clone(),
+        };
+        self.tasks.push(tokio::spawn(dialler.run()));
         tracing::info!(node = %self.node, listen = %self.listen, seeds = ?self.seeds, "cluster node started");
         Ok(())
     }
@@ -181,28 +213,63 @@ async fn forward_changes(
     }
 }
 
-/// Dials every seed that has no session, forever.
-async fn redial(server: ActorRef<NodeServerMessage>, seeds: Vec<String>) {
-    let mut tick = tokio::time::interval(REDIAL);
-    loop {
-        tick.tick().await;
-        let connected: HashSet<String> =
-            match ractor::call_t!(server, NodeServerMessage::GetSessions, 1000) {
-                Ok(sessions) => sessions
-                    .into_values()
-                    .flat_map(|s| {
-                        let name = s.peer_name.map(|p| p.connection_string);
-                        [Some(s.peer_addr), name].into_iter().flatten()
-                    })
-                    .collect(),
-                Err(_) => continue,
+/// Keeps this node connected: to its seeds until it is connected to a member, and to every
+/// member of the meta group it has no session with.
+struct Dialler {
+    server: ActorRef<NodeServerMessage>,
+    node: String,
+    seeds: Vec<String>,
+    dial: BTreeMap<String, String>,
+    groups: Option<Groups>,
+}
+
+impl Dialler {
+    /// Dials what is not connected, every [`REDIAL`], forever.
+    async fn run(self) {
+        let mut tick = tokio::time::interval(REDIAL);
+        loop {
+            tick.tick().await;
+            let Ok(sessions) = ractor::call_t!(self.server, NodeServerMessage::GetSessions, 1000)
+            else {
+                continue;
             };
-        for seed in seeds.iter().filter(|s| !connected.contains(*s)) {
-            tracing::debug!(seed, "dialling a seed node");
-            if let Err(e) = ractor_cluster::client_connect(&server, seed.as_str()).await {
-                tracing::debug!(seed, error = %e, "seed not reachable yet");
+            let mut connected = HashSet::new();
+            for session in sessions.into_values() {
+                connected.insert(session.peer_addr.to_string());
+                if let Some(peer) = session.peer_name {
+                    // ractor_cluster names a node `NAME@HOST`.
+                    let name = peer.name.split('@').next().unwrap_or_default().to_owned();
+                    connected.extend([name, peer.connection_string]);
+                }
+            }
+            for addr in self.targets(&connected) {
+                tracing::debug!(addr, "dialling a cluster node");
+                if let Err(e) = ractor_cluster::client_connect(&self.server, addr.as_str()).await {
+                    tracing::debug!(addr, error = %e, "cluster node not reachable yet");
+                }
             }
         }
+    }
+
+    /// The addresses to dial, given what is `connected` (peer names and addresses).
+    fn targets(&self, connected: &HashSet<String>) -> Vec<String> {
+        let members = (self.groups.as_ref())
+            .map(Groups::members)
+            .unwrap_or_default();
+        let others = members.into_values().filter(|m| m.name != self.node);
+        let (met, unmet): (Vec<Member>, Vec<Member>) =
+            others.partition(|m| connected.contains(&m.name));
+        let mut targets: Vec<String> = (unmet.into_iter())
+            .map(|m| self.dial.get(&m.name).cloned().unwrap_or(m.cluster_addr))
+            .collect();
+        let member = (self.groups.as_ref()).is_some_and(Groups::is_member);
+        if !member || met.is_empty() {
+            let seeds = self.seeds.iter().filter(|s| !connected.contains(*s));
+            targets.extend(seeds.cloned());
+        }
+        targets.sort();
+        targets.dedup();
+        targets
     }
 }
 

@@ -143,6 +143,13 @@ pub struct ClusterConfig {
     #[arg(long = "join", env = "AGORA_JOIN", value_delimiter = ',')]
     pub join: Vec<String>,
 
+    /// Reach node NAME at ADDR rather than at the address it advertises (through a NAT, a
+    /// proxy, or a test's link that can be cut): `NAME=HOST:PORT`. With it, this node connects
+    /// to each member itself and not to the addresses its peers list (ractor_cluster's isolated
+    /// mode), so that every connection it makes goes where `--dial` says.
+    #[arg(long = "dial", env = "AGORA_DIAL", value_delimiter = ',')]
+    pub dial: Vec<DialSpec>,
+
     /// Shared secret of the cluster; a node with another cookie is refused.
     #[arg(long = "cookie", env = "AGORA_COOKIE", hide_env_values = true)]
     pub cookie: Option<Secret>,
@@ -181,6 +188,17 @@ pub struct ClusterConfig {
         default_value_t = 5000
     )]
     pub snapshot_logs: u64,
+
+    /// In a replicated cluster: how long a member may be unreachable before the others
+    /// remove it and rebuild its replicas on the remaining members, in seconds. Five minutes:
+    /// longer than a restart or an upgrade takes, as rebuilding copies every partition the
+    /// member held; a node that comes back later rejoins as a new member.
+    #[arg(
+        long = "replace-after",
+        env = "AGORA_REPLACE_AFTER_SECS",
+        default_value_t = 300
+    )]
+    pub replace_after_secs: u64,
 
     /// Timeout of one call to another node, in milliseconds: how long a request for a key
     /// whose owner froze waits before it answers 503 (a second, as a client expects of an
@@ -258,6 +276,27 @@ impl FromStr for MemberSpec {
             name: name.to_owned(),
             roles,
         })
+    }
+}
+
+/// One `--dial NAME=HOST:PORT`: where this node reaches the node named NAME.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialSpec {
+    pub name: String,
+    pub addr: String,
+}
+
+impl FromStr for DialSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<DialSpec, String> {
+        match s.split_once('=') {
+            Some((name, addr)) if !name.trim().is_empty() && addr.contains(':') => Ok(DialSpec {
+                name: name.trim().to_owned(),
+                addr: addr.trim().to_owned(),
+            }),
+            _ => Err(format!("dial {s:?}: give NAME=HOST:PORT")),
+        }
     }
 }
 

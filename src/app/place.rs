@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -73,6 +74,7 @@ pub(super) async fn replicate(
         partitions: cluster.partitions,
         replicas: cluster.replicas,
         snapshot_logs: cluster.snapshot_logs,
+        replace_after: Duration::from_secs(cluster.replace_after_secs),
     };
     let groups = Groups::start(storage, member, settings, metrics.clone());
     Ok(Some(groups.await?))

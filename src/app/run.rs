@@ -108,9 +108,17 @@ impl Running {
                 let _ = drain_rx.await;
             });
             let server = tokio::spawn(server.run());
+            let left = match &cluster {
+                Some(cluster) => futures::future::Either::Left(cluster.left()),
+                None => futures::future::Either::Right(std::future::pending()),
+            };
             let failure = tokio::select! {
                 _ = stop => None,
                 reason = fatal.recv() => reason,
+                _ = left => {
+                    tracing::info!("left the cluster: stopping");
+                    None
+                }
             };
             let _ = stopping_tx.send(true);
             let _ = drain_tx.send(());

@@ -114,6 +114,10 @@ impl Remote for Links {
         Some(groups.describe(|name| name == self.node || peers.get(name) == Some(&true)))
     }
 
+    fn leave(&self) -> Option<bool> {
+        self.groups.as_ref().map(Groups::leave)
+    }
+
     /// Sends `request` to `node`; its answer comes back encoded. Fails at once when the node
     /// is known down, and after the remote timeout when it does not answer.
     async fn call(&self, node: &str, request: RemoteRequest) -> Result<Vec<u8>, ShopError> {

@@ -8,7 +8,9 @@
 //! and `/health`. `placement` keeps each partition's replicas where rendezvous hashing puts
 //! them and hands leadership to each partition's preferred replica.
 
+mod hints;
 mod join;
+mod leave;
 pub mod log;
 pub mod machine;
 pub mod network;
@@ -35,8 +37,10 @@ use crate::error::ShopError;
 use crate::metrics::Metrics;
 use crate::storage::Storage;
 
+use self::hints::Leadership;
 pub use self::join::{become_member, JoinWatch};
 use self::join::{live_copies, REFUSED};
+pub use self::leave::replace_gone;
 pub use self::placement::{keep_placed, replicas_of};
 
 /// How long a read index or a commit may take before the caller hears `Unavailable`.
@@ -54,6 +58,8 @@ pub struct RaftSettings {
     pub replicas: usize,
     /// Log entries between two snapshots of a group.
     pub snapshot_logs: u64,
+    /// How long a member may have no session before the meta leader removes it.
+    pub replace_after: Duration,
 }
 
 /// This node's raft groups; cheap to clone.
@@ -77,6 +83,13 @@ struct Inner {
     /// unknown outcome is followed by a read index, which waits for it, before any decision.
     confirmed: Vec<AtomicU64>,
     metrics: Arc<Metrics>,
+    /// Set once, when this node is asked to leave: from then on placement leaves it out and it
+    /// never rejoins.
+    leaving: AtomicBool,
+    /// Turns true once it has left.
+    left: watch::Sender<bool>,
+    /// Per partition, the newest leader another member claimed to be (see `hints`).
+    hints: watch::Sender<BTreeMap<u32, Leadership>>,
 }
 
 impl Groups {
@@ -154,6 +167,9 @@ impl Groups {
             lone,
             confirmed,
             metrics,
+            leaving: AtomicBool::new(false),
+            left: watch::Sender::new(false),
+            hints: watch::Sender::new(BTreeMap::new()),
         })))
     }
 
@@ -267,16 +283,17 @@ impl Groups {
         let raft = self
             .group(group)
             .ok_or_else(|| format!("no group {group}"))?;
-        let leader = raft.metrics().borrow().current_leader;
+        let leader = match group {
+            META => (raft.metrics().borrow().current_leader)
+                .and_then(|id| self.member(id))
+                .map(|m| m.name),
+            partition => self.leader_of(partition),
+        };
         match leader {
-            Some(id) if id == self.0.me => self.propose_here(group, proposal).await,
-            Some(id) => {
-                let name = self
-                    .member(id)
-                    .map(|m| m.name)
-                    .ok_or("the leader is unknown")?;
+            Some(leader) if leader == self.name() => self.propose_here(group, proposal).await,
+            Some(leader) => {
                 let rpc = RaftRpc::Propose(group, proposal);
-                network::call(&name, &rpc, WAIT)
+                network::call(&leader, &rpc, WAIT)
                     .await
                     .map_err(|e| e.to_string())
             }
@@ -349,17 +366,6 @@ impl Groups {
         }
         self.group(group)
             .ok_or_else(|| format!("no group {group} here"))
-    }
-
-    /// The name of the node leading `partition`, as this node last heard.
-    pub fn leader_of(&self, partition: u32) -> Option<String> {
-        // Every request routed in a cluster asks this: one look at the partition's own
-        // membership (it names its nodes), no copy of the members.
-        let metrics = self.0.parts.get(partition as usize)?.metrics();
-        let metrics = metrics.borrow();
-        let leader = metrics.current_leader?;
-        let node = metrics.membership_config.membership().get_node(&leader);
-        node.map(|m| m.name.clone())
     }
 
     pub fn name(&self) -> &str {

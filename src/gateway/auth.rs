@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use warp::http::{HeaderMap, HeaderValue, Method};
 
-use crate::config::SecurityConfig;
+use crate::config::{Secret, SecurityConfig};
 
 /// An HS256 secret shorter than this is accepted, with a warning (RFC 7518 §3.2).
 const MIN_SECRET_BYTES: usize = 32;
@@ -27,6 +27,8 @@ const LEEWAY_SECS: u64 = 60;
 pub struct Auth {
     bearer: Option<Bearer>,
     registry: Option<BasicCredentials>,
+    /// SHA-256 of the cluster cookie: the password of writes to `/cluster` (any user).
+    cluster: Option<[u8; 32]>,
 }
 
 /// What a bearer token must satisfy.
@@ -49,6 +51,8 @@ pub enum Challenge {
         token_sent: bool,
     },
     Basic,
+    /// Basic credentials whose password is the cluster cookie.
+    Cluster,
 }
 
 /// Why a request was refused: answered 401.
@@ -67,6 +71,7 @@ impl AuthFailure {
             Challenge::Bearer { token_sent: false } => "Bearer",
             Challenge::Bearer { token_sent: true } => "Bearer error=\"invalid_token\"",
             Challenge::Basic => "Basic realm=\"eureka\"",
+            Challenge::Cluster => "Basic realm=\"agora cluster\"",
         })
     }
 }
@@ -116,7 +121,18 @@ impl Auth {
             }),
             _ => None,
         };
-        Ok(Auth { bearer, registry })
+        Ok(Auth {
+            bearer,
+            registry,
+            cluster: None,
+        })
+    }
+
+    /// The same checks, and writes to `/cluster` (a node leaving) only with `cookie` as the
+    /// basic password.
+    pub fn with_cluster_cookie(self, cookie: Option<&Secret>) -> Auth {
+        let cluster = cookie.map(|c| digest(c.expose().as_bytes()));
+        Auth { cluster, ..self }
     }
 
     /// Whether a request may go on to its route. `path` is the request's path.
@@ -134,6 +150,10 @@ impl Auth {
             (Some("api"), Some(bearer), _) => bearer.check(headers),
             (Some("eureka"), _, Some(registry)) if !is_read(method) => registry.check(headers),
             (Some("console"), bearer, registry) => console_check(bearer, registry, headers),
+            (Some("cluster"), _, _) if !is_read(method) => match &self.cluster {
+                Some(cookie) => cookie_check(cookie, headers),
+                None => Ok(()),
+            },
             _ => Ok(()),
         }
     }
@@ -153,6 +173,25 @@ fn console_check(
         (None, None) | (Some(Ok(())), _) | (_, Some(Ok(()))) => Ok(()),
         (Some(Err(refused)), _) => Err(refused),
         (None, Some(Err(refused))) => Err(refused),
+    }
+}
+
+/// Basic credentials whose password is the cluster cookie, whatever the user.
+fn cookie_check(cookie: &[u8; 32], headers: &HeaderMap) -> Result<(), AuthFailure> {
+    let refuse = |reason| AuthFailure {
+        challenge: Challenge::Cluster,
+        reason,
+    };
+    let encoded = credentials(headers, "Basic").ok_or_else(|| {
+        refuse("cluster operations need the cluster cookie as the basic password")
+    })?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| refuse("the basic credentials are not base64"))?;
+    let password = decoded.splitn(2, |b| *b == b':').nth(1).unwrap_or_default();
+    match bool::from(digest(password).ct_eq(cookie)) {
+        true => Ok(()),
+        false => Err(refuse("wrong cluster cookie")),
     }
 }
 

@@ -1,10 +1,13 @@
 //! `GET /cluster`: the replicated cluster as this node sees it (members, and per partition its
-//! leader, replicas and progress), and the cluster part of `/health` in a replicated cluster:
+//! leader, replicas and progress); `POST /cluster/leave`: this node hands its replicas to the
+//! others and stops (the cluster cookie as the basic password, checked by `auth`); and the
+//! cluster part of `/health` in a replicated cluster:
 //! how many partitions this node leads and follows, and which have no leader or fewer
 //! replicas than placement wants.
 
 use std::sync::Arc;
 
+use serde::Serialize;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -18,11 +21,45 @@ use crate::error::ShopError;
 use crate::health::ComponentHealth;
 
 pub fn routes(ctx: Arc<GatewayCtx>) -> BoxedFilter<(Response,)> {
-    warp::path!("cluster")
+    let view = (warp::path!("cluster")
         .and(warp::get())
-        .and(call(ctx))
-        .then(|c| serve(c, "/cluster", describe))
-        .boxed()
+        .and(call(ctx.clone())))
+    .then(|c| serve(c, "/cluster", describe));
+    let leave = (warp::path!("cluster" / "leave")
+        .and(warp::post())
+        .and(call(ctx)))
+    .then(|c| serve(c, "/cluster/leave", leave));
+    view.or(leave).unify().boxed()
+}
+
+/// The answer to `POST /cluster/leave`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Leaving {
+    pub node: String,
+    /// False when this node was asked to leave before.
+    pub started: bool,
+    pub detail: &'static str,
+}
+
+/// Starts moving this node's replicas and leaderships to the other members; the node stops
+/// (exit status 0) once every partition is led by the others without it. Progress is in its
+/// log and in the others' `GET /cluster`.
+#[utoipa::path(post, path = "/cluster/leave", responses(
+    (status = 202, description = "Leaving: the node stops once the others hold every partition", body = Leaving),
+    (status = 401, description = "The cluster cookie is not the basic password", body = ErrorBody),
+    (status = 404, description = "This node is not in a replicated cluster", body = ErrorBody),
+))]
+async fn leave(call: Call) -> Result<Response, ApiError> {
+    let started = (call.ctx.directory.remote.as_ref())
+        .and_then(|remote| remote.leave())
+        .ok_or_else(|| ShopError::NotFound("a replicated cluster (this node has none)".into()))?;
+    let body = Leaving {
+        node: call.ctx.node.clone(),
+        started,
+        detail: "moving this node's replicas to the other members; it stops once they hold every partition",
+    };
+    Ok(json_response(StatusCode::ACCEPTED, &body))
 }
 
 /// Members, partitions, leaders and replicas of a replicated cluster.

@@ -58,6 +58,7 @@ const REGISTRY_ERROR: &str = "RegistryError";
         ops::ready,
         ops::metrics,
         cluster::describe,
+        cluster::leave,
         console::console_page,
         console::console_state,
         upstream::list,

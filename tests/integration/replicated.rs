@@ -6,9 +6,11 @@
 //! catch-up times. One cluster at a time: on two cores, timings of two clusters would measure
 //! each other.
 
+mod elastic;
 mod ledger;
 mod shop;
 mod soak;
+mod view;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,13 +19,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use self::ledger::{audit, failover, take_everywhere, Ledger, Load};
-use self::shop::{
-    cluster_view, read, sku_per_partition, terms, Setup, Shop, Terms, NODES, PATIENCE, POLL,
-};
+use self::shop::{Setup, Shop, NODES, PATIENCE, POLL};
+use self::view::{cluster_view, read, sku_per_partition, terms, Terms};
 use super::support::{free_addr, retry, TestApp};
 use agora::broker::EmbeddedBroker;
 
-static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+pub static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 /// Enough stock that only the scarce SKU of the load runs out.
 const PLENTY: u32 = 1_000;
@@ -44,7 +45,7 @@ async fn stock_up(app: &TestApp, skus: &[String], quantity: u32) -> BTreeMap<Str
 
 /// Stock for a load: six SKUs of [`PLENTY`], and one that runs out under the load (no oversell
 /// across a failover). Returns the initial stock, the plentiful SKUs first.
-async fn stock_for_load(app: &TestApp) -> (Vec<String>, BTreeMap<String, u64>) {
+pub async fn stock_for_load(app: &TestApp) -> (Vec<String>, BTreeMap<String, u64>) {
     let plenty = skus(6);
     let mut initial = stock_up(app, &plenty, PLENTY).await;
     initial.append(&mut stock_up(app, &["r-scarce".to_owned()], 6).await);
@@ -85,7 +86,7 @@ async fn a_killed_node_loses_nothing_and_comes_back() {
     let ledger = Arc::new(Ledger::default());
     let load = Load::start(4, &[n1.clone(), n3.clone()], &everything, &ledger);
     ledger.wait_acked(30).await;
-    shop.kill(victim);
+    shop.kill(victim).await;
     let killed = Instant::now();
     let (elected, serving) = failover(victim, &[&n1, &n3], &plenty, &ledger, killed).await;
     eprintln!(
@@ -134,7 +135,7 @@ async fn a_wiped_node_rejoins_under_its_name() {
         ordering.elapsed()
     );
 
-    shop.kill("n3");
+    shop.kill("n3").await;
     let whole = shop.restart("n3", true).await;
     let wiped = Instant::now() - whole;
     shop.wait_caught_up("n3", 2).await;

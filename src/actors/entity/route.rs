@@ -38,6 +38,10 @@ pub trait Remote: Send + Sync + 'static {
 
     /// Members, partitions and leaders, in a replicated cluster.
     fn describe(&self) -> Option<ClusterView>;
+
+    /// Starts this node's leaving of a replicated cluster (`None` when it is in none):
+    /// `Some(false)` when it was leaving already.
+    fn leave(&self) -> Option<bool>;
 }
 
 /// A replicated cluster as one node sees it (`GET /cluster`).

@@ -19,6 +19,8 @@ use crate::cluster::peer::group_of;
 
 /// How long to wait between attempts to be admitted.
 const RETRY: Duration = Duration::from_secs(1);
+/// How often a member checks with a peer that it still is one.
+const RECHECK: Duration = Duration::from_secs(5);
 /// How long sessions may keep being refused before the node gives up.
 const REFUSED_FOR: Duration = Duration::from_secs(10);
 /// What an admission refused for good starts with (not worth retrying).
@@ -45,9 +47,9 @@ pub async fn become_member(groups: Groups, founder: bool, watch: JoinWatch) {
     if founder {
         match groups.found().await {
             Ok(()) => tracing::info!(node = groups.name(), "founder of the cluster: running"),
-            Err(e) => watch.refuse(format!("cannot found the cluster: {e:#}")),
+            Err(e) => return watch.refuse(format!("cannot found the cluster: {e:#}")),
         }
-        return;
+        return stay_member(groups).await;
     }
     let started = Instant::now();
     let mut admitted = false;
@@ -64,7 +66,7 @@ pub async fn become_member(groups: Groups, founder: bool, watch: JoinWatch) {
                 match check_cluster(&groups, peer).await {
                     Ok(()) => {
                         tracing::info!(node = groups.name(), "member of the cluster");
-                        return;
+                        return stay_member(groups).await;
                     }
                     Err(why) if why.starts_with(REFUSED) => return watch.refuse(why),
                     Err(why) => tracing::debug!(why, "cannot check the cluster yet"),
@@ -96,6 +98,33 @@ pub async fn become_member(groups: Groups, founder: bool, watch: JoinWatch) {
             ));
         }
         tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Runs once this node is a member, until it leaves: a member that the others removed while it
+/// was away (`leave`) hears it from a peer that is a member, and asks to be admitted again.
+async fn stay_member(groups: Groups) {
+    loop {
+        tokio::time::sleep(RECHECK).await;
+        if groups.is_leaving() {
+            return;
+        }
+        for peer in connected_peers(groups.name()) {
+            let rpc = RaftRpc::IsMember(groups.0.me);
+            match network::call::<Option<bool>>(&peer, &rpc, Duration::from_secs(5)).await {
+                Ok(Some(true)) => break,
+                Ok(Some(false)) => {
+                    tracing::warn!(via = %peer, "no longer a member (away for longer than --replace-after): asking to be admitted again");
+                    match groups.join(&peer).await {
+                        Ok(()) => tracing::info!(via = %peer, "admitted to the cluster again"),
+                        Err(why) => tracing::warn!(via = %peer, why, "not admitted again yet"),
+                    }
+                    break;
+                }
+                // Not a member itself (joining), or unreachable: ask another.
+                Ok(None) | Err(_) => continue,
+            }
+        }
     }
 }
 

@@ -40,6 +40,12 @@ pub enum RaftRpc {
     Hello,
     /// A proposal for a group this node leads, from a node that does not.
     Propose(GroupId, Proposal),
+    /// Remove this member (any node passes it on to the meta group's leader).
+    Remove(NodeId),
+    /// Which partitions do you lead, at which term, and who are their replicas?
+    Led,
+    /// Is this raft id a member, as you see the members (`None` when you are not one)?
+    IsMember(NodeId),
 }
 
 /// What travels back: the group's answer, or why there is none.
@@ -67,6 +73,14 @@ pub async fn serve(groups: &Groups, bytes: &[u8]) -> Vec<u8> {
         RaftRpc::Join(id, member, cluster) => encode(groups.admit(id, member, cluster).await),
         RaftRpc::Hello => encode(Ok(groups.cluster_id())),
         RaftRpc::Propose(group, proposal) => encode(groups.propose_here(group, proposal).await),
+        RaftRpc::Remove(id) => encode(groups.remove_member(id).await),
+        RaftRpc::Led => encode(Ok(groups.led())),
+        RaftRpc::IsMember(id) => {
+            let member = groups
+                .is_member()
+                .then(|| groups.members().contains_key(&id));
+            encode(Ok(member))
+        }
     }
 }
 

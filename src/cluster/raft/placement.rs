@@ -2,10 +2,14 @@
 //! of the meta group, so a new member takes a share and moves little), and the loop on every
 //! node that makes the partitions it leads match that placement (new replicas join as learners,
 //! then become voters) and hands each partition's leadership to its preferred replica (the
-//! first in placement order), which spreads leaders over the members.
+//! first in placement order), which spreads leaders over the members: that replica claims it
+//! by an election once its leader says it has every entry, and backs off after each claim. A leaving node places
+//! the partitions it leads without itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+
+use openraft::ChangeMembers;
 
 use super::types::{Member, NodeId};
 use super::Groups;
@@ -14,6 +18,11 @@ use super::Groups;
 const EVERY: Duration = Duration::from_secs(1);
 /// How long a partition must look settled before its preferred replica claims leadership.
 const SETTLED_FOR: Duration = Duration::from_secs(3);
+/// After a claim, how long before the next one for that partition (doubled after each claim
+/// that did not make this node the leader, up to [`LONGEST_BACKOFF`]): a claim that loses
+/// leaves the partition without a leader for an election timeout.
+const BACKOFF: Duration = Duration::from_secs(5);
+const LONGEST_BACKOFF: Duration = Duration::from_secs(60);
 
 /// The replicas of `partition` among `members`, preferred leader first.
 pub fn replicas_of(
@@ -53,11 +62,17 @@ pub async fn keep_placed(groups: Groups) {
     // Per partition: since when it looked settled with another leader than its preferred one.
     let mut settled_since: BTreeMap<u32, Instant> = BTreeMap::new();
     let mut leaders: BTreeMap<u32, Option<NodeId>> = BTreeMap::new();
+    // Per partition: when this node may claim it next, and the backoff after that claim.
+    let mut claims: BTreeMap<u32, (Instant, Duration)> = BTreeMap::new();
     loop {
         tick.tick().await;
+        groups.refresh_hints().await;
         count(&groups, &mut leaders);
-        let members = groups.members();
-        if !members.contains_key(&groups.0.me) {
+        let mut members = groups.members();
+        if groups.is_leaving() {
+            // Its partitions go to the others, those it leads too (it steps down then).
+            members.remove(&groups.0.me);
+        } else if !members.contains_key(&groups.0.me) {
             continue;
         }
         for partition in 0..groups.partitions() {
@@ -65,13 +80,25 @@ pub async fn keep_placed(groups: Groups) {
             match place(&groups, &members, partition, &want).await {
                 Ok(true) => {
                     let since = settled_since.entry(partition).or_insert_with(Instant::now);
-                    if since.elapsed() >= SETTLED_FOR {
+                    let (next, backoff) = claims
+                        .get(&partition)
+                        .copied()
+                        .unwrap_or((*since, BACKOFF / 2));
+                    if since.elapsed() >= SETTLED_FOR
+                        && Instant::now() >= next
+                        && groups.caught_up(partition)
+                    {
                         settled_since.remove(&partition);
+                        let backoff = (backoff * 2).min(LONGEST_BACKOFF);
+                        claims.insert(partition, (Instant::now() + backoff, backoff));
                         claim(&groups, partition).await;
                     }
                 }
                 Ok(false) => {
                     settled_since.remove(&partition);
+                    if groups.leader_of(partition).as_deref() == Some(groups.name()) {
+                        claims.remove(&partition);
+                    }
                 }
                 Err(e) => {
                     settled_since.remove(&partition);
@@ -137,6 +164,17 @@ async fn place(
     if voters != wanted && wanted.iter().all(|id| known.contains(id)) {
         tracing::info!(partition, ?wanted, "changing a partition's voters");
         raft.change_membership(wanted, false)
+            .await
+            .map_err(|e| e.to_string())?;
+    } else if voters == wanted && known != wanted {
+        // Learners added for a placement that changed before they became voters.
+        let extra: BTreeSet<NodeId> = known.difference(&wanted).copied().collect();
+        tracing::info!(
+            partition,
+            ?extra,
+            "removing learners placement no longer wants"
+        );
+        raft.change_membership(ChangeMembers::RemoveNodes(extra), false)
             .await
             .map_err(|e| e.to_string())?;
     }

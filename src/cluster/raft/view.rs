@@ -1,5 +1,7 @@
 //! What the groups look like from this node: members, and each partition's leader, voters,
-//! learners and progress, for `GET /cluster` and `/health`.
+//! learners and progress, for `GET /cluster` and `/health`. A partition's leader, term and
+//! replicas are its replica's here or, when newer, a leader's claim (`hints`); progress is
+//! always this node's own.
 
 use crate::actors::entity::{ClusterView, MemberView, PartitionView};
 
@@ -9,25 +11,27 @@ impl Groups {
     /// The cluster as this node sees it; `reachable` says whether a member answers now.
     pub fn describe(&self, reachable: impl Fn(&str) -> bool) -> ClusterView {
         let members = self.members();
-        let name_of = |id: &u64| members.get(id).map(|m| m.name.clone());
-        let partitions = (self.0.parts.iter().enumerate())
+        let partitions = (0..)
+            .zip(&self.0.parts)
             .map(|(partition, raft)| {
-                let metrics = raft.metrics();
-                let metrics = metrics.borrow();
-                let membership = metrics.membership_config.membership();
-                PartitionView {
-                    partition: partition as u32,
-                    leader: metrics.current_leader.as_ref().and_then(name_of),
-                    replicas: membership
-                        .voter_ids()
-                        .filter_map(|id| name_of(&id))
-                        .collect(),
-                    learners: membership
-                        .learner_ids()
-                        .filter_map(|id| name_of(&id))
-                        .collect(),
-                    term: metrics.current_term,
-                    last_applied: metrics.last_applied.map(|id| id.index),
+                let applied = raft.metrics().borrow().last_applied.map(|id| id.index);
+                match self.leadership(partition) {
+                    Some(l) => PartitionView {
+                        partition,
+                        leader: Some(l.leader),
+                        replicas: l.voters,
+                        learners: l.learners,
+                        term: l.term,
+                        last_applied: applied,
+                    },
+                    None => PartitionView {
+                        partition,
+                        leader: None,
+                        replicas: Vec::new(),
+                        learners: Vec::new(),
+                        term: raft.metrics().borrow().current_term,
+                        last_applied: applied,
+                    },
                 }
             })
             .collect();

@@ -12,7 +12,8 @@ use reqwest::Method;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use super::shop::{cluster_view, led_without, PATIENCE, POLL};
+use super::shop::{PATIENCE, POLL};
+use super::view::{cluster_view, led_without};
 use crate::integration::support::{
     notification_counts, order_body, order_line, retry, sold, TestApp,
 };

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agora::broker::EmbeddedBroker;
-use agora::cluster::layout::partition_of;
-use serde_json::Value;
+use reqwest::Method;
 use tempfile::TempDir;
 
+use super::view::{
+    applied, cluster_view, led_by, members, partition_number, partitions, whole, Terms,
+};
 use crate::integration::support::{free_addr, retry, TestApp};
 
 pub const NODES: [&str; 3] = ["n1", "n2", "n3"];
@@ -18,13 +20,16 @@ pub const NODES: [&str; 3] = ["n1", "n2", "n3"];
 /// [`Setup::outside_kafka`].
 const SEED: &str = "n1";
 /// Few partitions (so few raft groups) keep three nodes light on two cores.
-const PARTITIONS: usize = 8;
+pub const PARTITIONS: usize = 8;
+/// `--replicas`: every partition on three nodes (all of them, until a fourth joins).
+pub const REPLICAS: usize = 3;
 const LOG_FILTER: &str = "warn,agora::cluster=info";
 /// Where openraft logs the snapshots it builds and installs, when a test wants them: not in the
 /// tail of a failing test's log, as it logs them often.
 const SNAPSHOTS: &str = "openraft::core::sm::worker";
 /// What a node logs for each snapshot it installs from a leader.
 const SNAPSHOT_INSTALLED: &str = "install complete snapshot";
+const COOKIE: &str = "replicated-test";
 /// How many of its last log lines each node shows when a test fails.
 const LOG_TAIL: usize = 15;
 /// How long forming, electing or rejoining may take before a test fails.
@@ -45,6 +50,8 @@ pub struct Setup {
 pub struct Shop {
     /// Before `dirs`: the processes die before their directories go.
     nodes: BTreeMap<&'static str, Arc<TestApp>>,
+    /// The members the cluster should have: the nodes formed and added, less those that left.
+    members: BTreeSet<&'static str>,
     cluster_addrs: BTreeMap<&'static str, String>,
     dirs: BTreeMap<&'static str, TempDir>,
     /// The broker of [`Setup::outside_kafka`], after the nodes that use it.
@@ -62,6 +69,7 @@ impl Shop {
         });
         let mut shop = Shop {
             nodes: BTreeMap::new(),
+            members: NODES.into(),
             cluster_addrs: NODES.map(|n| (n, free_addr().to_string())).into(),
             dirs: NODES
                 .map(|n| (n, tempfile::tempdir().expect("temp dir")))
@@ -84,7 +92,7 @@ impl Shop {
 
     /// Starts `node` on its data directory, with the same options every time.
     async fn start(&mut self, node: &'static str) {
-        let partitions = PARTITIONS.to_string();
+        let (partitions, replicas) = (PARTITIONS.to_string(), REPLICAS.to_string());
         let log_filter = match self.snapshot_logs {
             Some(_) => format!("{LOG_FILTER},{SNAPSHOTS}=info"),
             None => LOG_FILTER.to_owned(),
@@ -92,9 +100,9 @@ impl Shop {
         let mut env = vec![
             ("AGORA_NODE", node),
             ("AGORA_CLUSTER", self.cluster_addrs[node].as_str()),
-            ("AGORA_COOKIE", "replicated-test"),
+            ("AGORA_COOKIE", COOKIE),
             ("AGORA_PARTITIONS", partitions.as_str()),
-            ("AGORA_REPLICAS", "3"),
+            ("AGORA_REPLICAS", &replicas),
             ("AGORA_LEASE_SECS", "2"),
             ("RUST_LOG", &log_filter),
         ];
@@ -144,16 +152,9 @@ impl Shop {
         app.unwrap_or_else(|| panic!("{node} is not running"))
     }
 
-    /// kill -9 of `node`: no task may still hold it.
-    pub fn kill(&mut self, node: &str) {
-        Arc::try_unwrap(self.take(node))
-            .unwrap_or_else(|_| panic!("{node} is still used by a task"))
-            .kill9();
-    }
-
-    /// A graceful stop of `node` (SIGTERM), once no task holds it any more (its requests in
-    /// flight answered); returns how long it took the process to exit, which it must do cleanly.
-    pub async fn stop(&mut self, node: &str) -> Duration {
+    /// Takes `node` out of the running ones once no task holds it any more (its requests in
+    /// flight answered).
+    async fn release(&mut self, node: &str) -> TestApp {
         let app = self.take(node);
         let unused = || async {
             match Arc::strong_count(&app) {
@@ -162,7 +163,18 @@ impl Shop {
             }
         };
         retry(POLL, PATIENCE, unused).await;
-        let mut app = Arc::try_unwrap(app).unwrap_or_else(|_| panic!("{node} is used again"));
+        Arc::try_unwrap(app).unwrap_or_else(|_| panic!("{node} is used again"))
+    }
+
+    /// kill -9 of `node`, once no task holds it any more.
+    pub async fn kill(&mut self, node: &str) {
+        self.release(node).await.kill9();
+    }
+
+    /// A graceful stop of `node` (SIGTERM), once no task holds it any more (its requests in
+    /// flight answered); returns how long it took the process to exit, which it must do cleanly.
+    pub async fn stop(&mut self, node: &str) -> Duration {
+        let mut app = self.release(node).await;
         app.signal("TERM");
         let signalled = Instant::now();
         let exit = app.exit_within(PATIENCE).await;
@@ -202,12 +214,52 @@ impl Shop {
         started.elapsed()
     }
 
-    /// Waits until every running node's `/cluster` passes [`whole`].
+    /// Waits until every running node's `/cluster` passes [`whole`] with the members the
+    /// cluster should have.
     pub async fn wait_whole(&self) {
+        let expected: BTreeSet<&str> = self.members.iter().copied().collect();
         for app in self.nodes.values() {
-            let attempt = || async move { whole(&cluster_view(app).await?) };
+            let expected = &expected;
+            let attempt = || async move { whole(&cluster_view(app).await?, expected) };
             retry(POLL, PATIENCE, attempt).await;
         }
+    }
+
+    /// Starts `node`, a new one, joining through the seed; returns once the cluster is whole
+    /// with it (its share of replicas caught up as voters), and the time that took.
+    pub async fn add(&mut self, node: &'static str) -> Duration {
+        let started = Instant::now();
+        self.cluster_addrs.insert(node, free_addr().to_string());
+        self.dirs
+            .insert(node, tempfile::tempdir().expect("temp dir"));
+        self.members.insert(node);
+        self.start(node).await;
+        self.wait_whole().await;
+        started.elapsed()
+    }
+
+    /// Asks `node` to leave (`POST /cluster/leave`, once no task holds it), waits until it
+    /// exits by itself, cleanly, and until the others are whole without it; returns the time
+    /// until it exited.
+    pub async fn leave(&mut self, node: &'static str) -> Duration {
+        let mut app = self.release(node).await;
+        let asked = Instant::now();
+        let response = (app.http(Method::POST, "/cluster/leave"))
+            .basic_auth("operator", Some(COOKIE))
+            .send()
+            .await
+            .expect("POST /cluster/leave answers");
+        assert_eq!(response.status(), 202, "POST /cluster/leave on {node}");
+        let exit = app.exit_within(PATIENCE).await;
+        let exit = exit.unwrap_or_else(|| {
+            let tail = app.last_lines(LOG_TAIL).join("\n");
+            panic!("{node} still runs {PATIENCE:?} after leaving; it logged last:\n{tail}")
+        });
+        assert!(exit.success(), "{node} exited with {exit} after leaving");
+        let drained = asked.elapsed();
+        self.members.remove(node);
+        self.wait_whole().await;
+        drained
     }
 
     /// Waits until one of `candidates` leads partitions in the seed's view; returns the first
@@ -291,118 +343,4 @@ impl Drop for Shop {
             );
         }
     }
-}
-
-/// Partition → term.
-pub type Terms = BTreeMap<u64, u64>;
-
-/// `GET /cluster` on `app`, or why not.
-pub async fn cluster_view(app: &TestApp) -> Result<Value, String> {
-    read(app, "/cluster").await
-}
-
-/// The JSON body of `GET path` on `app`, or why not.
-pub async fn read(app: &TestApp, path: &str) -> Result<Value, String> {
-    let response = app.get(path).await;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(format!("GET {path} on {}: {status}", app.base));
-    }
-    let body = response.json().await;
-    body.map_err(|e| format!("GET {path} on {}: {e}", app.base))
-}
-
-fn members(view: &Value) -> impl Iterator<Item = &Value> {
-    view["members"].as_array().into_iter().flatten()
-}
-
-fn partitions(view: &Value) -> impl Iterator<Item = &Value> {
-    view["partitions"].as_array().into_iter().flatten()
-}
-
-/// All three nodes reachable members, and each of the `PARTITIONS` partitions with a leader
-/// among them and a replica on each of them.
-pub fn whole(view: &Value) -> Result<(), String> {
-    let seer = &view["node"];
-    let reachable = members(view).filter(|m| m["reachable"] == true);
-    let names: BTreeSet<&str> = reachable.filter_map(|m| m["name"].as_str()).collect();
-    if names != BTreeSet::from(NODES) {
-        return Err(format!(
-            "{seer} sees the reachable members {names:?}: {view}"
-        ));
-    }
-    let count = partitions(view).count();
-    if count != PARTITIONS {
-        return Err(format!("{seer} lists {count} partitions, not {PARTITIONS}"));
-    }
-    for partition in partitions(view) {
-        let replicas = partition["replicas"].as_array().map_or(&[][..], |r| &r[..]);
-        let replica_names: BTreeSet<&str> = replicas.iter().filter_map(Value::as_str).collect();
-        let leader = partition["leader"].as_str();
-        if replicas.len() != NODES.len()
-            || replica_names != names
-            || !leader.is_some_and(|l| names.contains(l))
-        {
-            return Err(format!("{seer}: partition not whole yet: {partition}"));
-        }
-    }
-    Ok(())
-}
-
-/// The partitions `node` leads in `view`, with their terms.
-pub fn led_by(view: &Value, node: &str) -> Terms {
-    partitions(view)
-        .filter(|p| p["leader"] == node)
-        .map(|p| (partition_number(p), term(p)))
-        .collect()
-}
-
-/// Every partition with a leader, and none led by `gone`.
-pub fn led_without(view: &Value, gone: &str) -> Result<(), String> {
-    let count = partitions(view).count();
-    let stale = partitions(view).find(|p| !p["leader"].is_string() || p["leader"] == gone);
-    match stale {
-        None if count == PARTITIONS => Ok(()),
-        None => Err(format!("{} lists {count} partitions", view["node"])),
-        Some(p) => Err(format!("{}: no live leader yet: {p}", view["node"])),
-    }
-}
-
-/// SKUs whose stock lives in each partition, one per partition (placed as the server places
-/// keys), for orders that write to every partition alike.
-pub fn sku_per_partition() -> Vec<String> {
-    let mut skus: Vec<Option<String>> = vec![None; PARTITIONS];
-    for name in (0..).map(|i| format!("r-{i}")) {
-        if !skus.contains(&None) {
-            break;
-        }
-        let partition = partition_of(&name, PARTITIONS as u32) as usize;
-        skus[partition].get_or_insert(name);
-    }
-    skus.into_iter().flatten().collect()
-}
-
-/// How far each partition in `view` is applied on the node that answered (0: not at all).
-fn applied(view: &Value) -> BTreeMap<u64, u64> {
-    let applied = |p: &Value| p["lastApplied"].as_u64().unwrap_or(0);
-    partitions(view)
-        .map(|p| (partition_number(p), applied(p)))
-        .collect()
-}
-
-/// The term of each partition in `view`.
-pub fn terms(view: &Value) -> Terms {
-    partitions(view)
-        .map(|p| (partition_number(p), term(p)))
-        .collect()
-}
-
-fn partition_number(partition: &Value) -> u64 {
-    let number = partition["partition"].as_u64();
-    number.unwrap_or_else(|| panic!("a partition without its number: {partition}"))
-}
-
-fn term(partition: &Value) -> u64 {
-    let term = partition["term"].as_u64();
-    term.unwrap_or_else(|| panic!("a partition without its term: {partition}"))
 }

@@ -31,7 +31,7 @@ async fn failover_times() {
     let mut killed = Figures::new(["live leaders", "every SKU orderable", "whole after restart"]);
     for run in 0..runs {
         let (victim, led) = shop.leader_among(turn(run)).await;
-        shop.kill(victim);
+        shop.kill(victim).await;
         let since = Instant::now();
         let (elected, serving) = failover(victim, &shop.running(), &skus, &ledger, since).await;
         let back = shop.restart(victim, false).await;

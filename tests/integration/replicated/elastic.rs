@@ -1,0 +1,86 @@
+//! The cluster changing shape while it serves (issue 13): a fourth node joins under order load
+//! and takes its share of replicas and leaderships; a node leaves gracefully (`POST
+//! /cluster/leave`) and exits once the others hold its partitions; then a node is killed. The
+//! answers are only 201, 409 and 503 with `Retry-After`, and the audit finds every
+//! acknowledged order. Prints how long each step took and the partitions per node before and
+//! after.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::ledger::{audit, failover, Ledger, Load};
+use super::shop::{Setup, Shop, PATIENCE, POLL};
+use super::view::{cluster_view, partitions};
+use super::{stock_for_load, ONE_CLUSTER_AT_A_TIME};
+use crate::integration::support::{retry, TestApp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cluster_grows_and_shrinks_under_load() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut shop = Shop::form(Setup::default()).await;
+    let n1 = shop.node("n1");
+    let (plenty, initial) = stock_for_load(&n1).await;
+    let everything: Vec<String> = initial.keys().cloned().collect();
+    let ledger = Arc::new(Ledger::default());
+    let load = Load::start(4, &shop.gateways(), &everything, &ledger);
+    ledger.wait_acked(20).await;
+    eprintln!("elastic: before n4 joins: {}", shares(&n1).await);
+
+    let asked = Instant::now();
+    let joined = shop.add("n4").await;
+    let n4 = shop.node("n4");
+    let attempt = || async {
+        let view = cluster_view(&n4).await?;
+        let leads = partitions(&view).filter(|p| p["leader"] == "n4").count();
+        (leads > 0)
+            .then_some(leads)
+            .ok_or_else(|| "n4 leads no partition yet".to_owned())
+    };
+    let leads = retry(POLL, PATIENCE, attempt).await;
+    eprintln!(
+        "elastic: n4 joined under load, a voter of its share after {joined:?}, leader of \
+         {leads} partitions after {:?}: {}",
+        asked.elapsed(),
+        shares(&n1).await
+    );
+    load.send_through(&shop.gateways());
+    ledger.wait_acked(ledger.acked() + 20).await;
+
+    load.avoid(&shop.node("n2"));
+    let drained = shop.leave("n2").await;
+    eprintln!(
+        "elastic: n2 left under load: exited {drained:?} after POST /cluster/leave: {}",
+        shares(&n1).await
+    );
+    ledger.wait_acked(ledger.acked() + 20).await;
+
+    load.avoid(&shop.node("n3"));
+    shop.kill("n3").await;
+    let killed = Instant::now();
+    let (elected, serving) = failover("n3", &shop.running(), &plenty, &ledger, killed).await;
+    eprintln!("elastic: kill -9 of n3: live leaders after {elected:?}, every SKU orderable after {serving:?}");
+    ledger.wait_acked(ledger.acked() + 20).await;
+    load.stop().await;
+    eprintln!("elastic: answers {:?}", ledger.check_answers());
+    audit(&n1, &initial, &ledger).await;
+}
+
+/// Per member, how many partitions it leads and holds a replica of, as `app` sees it.
+async fn shares(app: &TestApp) -> String {
+    let view = cluster_view(app).await.expect("GET /cluster");
+    let mut shares: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for partition in partitions(&view) {
+        let replicas = partition["replicas"].as_array().into_iter().flatten();
+        for name in replicas.filter_map(|r| r.as_str()) {
+            shares.entry(name.to_owned()).or_default().1 += 1;
+        }
+        if let Some(leader) = partition["leader"].as_str() {
+            shares.entry(leader.to_owned()).or_default().0 += 1;
+        }
+    }
+    let shares = shares
+        .iter()
+        .map(|(n, (l, r))| format!("{n} leads {l}, holds {r}"));
+    shares.collect::<Vec<_>>().join("; ")
+}
