@@ -7,6 +7,7 @@
 //! each other.
 
 mod ledger;
+mod proxy;
 mod shop;
 mod soak;
 
