@@ -8,6 +8,7 @@
 
 mod history;
 mod ledger;
+mod nemesis;
 mod proxy;
 mod shop;
 mod soak;
