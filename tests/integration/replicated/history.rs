@@ -140,7 +140,7 @@ impl History {
         self.end(op, outcome)
     }
 
-    /// An operation starting now: indeterminate until it ends.
+    /// An operation starting now, indeterminate until [`History::end`].
     fn begin(&self, client: usize, app: &TestApp, sku: &str, number: Option<String>) -> Op {
         let (node, sku, start) = (app.base.clone(), sku.to_owned(), self.started.elapsed());
         let outcome = Outcome::Indeterminate("under way".to_owned());
@@ -172,6 +172,9 @@ impl History {
     /// Checks the history against the final state read through `app`, the stock having
     /// started at `initial`; retried a while as long as every anomaly may yet settle. Fails
     /// the test on any anomaly (see [`History::fail`]); else prints and returns the tally.
+    /// For after the clients stopped and the faults healed: an operation still running is
+    /// not in the history, and `TestApp` fails the test if orders or notifications cannot
+    /// be listed.
     pub async fn verify(&self, app: &TestApp, initial: &BTreeMap<String, u64>) -> Summary {
         let ops = self.ops.lock().expect("history").clone();
         let deadline = Instant::now() + SETTLE;
