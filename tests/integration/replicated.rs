@@ -7,7 +7,10 @@
 //! each other.
 
 mod elastic;
+mod history;
 mod ledger;
+mod nemesis;
+mod proxy;
 mod shop;
 mod soak;
 mod view;

@@ -1,0 +1,571 @@
+//! A Jepsen-style history of a test's client operations, orders of one unit and stock reads,
+//! each with its client, node, start, end and outcome, and its check against the state the
+//! cluster ends in: nothing acknowledged lost and nothing refused kept, every unit of stock
+//! accounted for, one `OrderPlaced` per order, and reads linearizable for a stock that only
+//! goes down. The checks are pure ([`check`], on the operations and a [`Final`] state), so
+//! synthetic histories test them; [`History`] talks to the nodes through `TestApp`. A failed
+//! check writes the history to `<target dir>/histories/` and names the seed to replay it with.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use agora::domain::OrderNumber;
+use reqwest::{Method, RequestBuilder};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::integration::support::{
+    notification_counts, order_body, order_line, sold, target_dir, TestApp,
+};
+
+/// Past this, a request has no answer: its outcome is unknown.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// How long the final state may take to settle (events on their way to the notifications).
+const SETTLE: Duration = Duration::from_secs(30);
+const SETTLE_POLL: Duration = Duration::from_millis(200);
+/// Anomalies a failure shows (the file has every one).
+const SHOWN: usize = 5;
+
+/// What an operation got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "camelCase")]
+pub enum Outcome {
+    /// 201: the order exists.
+    Placed,
+    /// 409: out of stock, the order does not exist.
+    Refused,
+    /// 503 with Retry-After: the order may or may not exist.
+    Unavailable,
+    /// No answer (a timeout, a connection error): the order may or may not exist.
+    Indeterminate(String),
+    /// A read's stock.
+    Stock(i64),
+    ReadFailed(String),
+    /// An answer no order may get (not 201, 409, or 503 in JSON with Retry-After).
+    Unexpected(String),
+}
+
+/// An order of one unit of `sku` (its `number`), or a read of its stock (no number).
+#[derive(Debug, Clone, Serialize)]
+struct Op {
+    client: usize,
+    /// The gateway's base URL.
+    node: String,
+    sku: String,
+    number: Option<String>,
+    /// Since the history's start.
+    #[serde(serialize_with = "millis")]
+    start: Duration,
+    #[serde(serialize_with = "millis")]
+    end: Duration,
+    #[serde(flatten)]
+    outcome: Outcome,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.number {
+            Some(number) => write!(f, "order {number}")?,
+            None => write!(f, "read")?,
+        }
+        let (sku, client, node) = (&self.sku, self.client, &self.node);
+        let (start, end, outcome) = (self.start, self.end, &self.outcome);
+        write!(f, " of {sku} by client {client} via {node}, ")?;
+        write!(f, "{start:.1?}–{end:.1?}: {outcome:?}")
+    }
+}
+
+fn millis<S: serde::Serializer>(time: &Duration, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_f64(time.as_secs_f64() * 1000.0)
+}
+
+/// Every operation of a test, shared by its clients, and notes (faults) at their times.
+pub struct History {
+    test: String,
+    seed: u64,
+    started: Instant,
+    ops: Mutex<Vec<Op>>,
+    notes: Mutex<Vec<Value>>,
+}
+
+impl History {
+    /// An empty history of `test`, whose faults came from `seed`; its clock starts now.
+    pub fn new(test: &str, seed: u64) -> History {
+        History {
+            test: test.to_owned(),
+            seed,
+            started: Instant::now(),
+            ops: Mutex::default(),
+            notes: Mutex::default(),
+        }
+    }
+
+    /// Client `client` orders one unit of `sku` through `app`, under a fresh Idempotency-Key.
+    pub async fn order(&self, client: usize, app: &TestApp, sku: &str) -> Outcome {
+        let key = uuid::Uuid::new_v4().to_string();
+        let number = OrderNumber::for_idempotency_key(&key).to_string();
+        let mut op = self.begin(client, app, sku, Some(number));
+        let body = order_body(vec![order_line(sku, 1)]);
+        let request = app.http(Method::POST, "/api/order").json(&body);
+        let outcome = match send(request.header("idempotency-key", &key)).await {
+            Err(e) => Outcome::Indeterminate(e),
+            Ok((201, _, body)) => {
+                if let Some(number) = body["orderNumber"].as_str() {
+                    op.number = Some(number.to_owned());
+                }
+                Outcome::Placed
+            }
+            Ok((409, ..)) => Outcome::Refused,
+            Ok((503, true, body)) if body.is_object() => Outcome::Unavailable,
+            Ok((status, retry_after, body)) => {
+                Outcome::Unexpected(format!("{status} (Retry-After: {retry_after}) {body}"))
+            }
+        };
+        self.end(op, outcome)
+    }
+
+    /// Client `client` reads the stock of `sku` through `app`.
+    pub async fn read_stock(&self, client: usize, app: &TestApp, sku: &str) -> Outcome {
+        let op = self.begin(client, app, sku, None);
+        let request = app.http(Method::GET, &format!("/api/inventory?skuCode={sku}"));
+        let outcome = match send(request).await {
+            Ok((200..=299, _, body)) => match levels(&body).get(sku) {
+                Some(&quantity) => Outcome::Stock(quantity),
+                None => Outcome::ReadFailed(body.to_string()),
+            },
+            answer => Outcome::ReadFailed(format!("{answer:?}")),
+        };
+        self.end(op, outcome)
+    }
+
+    /// An operation starting now, indeterminate until [`History::end`].
+    fn begin(&self, client: usize, app: &TestApp, sku: &str, number: Option<String>) -> Op {
+        let (node, sku, start) = (app.base.clone(), sku.to_owned(), self.started.elapsed());
+        let outcome = Outcome::Indeterminate("under way".to_owned());
+        Op {
+            client,
+            node,
+            sku,
+            number,
+            start,
+            end: start,
+            outcome,
+        }
+    }
+
+    /// `op` ends now with `outcome`, which it returns.
+    fn end(&self, mut op: Op, outcome: Outcome) -> Outcome {
+        (op.end, op.outcome) = (self.started.elapsed(), outcome.clone());
+        self.ops.lock().expect("history").push(op);
+        outcome
+    }
+
+    /// Notes what happened at `at` besides the operations (a fault), for the history's file.
+    pub fn note(&self, at: Instant, what: impl Into<String>) {
+        let at = at.saturating_duration_since(self.started).as_secs_f64() * 1000.0;
+        let note = json!({"at": at, "what": what.into()});
+        self.notes.lock().expect("history").push(note);
+    }
+
+    /// Checks the history against the final state read through `app`, the stock having
+    /// started at `initial`; retried a while as long as every anomaly may yet settle. Fails
+    /// the test on any anomaly (see [`History::fail`]); else prints and returns the tally.
+    /// For after the clients stopped and the faults healed: an operation still running is
+    /// not in the history, and `TestApp` fails the test if orders or notifications cannot
+    /// be listed.
+    pub async fn verify(&self, app: &TestApp, initial: &BTreeMap<String, u64>) -> Summary {
+        let ops = self.ops.lock().expect("history").clone();
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let state = Final::read(app, initial).await;
+            let anomalies = check(&ops, initial, &state);
+            if anomalies.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline || !anomalies.iter().all(|a| a.check.settles()) {
+                self.fail(&ops, &state, &anomalies);
+            }
+            tokio::time::sleep(SETTLE_POLL).await;
+        }
+        let summary = Summary::of(&ops);
+        eprintln!("history {} (seed {}): {summary:?}", self.test, self.seed);
+        summary
+    }
+
+    /// Writes the history, the final state and the anomalies to
+    /// `<target dir>/histories/<test>-<seed>.json`, then fails the test with the first few.
+    fn fail(&self, ops: &[Op], state: &Final, anomalies: &[Anomaly]) -> ! {
+        let dir = target_dir().join("histories");
+        let path = dir.join(format!("{}-{}.json", self.test, self.seed));
+        let listed: Vec<&str> = state.orders.iter().filter_map(number).collect();
+        let notes = self.notes.lock().expect("history").clone();
+        let record = json!({
+            "test": self.test, "seed": self.seed, "anomalies": anomalies, "notes": notes,
+            "ops": ops, "final": {"stock": state.stock, "orders": listed},
+        });
+        let record = serde_json::to_string_pretty(&record).expect("JSON");
+        let written = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, record));
+        let shown = anomalies.iter().take(SHOWN).map(|a| format!("{a:?}"));
+        let (test, seed, shown) = (&self.test, self.seed, shown.collect::<Vec<_>>());
+        panic!(
+            "{} anomalies in the history of {test} (seed {seed}: replay with \
+             AGORA_NEMESIS_SEED={seed}), the history in {} ({written:?}):\n{}",
+            anomalies.len(),
+            path.display(),
+            shown.join("\n")
+        );
+    }
+}
+
+/// Sends `request`: its status, whether Retry-After came, and its JSON body (null if none); or
+/// why no answer came.
+async fn send(request: RequestBuilder) -> Result<(u16, bool, Value), String> {
+    let response = request.timeout(ANSWER_WITHIN).send().await;
+    let response = response.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let retry_after = response.headers().contains_key("retry-after");
+    Ok((
+        status,
+        retry_after,
+        response.json().await.unwrap_or_default(),
+    ))
+}
+
+/// `[{"skuCode": .., "quantity": ..}]` (`GET /api/inventory`) as SKU → quantity.
+fn levels(body: &Value) -> BTreeMap<String, i64> {
+    let level = |l: &Value| Some((l["skuCode"].as_str()?.to_owned(), l["quantity"].as_i64()?));
+    body.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(level)
+        .collect()
+}
+
+fn number(order: &Value) -> Option<&str> {
+    order["orderNumber"].as_str()
+}
+
+/// What the cluster ends with: its orders, stock per SKU (a SKU not read is missing), and
+/// notifications.
+struct Final {
+    orders: Vec<Value>,
+    stock: BTreeMap<String, i64>,
+    notifications: Vec<Value>,
+}
+
+impl Final {
+    async fn read(app: &TestApp, initial: &BTreeMap<String, u64>) -> Final {
+        let query: Vec<String> = initial.keys().map(|s| format!("skuCode={s}")).collect();
+        let request = app.http(Method::GET, &format!("/api/inventory?{}", query.join("&")));
+        let stock = match send(request).await {
+            Ok((200..=299, _, body)) => levels(&body),
+            _ => BTreeMap::new(),
+        };
+        let (orders, notifications) = (app.all_orders().await, app.notifications().await);
+        Final {
+            orders,
+            stock,
+            notifications,
+        }
+    }
+}
+
+/// Which check found an anomaly: an answer no order may get; an acknowledged order not
+/// listed, a refused one listed, one listed twice, one listed that no client sent; stock and
+/// units sold not adding up to the initial stock, stock below zero; an order's `OrderPlaced`
+/// missing, one of an order not listed, an event twice; a read outside the bounds the orders
+/// around it set, a read higher than one that ended before it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+enum Check {
+    Answer,
+    Lost,
+    RefusedListed,
+    Repeated,
+    Phantom,
+    Stock,
+    Oversold,
+    MissingEvent,
+    UnlistedEvent,
+    RepeatedEvent,
+    Read,
+    Monotonic,
+}
+
+impl Check {
+    /// Whether a later look may not find it: the final state is read in three requests, and
+    /// an order whose outcome is unknown may still complete (and send its event) meanwhile.
+    fn settles(self) -> bool {
+        matches!(
+            self,
+            Check::Stock | Check::MissingEvent | Check::UnlistedEvent
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Anomaly {
+    check: Check,
+    detail: String,
+}
+
+/// Adds to `found` an anomaly of `check`, its detail as `format!` makes it.
+macro_rules! say {
+    ($found:expr, $check:ident, $($detail:tt)+) => {
+        $found.push(Anomaly { check: Check::$check, detail: format!($($detail)+) })
+    };
+}
+
+/// Every anomaly of `ops` against `state`, the stock having started at `initial` (no cancels
+/// nor restocks: stock only goes down). Every order must have gone through the history.
+fn check(ops: &[Op], initial: &BTreeMap<String, u64>, state: &Final) -> Vec<Anomaly> {
+    let mut found = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        if let Outcome::Unexpected(answer) = &op.outcome {
+            say!(found, Answer, "op {i} through {}: {answer}", op.node);
+        }
+    }
+    let mut listed: BTreeMap<&str, usize> = BTreeMap::new();
+    for order in state.orders.iter().filter_map(number) {
+        *listed.entry(order).or_default() += 1;
+    }
+    for (order, times) in listed.iter().filter(|(_, times)| **times > 1) {
+        say!(found, Repeated, "{order} listed {times} times");
+    }
+    let sent = ops.iter().filter_map(|o| Some((o.number.as_deref()?, o)));
+    let sent: BTreeMap<&str, &Op> = sent.collect();
+    for (order, op) in &sent {
+        match (&op.outcome, listed.contains_key(order)) {
+            (Outcome::Placed, false) => say!(found, Lost, "{op}"),
+            (Outcome::Refused, true) => say!(found, RefusedListed, "{op}"),
+            _ => {}
+        }
+    }
+    for order in listed.keys().filter(|order| !sent.contains_key(*order)) {
+        say!(found, Phantom, "{order} listed, never sent");
+    }
+    let sold = sold(&state.orders);
+    for (sku, &start) in initial {
+        let units = sold.get(sku).copied().unwrap_or(0);
+        match state.stock.get(sku) {
+            Some(&left) if left < 0 => say!(found, Oversold, "{sku}: {left} in stock"),
+            Some(&left) if left as u64 + units == start => {}
+            left => say!(found, Stock, "{sku}: {left:?} + {units} sold ≠ {start}"),
+        }
+    }
+    let counts = notification_counts(&state.notifications);
+    for ((order, event), times) in &counts {
+        if *times > 1 {
+            say!(
+                found,
+                RepeatedEvent,
+                "{event} of {order} came {times} times"
+            );
+        }
+        if event == "OrderPlaced" && !listed.contains_key(order.as_str()) {
+            say!(found, UnlistedEvent, "OrderPlaced of {order}");
+        }
+    }
+    for order in listed.keys() {
+        if !counts.contains_key(&(order.to_string(), "OrderPlaced".to_owned())) {
+            say!(found, MissingEvent, "no OrderPlaced of {order} (yet)");
+        }
+    }
+    let listed: BTreeSet<&str> = listed.into_keys().collect();
+    check_reads(ops, initial, &listed, &mut found);
+    found
+}
+
+/// Reads of a stock that only goes down, against the listed orders: a read R of v no higher
+/// than the initial stock less the orders acknowledged before R started, and no lower than it
+/// less every listed order that started before R ended; and no read higher than one that
+/// ended before it started. (Necessary for linearizability, if not sufficient.)
+fn check_reads(
+    ops: &[Op],
+    initial: &BTreeMap<String, u64>,
+    listed: &BTreeSet<&str>,
+    found: &mut Vec<Anomaly>,
+) {
+    let mut reads: Vec<(usize, &Op, i64)> = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        if let Outcome::Stock(value) = op.outcome {
+            reads.push((i, op, value));
+        }
+    }
+    for &(i, read, value) in &reads {
+        let Some(&start) = initial.get(&read.sku) else {
+            continue;
+        };
+        let kept = |o: &&Op| o.number.as_deref().is_some_and(|n| listed.contains(n));
+        let orders = ops.iter().filter(|o| o.sku == read.sku).filter(kept);
+        let done = orders.clone().filter(|o| o.outcome == Outcome::Placed);
+        let done = done.filter(|o| o.end < read.start).count();
+        let maybe = orders.filter(|o| o.start < read.end).count();
+        let (high, low) = (start as i64 - done as i64, start as i64 - maybe as i64);
+        let low = low.max(0);
+        if !(low..=high).contains(&value) {
+            say!(found, Read, "op {i}, {read}: not in {low}..={high}");
+        }
+        let before = |(_, r, _): &&(usize, &Op, i64)| r.sku == read.sku && r.end < read.start;
+        if let Some((j, _, v)) = reads.iter().filter(before).find(|(.., v)| *v < value) {
+            say!(found, Monotonic, "op {i}, {read}: op {j} saw {v} before");
+        }
+    }
+}
+
+/// How many operations of each outcome a history has (unexpected answers as indeterminate).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Summary {
+    pub ops: usize,
+    pub placed: usize,
+    pub refused: usize,
+    pub unavailable: usize,
+    pub indeterminate: usize,
+    pub reads: usize,
+    pub reads_failed: usize,
+}
+
+impl Summary {
+    fn of(ops: &[Op]) -> Summary {
+        let mut summary = Summary {
+            ops: ops.len(),
+            ..Summary::default()
+        };
+        for op in ops {
+            *match op.outcome {
+                Outcome::Placed => &mut summary.placed,
+                Outcome::Refused => &mut summary.refused,
+                Outcome::Unavailable => &mut summary.unavailable,
+                Outcome::Indeterminate(_) | Outcome::Unexpected(_) => &mut summary.indeterminate,
+                Outcome::Stock(_) => &mut summary.reads,
+                Outcome::ReadFailed(_) => &mut summary.reads_failed,
+            } += 1;
+        }
+        summary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SKU: &str = "h-0";
+
+    fn op(number: Option<&str>, (start, end): (u64, u64), outcome: Outcome) -> Op {
+        let (start, end) = (Duration::from_millis(start), Duration::from_millis(end));
+        let (node, sku, number) = (
+            "http://n1".to_owned(),
+            SKU.to_owned(),
+            number.map(Into::into),
+        );
+        Op {
+            client: 0,
+            node,
+            sku,
+            number,
+            start,
+            end,
+            outcome,
+        }
+    }
+
+    fn read(times: (u64, u64), value: i64) -> Op {
+        op(None, times, Outcome::Stock(value))
+    }
+
+    /// Stock 10: o1 placed, o2 unknown (503) and kept, o3 unknown (no answer) and not kept,
+    /// o4 refused; a read while o2 ran, and one after.
+    fn clean() -> Vec<Op> {
+        let timeout = Outcome::Indeterminate("timed out".to_owned());
+        vec![
+            op(Some("o1"), (0, 10), Outcome::Placed),
+            op(Some("o2"), (5, 20), Outcome::Unavailable),
+            op(Some("o3"), (6, 8), timeout),
+            op(Some("o4"), (7, 9), Outcome::Refused),
+            read((12, 14), 9),
+            read((30, 31), 8),
+        ]
+    }
+
+    /// The checks that find anomalies in `ops` with `orders` listed, `stock` left and an
+    /// `OrderPlaced` for each of `placed`.
+    fn found(ops: &[Op], orders: &[&str], stock: i64, placed: &[&str]) -> Vec<Check> {
+        let order = |n| json!({"orderNumber": n, "lines": [{"skuCode": SKU, "quantity": 1}]});
+        let event = |n| json!({"orderNumber": n, "eventType": "OrderPlaced"});
+        let state = Final {
+            orders: orders.iter().map(order).collect(),
+            stock: [(SKU.to_owned(), stock)].into(),
+            notifications: placed.iter().map(event).collect(),
+        };
+        let anomalies = check(ops, &[(SKU.to_owned(), 10)].into(), &state);
+        anomalies.iter().map(|a| a.check).collect()
+    }
+
+    fn with(extra: Op) -> Vec<Op> {
+        let mut ops = clean();
+        ops.push(extra);
+        ops
+    }
+
+    #[test]
+    fn a_clean_history_passes() {
+        let kept = ["o1", "o2"];
+        assert_eq!(found(&clean(), &kept, 8, &kept), []);
+        let summary = format!("{:?}", Summary::of(&clean()));
+        let expected = "Summary { ops: 6, placed: 1, refused: 1, unavailable: 1, \
+                        indeterminate: 1, reads: 2, reads_failed: 0 }";
+        assert_eq!(summary, expected);
+    }
+
+    #[test]
+    fn each_anomaly_is_found() {
+        use Check::*;
+        let (kept, with_o4) = (["o1", "o2"], ["o1", "o2", "o4"]);
+        let lost = found(&clean(), &["o2"], 9, &["o2"]);
+        assert_eq!(lost, [Lost, Read], "an acknowledged order lost");
+        let refused_kept = found(&clean(), &with_o4, 7, &with_o4);
+        assert_eq!(refused_kept, [RefusedListed]);
+        let stale = found(&with(read((25, 26), 10)), &kept, 8, &kept);
+        assert_eq!(
+            stale,
+            [Read, Monotonic],
+            "a read missing an acknowledged order"
+        );
+        let higher = found(&with(read((40, 41), 9)), &kept, 8, &kept);
+        assert_eq!(higher, [Monotonic], "a read higher than an earlier one");
+        let doubled = found(&clean(), &kept, 8, &["o1", "o2", "o1"]);
+        assert_eq!(doubled, [RepeatedEvent]);
+        let mismatch = found(&clean(), &kept, 7, &kept);
+        assert_eq!(mismatch, [Stock], "a unit of stock unaccounted for");
+        let error = Outcome::Unexpected("500".to_owned());
+        let unexpected = found(&with(op(Some("o5"), (50, 51), error)), &kept, 8, &kept);
+        assert_eq!(unexpected, [Answer], "an answer no order may get");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_history_through_a_node_verifies() {
+        let app = TestApp::spawn().await;
+        app.product("h-1", 2.5, 2).await;
+        let history = History::new("a_history_through_a_node_verifies", 7);
+        for client in 0..3 {
+            history.order(client, &app, "h-1").await;
+        }
+        assert_eq!(history.read_stock(0, &app, "h-1").await, Outcome::Stock(0));
+        history.note(Instant::now(), "no fault");
+        let summary = history.verify(&app, &[("h-1".to_owned(), 2)].into()).await;
+        let counts = (summary.ops, summary.placed, summary.refused, summary.reads);
+        assert_eq!(counts, (4, 2, 1, 1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[should_panic(expected = "replay with AGORA_NEMESIS_SEED=7")]
+    async fn a_lost_order_fails_verify_with_its_seed() {
+        let app = TestApp::spawn().await;
+        app.product("h-2", 2.5, 1).await;
+        let history = History::new("a_lost_order_fails_verify_with_its_seed", 7);
+        let lost = history.begin(0, &app, "h-2", Some(OrderNumber::new().to_string()));
+        history.end(lost, Outcome::Placed);
+        history.verify(&app, &[("h-2".to_owned(), 1)].into()).await;
+    }
+}
