@@ -373,7 +373,8 @@ pub fn json_response(status: warp::http::StatusCode, body: &impl serde::Serializ
 }
 
 /// One page of a list: a 200 with the items, and `X-Next-Cursor` (the `?after=` of the next
-/// page) when the page was full. `missing` names the nodes whose part is absent (a cluster node that did not answer), said in
+/// page) when the page was full. `missing` names the parts that are absent (a cluster node
+/// that did not answer, a partition whose leader changed while listing), said in
 /// `X-Partial-Results` and a `Warning`.
 pub fn page(
     items: &[impl serde::Serialize],
@@ -386,7 +387,7 @@ pub fn page(
     }
     if !missing.is_empty() {
         let nodes = missing.join(",");
-        let warning = format!("199 agora \"partial list: no answer from {nodes}\"");
+        let warning = format!("199 agora \"partial list: {nodes} missing\"");
         for (name, value) in [("x-partial-results", nodes), ("warning", warning)] {
             if let Ok(value) = HeaderValue::from_str(&value) {
                 response.headers_mut().insert(name, value);

@@ -197,16 +197,17 @@ const COMMON: &[Common] = &[
     },
 ];
 
-/// The headers of a list gathered from the cluster's nodes (`filters::page`) when a node did not
-/// answer and its part is missing.
+/// The headers of a list gathered from the cluster's nodes (`filters::page`) when a part is
+/// missing: a node did not answer, or a partition's leader changed while listing.
 const PARTIAL_LIST: &[(&str, &str)] = &[
     (
         "x-partial-results",
-        "The nodes, comma-separated, that did not answer: their part of the list is missing",
+        "The missing parts, comma-separated: nodes that did not answer, and `partition N` for a \
+         partition whose leader changed while listing",
     ),
     (
         "warning",
-        "`199 agora \"partial list: no answer from NODES\"`, with `X-Partial-Results`",
+        "`199 agora \"partial list: PARTS missing\"`, with `X-Partial-Results`",
     ),
 ];
 

@@ -1,7 +1,10 @@
 //! Kind-wide lists (products, orders, notifications): each owner lists its own keys, and the
 //! directory gathers the parts from every node at once, this node's through its own actors.
-//! A node that does not answer leaves its part out and is named in [`Gathered::missing`].
+//! A node that does not answer leaves its part out and is named in [`Gathered::missing`]; in a
+//! replicated cluster each part also says which partitions its node led throughout, and a
+//! partition that no part covers (a leader change while listing) is named there too.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 
 use futures::future::join_all;
@@ -34,6 +37,14 @@ pub enum ListRequest {
         after: Option<u64>,
         limit: usize,
     },
+}
+
+/// One node's part of a list: its items and, in a replicated cluster, the partitions it led
+/// before and after listing (their keys are all in the items).
+#[derive(Debug, Serialize, Deserialize)]
+struct Part<T> {
+    items: Vec<T>,
+    led: Vec<u32>,
 }
 
 /// A kind-wide list gathered from every node that owns part of it.
@@ -119,32 +130,62 @@ impl Directory {
         let calls = others.iter().map(|node| self.remote_part(node, &list));
         let here = async {
             match own {
-                true => here.await,
-                false => Ok(Vec::new()),
+                true => self.part(here).await,
+                false => Ok(Part {
+                    items: Vec::new(),
+                    led: Vec::new(),
+                }),
             }
         };
         let (mine, theirs) = futures::join!(here, join_all(calls));
+        let mine = mine?;
+        let mut covered: BTreeSet<u32> = mine.led.into_iter().collect();
         let mut gathered = Gathered {
-            items: mine?,
+            items: mine.items,
             missing: Vec::new(),
         };
         for (node, answer) in others.into_iter().zip(theirs) {
             match answer {
-                Ok(items) => gathered.items.extend(items),
+                Ok(part) => {
+                    gathered.items.extend(part.items);
+                    covered.extend(part.led);
+                }
                 Err(e) => {
                     tracing::warn!(node, error = %e, "a node's part of a list is missing");
                     gathered.missing.push(node);
                 }
             }
         }
+        if let Some(replicas) = &self.replicas {
+            let uncovered = (0..replicas.partitions()).filter(|p| !covered.contains(p));
+            gathered
+                .missing
+                .extend(uncovered.map(|p| format!("partition {p}")));
+        }
         Ok(gathered)
+    }
+
+    /// This node's part of a list, `items`, with the partitions it led before and after.
+    async fn part<T>(
+        &self,
+        items: impl Future<Output = Result<Vec<T>, ShopError>>,
+    ) -> Result<Part<T>, ShopError> {
+        let led = || -> BTreeSet<u32> {
+            let replicas = self.replicas.iter();
+            let led = replicas.flat_map(|r| (0..r.partitions()).filter(|p| r.leads(*p)));
+            led.collect()
+        };
+        let before = led();
+        let items = items.await?;
+        let led = before.intersection(&led()).copied().collect();
+        Ok(Part { items, led })
     }
 
     async fn remote_part<T: DeserializeOwned>(
         &self,
         node: &str,
         list: &ListRequest,
-    ) -> Result<Vec<T>, ShopError> {
+    ) -> Result<Part<T>, ShopError> {
         let remote = (self.remote.as_ref())
             .ok_or_else(|| ShopError::Unavailable("this node is not in a cluster".into()))?;
         let list = codec::encode(list)
@@ -157,13 +198,13 @@ impl Directory {
     pub(super) async fn serve_list(&self, list: &[u8]) -> Vec<u8> {
         let encoded = match codec::decode::<ListRequest>(list) {
             Ok(ListRequest::Products { after, limit }) => {
-                codec::encode(&self.products_here(after, limit).await)
+                codec::encode(&self.part(self.products_here(after, limit)).await)
             }
             Ok(ListRequest::Orders { after, limit }) => {
-                codec::encode(&self.orders_here(after, limit).await)
+                codec::encode(&self.part(self.orders_here(after, limit)).await)
             }
             Ok(ListRequest::Notifications { after, limit }) => {
-                codec::encode(&self.notifications_here(after, limit).await)
+                codec::encode(&self.part(self.notifications_here(after, limit)).await)
             }
             Err(e) => {
                 let error = ShopError::Internal(format!("a list request does not decode: {e}"));

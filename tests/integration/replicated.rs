@@ -10,6 +10,7 @@ mod elastic;
 mod history;
 mod ledger;
 mod nemesis;
+mod partitions;
 mod proxy;
 mod shop;
 mod soak;

@@ -252,13 +252,26 @@ impl TestApp {
         levels[0]["quantity"].as_u64().expect("quantity")
     }
 
-    /// Every order, following the `X-Next-Cursor` pages.
+    /// Every order, following the `X-Next-Cursor` pages, in full: a list with a part missing (`X-Partial-Results`, as while a
+    /// partition elects its leader) is asked for again.
     pub async fn all_orders(&self) -> Vec<Value> {
+        retry(
+            Duration::from_millis(100),
+            Duration::from_secs(30),
+            || async { self.try_all_orders().await },
+        )
+        .await
+    }
+
+    async fn try_all_orders(&self) -> Result<Vec<Value>, String> {
         let mut all = Vec::new();
         let mut path = "/api/order?limit=1000".to_owned();
         loop {
             let response = self.get(&path).await;
             assert!(response.status().is_success(), "GET {path}");
+            if let Some(missing) = response.headers().get("x-partial-results") {
+                return Err(format!("GET {path}: partial, {missing:?} missing"));
+            }
             let next = response
                 .headers()
                 .get("x-next-cursor")
@@ -268,7 +281,7 @@ impl TestApp {
             all.extend(page);
             match next {
                 Some(cursor) => path = format!("/api/order?limit=1000&after={cursor}"),
-                None => return all,
+                None => return Ok(all),
             }
         }
     }

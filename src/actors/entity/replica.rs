@@ -39,6 +39,9 @@ pub trait Replicas: Send + Sync + 'static {
     /// The partition of the key whose text is `key`.
     fn partition(&self, key: &str) -> u32;
 
+    /// How many partitions there are.
+    fn partitions(&self) -> u32;
+
     /// Whether this node leads `partition`, as far as it knows now (no round trip: for work
     /// that tolerates a stale answer, like which outbox events to send).
     fn leads(&self, partition: u32) -> bool;

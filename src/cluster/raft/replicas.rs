@@ -48,6 +48,10 @@ impl Replicas for Groups {
         partition_of(key, self.0.settings.partitions)
     }
 
+    fn partitions(&self) -> u32 {
+        self.0.settings.partitions
+    }
+
     fn leads(&self, partition: u32) -> bool {
         (self.0.parts.get(partition as usize))
             .is_some_and(|raft| raft.metrics().borrow().current_leader == Some(self.0.me))

@@ -3,6 +3,7 @@
 //! members, and per partition its leader, replicas, term and progress.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use agora::broker::EmbeddedBroker;
 use reqwest::Method;
 use tempfile::TempDir;
 
+use super::proxy::Net;
 use super::view::{
     applied, cluster_view, led_by, members, partition_number, partitions, whole, Terms,
 };
@@ -45,6 +47,9 @@ pub struct Setup {
     /// outlives every node: the seed's embedded broker is in memory, and what it held is lost
     /// with the seed's process (events it had acknowledged but not yet handed out included).
     pub outside_kafka: bool,
+    /// Every link between two nodes goes through a proxy of [`Net`] (`AGORA_DIAL`), which a
+    /// test can cut, delay and heal.
+    pub proxied: bool,
 }
 
 pub struct Shop {
@@ -59,6 +64,8 @@ pub struct Shop {
     kafka: String,
     /// `AGORA_SNAPSHOT_LOGS`, when not the server's default.
     snapshot_logs: Option<String>,
+    /// The links' proxies of [`Setup::proxied`].
+    net: Option<Net>,
 }
 
 impl Shop {
@@ -67,16 +74,29 @@ impl Shop {
         let outside_kafka = setup.outside_kafka.then(|| {
             EmbeddedBroker::start("notificationTopic").expect("a Kafka broker in the test")
         });
+        let cluster_addrs: BTreeMap<&'static str, SocketAddr> =
+            NODES.map(|n| (n, free_addr())).into();
+        let net = match setup.proxied {
+            true => {
+                let links: Vec<(&str, SocketAddr)> =
+                    cluster_addrs.iter().map(|(n, a)| (*n, *a)).collect();
+                Some(Net::start(&links).await)
+            }
+            false => None,
+        };
         let mut shop = Shop {
             nodes: BTreeMap::new(),
             members: NODES.into(),
-            cluster_addrs: NODES.map(|n| (n, free_addr().to_string())).into(),
+            cluster_addrs: (cluster_addrs.iter())
+                .map(|(n, a)| (*n, a.to_string()))
+                .collect(),
             dirs: NODES
                 .map(|n| (n, tempfile::tempdir().expect("temp dir")))
                 .into(),
             kafka: (outside_kafka.as_ref()).map_or_else(String::new, |b| b.bootstrap_servers()),
             outside_kafka,
             snapshot_logs: setup.snapshot_logs.map(|n| n.to_string()),
+            net,
         };
         let started = Instant::now();
         for node in NODES {
@@ -109,8 +129,16 @@ impl Shop {
         if let Some(logs) = &self.snapshot_logs {
             env.push(("AGORA_SNAPSHOT_LOGS", logs.as_str()));
         }
+        let (dial, via) = match &self.net {
+            Some(net) if node == SEED => (net.dial_env(node), String::new()),
+            Some(net) => (net.dial_env(node), net.via(node, SEED).to_string()),
+            None => (String::new(), self.cluster_addrs[SEED].clone()),
+        };
+        if !dial.is_empty() {
+            env.push(("AGORA_DIAL", dial.as_str()));
+        }
         if node != SEED {
-            env.push(("AGORA_JOIN", self.cluster_addrs[SEED].as_str()));
+            env.push(("AGORA_JOIN", via.as_str()));
         }
         let embeds = node == SEED && self.outside_kafka.is_none();
         if !embeds {
@@ -122,6 +150,13 @@ impl Shop {
             self.kafka.clone_from(&app.kafka_brokers);
         }
         self.nodes.insert(node, Arc::new(app));
+    }
+
+    /// The links' proxies ([`Setup::proxied`]).
+    pub fn net(&self) -> &Net {
+        self.net
+            .as_ref()
+            .expect("a shop formed with Setup::proxied")
     }
 
     pub fn node(&self, node: &str) -> Arc<TestApp> {
