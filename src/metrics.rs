@@ -3,8 +3,9 @@
 //! The gateway records requests; supervisors (of entities and of services) record restarts;
 //! the notifier records outbox depth, delivery errors and producer rebuilds; the notification
 //! service records what it received and consumer rebuilds; the raft groups record the
-//! partitions a node leads and follows, leader changes and writes of unknown outcome. Names follow Prometheus conventions
-//! (`_total`, `_seconds`).
+//! partitions a node leads and follows and, per partition, leader changes, commit latency,
+//! replication lag, log size and snapshots, and writes of unknown outcome. Names follow
+//! Prometheus conventions (`_total`, `_seconds`).
 
 use std::sync::atomic::Ordering;
 
@@ -35,7 +36,13 @@ pub struct Metrics {
     pub notifications_duplicate: IntCounter,
     /// Partitions this node leads and follows (replicated cluster).
     pub raft_partitions: IntGaugeVec,
-    pub raft_leader_changes: IntCounter,
+    /// Per partition (label `partition`).
+    pub raft_leader_changes: IntCounterVec,
+    pub raft_commit_duration: HistogramVec,
+    /// Per partition and replica, on the leader: entries the replica lacks.
+    pub raft_replication_lag: IntGaugeVec,
+    pub raft_log_entries: IntGaugeVec,
+    pub raft_snapshots: IntCounterVec,
     pub raft_unknown_outcomes: IntCounter,
     storage_flushes: IntCounter,
     storage_flush_waiters: IntCounter,
@@ -70,13 +77,31 @@ impl Metrics {
         registry
             .register(Box::new(http_duration.clone()))
             .expect("unique metric");
-        let raft_partitions = IntGaugeVec::new(
-            Opts::new("raft_partitions", "Partitions this node leads or follows"),
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let raft_partitions = gauge_vec(
+            "raft_partitions",
+            "Partitions this node leads or follows",
             &["role"],
+        );
+        let raft_commit_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "raft_commit_duration_seconds",
+                "Time from a write's proposal to its commit, on the partition's leader",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0,
+            ]),
+            &["partition"],
         )
         .expect("valid metric");
         registry
-            .register(Box::new(raft_partitions.clone()))
+            .register(Box::new(raft_commit_duration.clone()))
             .expect("unique metric");
         let outbox_depth = IntGauge::new("outbox_depth", "Events waiting in the outbox for Kafka")
             .expect("valid metric");
@@ -139,9 +164,26 @@ impl Metrics {
                 "Events received again and ignored (already recorded)",
             ),
             raft_partitions,
-            raft_leader_changes: counter(
+            raft_leader_changes: counter_vec(
                 "raft_leader_changes_total",
                 "Changes of a partition's leader seen by this node",
+                &["partition"],
+            ),
+            raft_commit_duration,
+            raft_replication_lag: gauge_vec(
+                "raft_replication_lag",
+                "Log entries a replica lacks, as the partition's leader sees it",
+                &["partition", "replica"],
+            ),
+            raft_log_entries: gauge_vec(
+                "raft_log_entries",
+                "Entries of a partition's log kept on this node (compacted by snapshots)",
+                &["partition"],
+            ),
+            raft_snapshots: counter_vec(
+                "raft_snapshots_total",
+                "Snapshots of a partition this node built or installed",
+                &["partition"],
             ),
             raft_unknown_outcomes: counter(
                 "raft_unknown_outcomes_total",

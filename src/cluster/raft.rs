@@ -8,6 +8,7 @@
 //! and `/health`. `placement` keeps each partition's replicas where rendezvous hashing puts
 //! them and hands leadership to each partition's preferred replica.
 
+mod gauges;
 mod hints;
 mod join;
 mod leave;

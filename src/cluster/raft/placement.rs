@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use openraft::ChangeMembers;
 
+use super::gauges::Seen;
 use super::types::{Member, NodeId};
 use super::Groups;
 
@@ -61,13 +62,13 @@ pub async fn keep_placed(groups: Groups) {
     let mut tick = tokio::time::interval(EVERY);
     // Per partition: since when it looked settled with another leader than its preferred one.
     let mut settled_since: BTreeMap<u32, Instant> = BTreeMap::new();
-    let mut leaders: BTreeMap<u32, Option<NodeId>> = BTreeMap::new();
+    let mut seen = Seen::default();
     // Per partition: when this node may claim it next, and the backoff after that claim.
     let mut claims: BTreeMap<u32, (Instant, Duration)> = BTreeMap::new();
     loop {
         tick.tick().await;
         groups.refresh_hints().await;
-        count(&groups, &mut leaders);
+        groups.observe(&mut seen);
         let mut members = groups.members();
         if groups.is_leaving() {
             // Its partitions go to the others, those it leads too (it steps down then).
@@ -107,28 +108,6 @@ pub async fn keep_placed(groups: Groups) {
             }
         }
     }
-}
-
-/// Updates the partition gauges and counts leader changes since the last tick.
-fn count(groups: &Groups, leaders: &mut BTreeMap<u32, Option<NodeId>>) {
-    let (mut leads, mut follows) = (0, 0);
-    for (partition, raft) in (0..).zip(&groups.0.parts) {
-        let leader = raft.metrics().borrow().current_leader;
-        match leader {
-            Some(id) if id == groups.0.me => leads += 1,
-            _ if groups.is_replica(partition) => follows += 1,
-            _ => {}
-        }
-        if leaders
-            .insert(partition, leader)
-            .is_some_and(|before| before != leader)
-        {
-            groups.0.metrics.raft_leader_changes.inc();
-        }
-    }
-    let gauge = &groups.0.metrics.raft_partitions;
-    gauge.with_label_values(&["leader"]).set(leads);
-    gauge.with_label_values(&["follower"]).set(follows);
 }
 
 /// Moves `partition` towards `want` if this node leads it. `Ok(true)`: the partition has the

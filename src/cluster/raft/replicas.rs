@@ -106,9 +106,15 @@ impl Replicas for Groups {
             false => (Flush::OnAppend, Committed::Durable),
         };
         let proposal = Proposal::Writes(batch, flush);
+        let timer = (self.0.metrics.raft_commit_duration)
+            .with_label_values(&[&partition.to_string()])
+            .start_timer();
         let written = tokio::time::timeout(WAIT, raft.client_write(proposal)).await;
         let why = match written {
-            Ok(Ok(_)) => return Ok(committed),
+            Ok(Ok(_)) => {
+                timer.observe_duration();
+                return Ok(committed);
+            }
             Ok(Err(e)) => e.to_string(),
             Err(_) => "not committed in time".to_owned(),
         };

@@ -25,6 +25,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/health/ready"),
     ("get", "/metrics"),
     ("get", "/cluster"),
+    ("post", "/cluster/leave"),
     ("get", "/console"),
     ("get", "/console/state"),
     ("get", "/gateway/routes"),
