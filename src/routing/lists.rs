@@ -150,6 +150,11 @@ impl Directory {
                     gathered.items.extend(part.items);
                     covered.extend(part.led);
                 }
+                // In a replicated cluster what matters is that every partition is covered
+                // (a dead member leads none).
+                Err(e) if self.replicas.is_some() => {
+                    tracing::debug!(node, error = %e, "a member did not answer for a list");
+                }
                 Err(e) => {
                     tracing::warn!(node, error = %e, "a node's part of a list is missing");
                     gathered.missing.push(node);

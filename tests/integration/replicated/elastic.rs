@@ -6,12 +6,15 @@
 //! after.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
 
 use super::ledger::{audit, failover, Ledger, Load};
 use super::shop::{Setup, Shop, PATIENCE, POLL};
-use super::view::{cluster_view, partitions};
+use super::view::{cluster_view, partition_number, partitions};
 use super::{stock_for_load, ONE_CLUSTER_AT_A_TIME};
 use crate::integration::support::{retry, TestApp};
 
@@ -27,6 +30,7 @@ async fn the_cluster_grows_and_shrinks_under_load() {
     ledger.wait_acked(20).await;
     eprintln!("elastic: before n4 joins: {}", shares(&n1).await);
 
+    let gaps = Gaps::watch(n1.clone());
     let asked = Instant::now();
     let joined = shop.add("n4").await;
     let n4 = shop.node("n4");
@@ -46,20 +50,66 @@ async fn the_cluster_grows_and_shrinks_under_load() {
     );
     load.send_through(&shop.gateways());
     ledger.wait_acked(ledger.acked() + 20).await;
+    eprintln!(
+        "elastic: partitions without a leader while n4 joined, as n1 saw them every 50 ms: {}",
+        gaps.stop().await
+    );
 
     load.avoid(&shop.node("n2"));
+    let gaps = Gaps::watch(n1.clone());
     let drained = shop.leave("n2").await;
     eprintln!(
         "elastic: n2 left under load: exited {drained:?} after POST /cluster/leave: {}",
         shares(&n1).await
     );
     ledger.wait_acked(ledger.acked() + 20).await;
+    eprintln!(
+        "elastic: partitions without a leader while n2 left: {}",
+        gaps.stop().await
+    );
 
     load.avoid(&shop.node("n3"));
     shop.kill("n3").await;
     let killed = Instant::now();
     let (elected, serving) = failover("n3", &shop.running(), &plenty, &ledger, killed).await;
     eprintln!("elastic: kill -9 of n3: live leaders after {elected:?}, every SKU orderable after {serving:?}");
+    ledger.wait_acked(ledger.acked() + 20).await;
+    load.stop().await;
+    eprintln!("elastic: answers {:?}", ledger.check_answers());
+    audit(&n1, &initial, &ledger).await;
+}
+
+/// With `--replace-after 3`: a node killed for longer is removed, its replicas rebuilt on the
+/// other two (every partition whole on them); restarted on its data, it is admitted again and
+/// receives its share back. Nothing acknowledged is lost on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_gone_past_replace_after_is_replaced_and_comes_back_as_a_new_member() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let setup = Setup {
+        replace_after: Some(3),
+        ..Setup::default()
+    };
+    let mut shop = Shop::form(setup).await;
+    let n1 = shop.node("n1");
+    let (_, initial) = stock_for_load(&n1).await;
+    let everything: Vec<String> = initial.keys().cloned().collect();
+    let ledger = Arc::new(Ledger::default());
+    let load = Load::start(4, &[n1.clone(), shop.node("n2")], &everything, &ledger);
+    ledger.wait_acked(20).await;
+
+    shop.kill("n3").await;
+    let killed = Instant::now();
+    shop.expect_members(&["n1", "n2"]);
+    shop.wait_whole().await;
+    eprintln!(
+        "elastic: n3 killed, replaced by the other two (every partition whole on n1 and n2) \
+         after {:?}",
+        killed.elapsed()
+    );
+    ledger.wait_acked(ledger.acked() + 20).await;
+    shop.expect_members(&["n1", "n2", "n3"]);
+    let back = shop.restart("n3", false).await;
+    eprintln!("elastic: n3 restarted, admitted again and whole after {back:?}");
     ledger.wait_acked(ledger.acked() + 20).await;
     load.stop().await;
     eprintln!("elastic: answers {:?}", ledger.check_answers());
@@ -83,4 +133,54 @@ async fn shares(app: &TestApp) -> String {
         .iter()
         .map(|(n, (l, r))| format!("{n} leads {l}, holds {r}"));
     shares.collect::<Vec<_>>().join("; ")
+}
+
+/// Watches `app`'s `GET /cluster` every 50 ms for partitions without a leader, and how long
+/// each such stretch lasted: the unavailability a leader change costs a partition.
+struct Gaps {
+    stop: Arc<AtomicBool>,
+    task: JoinHandle<BTreeMap<u64, Vec<Duration>>>,
+}
+
+impl Gaps {
+    fn watch(app: Arc<TestApp>) -> Gaps {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut since: BTreeMap<u64, Instant> = BTreeMap::new();
+            let mut gaps: BTreeMap<u64, Vec<Duration>> = BTreeMap::new();
+            while !stopped.load(Ordering::SeqCst) {
+                if let Ok(view) = cluster_view(&app).await {
+                    for partition in partitions(&view) {
+                        let number = partition_number(partition);
+                        match partition["leader"].is_string() {
+                            false => drop(since.entry(number).or_insert_with(Instant::now)),
+                            true => {
+                                if let Some(start) = since.remove(&number) {
+                                    gaps.entry(number).or_default().push(start.elapsed());
+                                }
+                            }
+                        }
+                    }
+                }
+                tokio::time::sleep(POLL).await;
+            }
+            gaps
+        });
+        Gaps { stop, task }
+    }
+
+    /// Stops watching; describes the stretches seen (count and longest, per partition).
+    async fn stop(self) -> String {
+        self.stop.store(true, Ordering::SeqCst);
+        let gaps = self.task.await.expect("the watch ended cleanly");
+        if gaps.is_empty() {
+            return "none".to_owned();
+        }
+        let each = gaps.iter().map(|(p, g)| {
+            let longest = g.iter().max().copied().unwrap_or_default();
+            format!("p{p}: {} gap(s), longest {longest:?}", g.len())
+        });
+        each.collect::<Vec<_>>().join("; ")
+    }
 }

@@ -1,7 +1,8 @@
 //! Network partitions (issue 13): three nodes whose every link goes through a proxy (`proxy`),
 //! clients ordering and reading stock through every node into one `History`, and faults on the
 //! links: one node cut off from the others, then a seeded schedule of cuts, one-way links,
-//! flaps, delays and resets (`nemesis`; `AGORA_NEMESIS_SECS` makes it a soak). The history
+//! flaps, delays and resets (`nemesis`; `AGORA_NEMESIS_SECS` makes it a soak, which also
+//! freezes one node after the other with SIGSTOP now and then). The history
 //! checker then finds every acknowledged order kept, no refused one, the stock accounted for,
 //! one event per order and no stock read going back in time.
 
@@ -24,6 +25,9 @@ const ISOLATED: Duration = Duration::from_secs(6);
 const NEMESIS_SECS: u64 = 20;
 /// How long each fault of the schedule lasts.
 const STEP: Duration = Duration::from_secs(2);
+/// In a soak, how often a node is frozen, and for how long.
+const PAUSE_EVERY: Duration = Duration::from_secs(7);
+const PAUSED: Duration = Duration::from_secs(3);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_isolated_node_acknowledges_nothing_while_the_majority_serves() {
@@ -94,7 +98,14 @@ async fn seeded_cuts_one_way_links_flaps_and_delays_lose_nothing() {
 
     let length = Duration::from_secs(soak_secs().unwrap_or(NEMESIS_SECS));
     let mut nemesis = Nemesis::new(seed, NODES.map(str::to_owned).to_vec());
+    let pauses = soak_secs().map(|_| tokio::spawn(pause_now_and_then(shop.gateways(), length)));
     let faults = nemesis.run(shop.net(), length, STEP).await;
+    for (at, pause) in match pauses {
+        Some(pauses) => pauses.await.expect("the pauses ended cleanly"),
+        None => Vec::new(),
+    } {
+        history.note(at, pause);
+    }
     for applied in &faults {
         history.note(applied.at, applied.fault.to_string());
     }
@@ -108,6 +119,25 @@ async fn seeded_cuts_one_way_links_flaps_and_delays_lose_nothing() {
     clients.stop().await;
     let summary = history.verify(&shop.node("n1"), &initial).await;
     assert!(summary.placed > 0, "no order went through: {summary:?}");
+}
+
+/// In a soak, besides the links' faults: every 7 s one node after the other is frozen
+/// (SIGSTOP) for 3 s, past the election timeout and the lease. Returns what it did, when.
+async fn pause_now_and_then(nodes: Vec<Arc<TestApp>>, length: Duration) -> Vec<(Instant, String)> {
+    let started = Instant::now();
+    let mut done = Vec::new();
+    for app in nodes.iter().cycle() {
+        tokio::time::sleep(PAUSE_EVERY).await;
+        if started.elapsed() + PAUSED >= length {
+            return done;
+        }
+        app.signal("STOP");
+        done.push((Instant::now(), format!("SIGSTOP {}", app.base)));
+        tokio::time::sleep(PAUSED).await;
+        app.signal("CONT");
+        done.push((Instant::now(), format!("SIGCONT {}", app.base)));
+    }
+    done
 }
 
 fn partitioned() -> Setup {

@@ -50,6 +50,8 @@ pub struct Setup {
     /// Every link between two nodes goes through a proxy of [`Net`] (`AGORA_DIAL`), which a
     /// test can cut, delay and heal.
     pub proxied: bool,
+    /// `--replace-after`, in seconds, when not the server's default.
+    pub replace_after: Option<u32>,
 }
 
 pub struct Shop {
@@ -66,6 +68,8 @@ pub struct Shop {
     snapshot_logs: Option<String>,
     /// The links' proxies of [`Setup::proxied`].
     net: Option<Net>,
+    /// `AGORA_REPLACE_AFTER_SECS`, when not the server's default.
+    replace_after: Option<String>,
 }
 
 impl Shop {
@@ -97,6 +101,7 @@ impl Shop {
             outside_kafka,
             snapshot_logs: setup.snapshot_logs.map(|n| n.to_string()),
             net,
+            replace_after: setup.replace_after.map(|secs| secs.to_string()),
         };
         let started = Instant::now();
         for node in NODES {
@@ -128,6 +133,9 @@ impl Shop {
         ];
         if let Some(logs) = &self.snapshot_logs {
             env.push(("AGORA_SNAPSHOT_LOGS", logs.as_str()));
+        }
+        if let Some(secs) = &self.replace_after {
+            env.push(("AGORA_REPLACE_AFTER_SECS", secs.as_str()));
         }
         let (dial, via) = match &self.net {
             Some(net) if node == SEED => (net.dial_env(node), String::new()),
@@ -258,6 +266,11 @@ impl Shop {
             let attempt = || async move { whole(&cluster_view(app).await?, expected) };
             retry(POLL, PATIENCE, attempt).await;
         }
+    }
+
+    /// From now on the cluster should have `members` (the others replaced a node, say).
+    pub fn expect_members(&mut self, members: &[&'static str]) {
+        self.members = members.iter().copied().collect();
     }
 
     /// Starts `node`, a new one, joining through the seed; returns once the cluster is whole
