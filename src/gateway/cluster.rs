@@ -16,7 +16,7 @@ use warp::Filter;
 use super::error::{ApiError, ErrorBody};
 use super::filters::{call, json_response, serve, Call};
 use super::GatewayCtx;
-use crate::actors::entity::ClusterView;
+use crate::actors::entity::{ClusterView, Remote};
 use crate::error::ShopError;
 use crate::health::ComponentHealth;
 
@@ -51,9 +51,7 @@ pub struct Leaving {
     (status = 404, description = "This node is not in a replicated cluster", body = ErrorBody),
 ))]
 async fn leave(call: Call) -> Result<Response, ApiError> {
-    let started = (call.ctx.directory.remote.as_ref())
-        .and_then(|remote| remote.leave())
-        .ok_or_else(|| ShopError::NotFound("a replicated cluster (this node has none)".into()))?;
+    let started = replicated(&call, |remote| remote.leave())?;
     let body = Leaving {
         node: call.ctx.node.clone(),
         started,
@@ -68,10 +66,15 @@ async fn leave(call: Call) -> Result<Response, ApiError> {
     (status = 404, description = "This node is not in a replicated cluster", body = ErrorBody),
 ))]
 async fn describe(call: Call) -> Result<Response, ApiError> {
-    let view = (call.ctx.directory.remote.as_ref())
-        .and_then(|remote| remote.describe())
-        .ok_or_else(|| ShopError::NotFound("a replicated cluster (this node has none)".into()))?;
+    let view = replicated(&call, |remote| remote.describe())?;
     Ok(json_response(StatusCode::OK, &view))
+}
+
+/// What `ask` gets of the replicated cluster, or 404 when this node is in none.
+fn replicated<T>(call: &Call, ask: impl FnOnce(&dyn Remote) -> Option<T>) -> Result<T, ShopError> {
+    (call.ctx.directory.remote.as_deref())
+        .and_then(ask)
+        .ok_or_else(|| ShopError::NotFound("a replicated cluster (this node has none)".into()))
 }
 
 /// The cluster component of `/health` in a replicated cluster, and whether this node is ready:
