@@ -37,7 +37,7 @@ use crate::domain::{Order, OrderEvent, OrderNumber, Product, ProductId, Sku, Sto
 mod batch;
 mod table;
 
-pub use batch::{event_group, Batch, Rows, TableId, MAX_EVENTS};
+pub use batch::{event_group, first_key, Batch, Rows, TableId, MAX_EVENTS};
 pub use table::{Stored, Table, TableKey};
 
 /// Why a storage operation failed.

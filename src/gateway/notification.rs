@@ -1,6 +1,7 @@
 //! Notification routes: `GET /api/notifications` (what the notification service received from
 //! Kafka, oldest first, `?after=` cursor) and `GET /api/notifications/stream` (server-sent
-//! events). Talks to the notification service actor; [`NotificationJson`] is a record as the
+//! events; in a replicated cluster the whole cluster's, resumable on any node: `cluster`).
+//! Talks to the notification service actor; [`NotificationJson`] is a record as the
 //! API shows it.
 
 use std::collections::HashSet;
@@ -14,6 +15,8 @@ use tokio_stream::wrappers::BroadcastStream;
 use warp::filters::BoxedFilter;
 use warp::reply::{Reply, Response};
 use warp::Filter;
+
+mod cluster;
 
 use super::error::{ApiError, ErrorBody};
 use super::filters::{call, page, serve, Call};
@@ -117,12 +120,32 @@ async fn list(call: Call) -> Result<Response, ApiError> {
     Ok(page(&records, None, &gathered.missing))
 }
 
-/// New notifications as server-sent events (`id` = seq, `event` = event type, `data` = the
-/// notification's JSON); the stream does not end.
+/// Notifications as server-sent events (`event` = event type, `data` = the notification's
+/// JSON); the stream does not end. On a node alone, the new ones as they arrive (`id` = seq).
+/// In a replicated cluster, every notification of the cluster from any node, partition by
+/// partition, each `id` a cursor that `Last-Event-ID` resumes from on any node (`cluster`).
 #[utoipa::path(get, path = "/api/notifications/stream", operation_id = "streamNotifications",
-    responses((status = 200, description = "An endless event stream",
-        content_type = "text/event-stream", body = String)))]
+    params(("Last-Event-ID" = Option<String>, Header,
+        description = "In a replicated cluster: the id of the last event received")),
+    responses(
+        (status = 200, description = "An endless event stream",
+            content_type = "text/event-stream", body = String),
+        (status = 400, description = "A `Last-Event-ID` this stream did not send",
+            body = ErrorBody),
+    ))]
 async fn stream(call: Call) -> Result<Response, ApiError> {
+    let mut shutdown = call.ctx.shutdown.clone();
+    let stopping = async move {
+        let _ = shutdown.wait_for(|stopping| *stopping).await;
+    };
+    if call.ctx.directory.replicas.is_some() {
+        let last = call
+            .headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok());
+        let events = cluster::events(call.ctx.directory.clone(), last)?.take_until(stopping);
+        return Ok(warp::sse::reply(warp::sse::keep_alive().stream(events)).into_response());
+    }
     let actor = service(&call)?;
     let receiver = call_actor(actor, NotificationMsg::Subscribe, call.ctx.request_timeout).await?;
     let events = BroadcastStream::new(receiver).filter_map(|record| async move {
@@ -135,10 +158,7 @@ async fn stream(call: Call) -> Result<Response, ApiError> {
             .ok()
             .map(Ok::<_, Infallible>)
     });
-    let mut shutdown = call.ctx.shutdown.clone();
-    let events = events.take_until(async move {
-        let _ = shutdown.wait_for(|stopping| *stopping).await;
-    });
+    let events = events.take_until(stopping);
     Ok(warp::sse::reply(warp::sse::keep_alive().stream(events)).into_response())
 }
 

@@ -4,7 +4,7 @@
 //! replicated cluster each part also says which partitions its node led throughout, and a
 //! partition that no part covers (a leader change while listing) is named there too.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 use futures::future::join_all;
@@ -35,6 +35,11 @@ pub enum ListRequest {
     },
     Notifications {
         after: Option<u64>,
+        limit: usize,
+    },
+    /// In a replicated cluster: per partition, the records after its key in `cursor`.
+    NotificationsSince {
+        cursor: BTreeMap<u32, u64>,
         limit: usize,
     },
 }
@@ -107,6 +112,22 @@ impl Directory {
         let list = ListRequest::Notifications { after, limit };
         let here = self.notifications_here(after, limit);
         self.gather(nodes, list, here).await
+    }
+
+    /// In a replicated cluster, the records of every partition after its key in `cursor` (up
+    /// to `limit` of each), from the members that lead them.
+    pub async fn list_notifications_since(
+        &self,
+        cursor: BTreeMap<u32, u64>,
+        limit: usize,
+    ) -> Result<Gathered<NotificationRecord>, ShopError> {
+        let here = self.notifications_since_here(&cursor, limit);
+        let list = ListRequest::NotificationsSince {
+            cursor: cursor.clone(),
+            limit,
+        };
+        self.gather(self.owners_of(Role::Notification), list, here)
+            .await
     }
 
     /// The members that own partitions of `role` (just this node when it runs alone).
@@ -211,6 +232,10 @@ impl Directory {
             Ok(ListRequest::Notifications { after, limit }) => {
                 codec::encode(&self.part(self.notifications_here(after, limit)).await)
             }
+            Ok(ListRequest::NotificationsSince { cursor, limit }) => {
+                let here = self.notifications_since_here(&cursor, limit);
+                codec::encode(&self.part(here).await)
+            }
             Err(e) => {
                 let error = ShopError::Internal(format!("a list request does not decode: {e}"));
                 codec::encode(&Err::<(), _>(error))
@@ -243,6 +268,16 @@ impl Directory {
             reply,
         };
         self.orders.query(list).await
+    }
+
+    async fn notifications_since_here(
+        &self,
+        cursor: &BTreeMap<u32, u64>,
+        limit: usize,
+    ) -> Result<Vec<NotificationRecord>, ShopError> {
+        let replicas = (self.replicas.as_ref())
+            .ok_or_else(|| ShopError::Internal("a cursor per partition needs a cluster".into()))?;
+        replicated::since(&self.storage, &**replicas, cursor, limit).map_err(ShopError::from)
     }
 
     async fn notifications_here(

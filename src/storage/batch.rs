@@ -26,6 +26,11 @@ pub fn event_group(key: u64) -> u64 {
     key >> GROUP_SHIFT
 }
 
+/// The lowest key an event (or a notification) of `group` can have.
+pub fn first_key(group: u32) -> u64 {
+    u64::from(group) << GROUP_SHIFT
+}
+
 /// The key of the `n`th event (or notification) of entry `index` of `group`.
 fn committed_key(group: u32, index: u64, n: u64) -> Result<u64, StorageError> {
     let group = u64::from(group);

@@ -14,6 +14,7 @@ mod partitions;
 mod proxy;
 mod shop;
 mod soak;
+mod stream;
 mod view;
 
 use std::collections::BTreeMap;
@@ -76,6 +77,9 @@ async fn three_nodes_from_one_seed_share_one_shop() {
             assert_eq!(app.stock(sku).await, 98, "{sku} through {}", app.base);
         }
     }
+
+    // The cluster's notifications, streamed from n1, then resumed on n3 from the last id.
+    stream::across_a_reconnect(&nodes[0], &nodes[2], 2 * skus.len()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -108,7 +112,9 @@ async fn a_killed_node_loses_nothing_and_comes_back() {
         "replicated: answers under load {:?}",
         ledger.check_answers()
     );
-    audit(&shop.node(victim), &initial, &ledger).await;
+    let orders = audit(&shop.node(victim), &initial, &ledger).await;
+    // After the leaders moved twice: streamed from n1, resumed on the restarted node.
+    stream::across_a_reconnect(&n1, &shop.node(victim), orders).await;
     // Checked last, so that a slow failover does not hide what the rest finds.
     assert!(
         serving < Duration::from_secs(5),

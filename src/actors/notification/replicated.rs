@@ -5,6 +5,7 @@
 //! a dead or wiped node loses no record, and every node lists the records of the partitions it
 //! leads, which together list each record once.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::future::join_all;
@@ -14,7 +15,7 @@ use crate::actors::entity::Replicas;
 use crate::codec;
 use crate::domain::now_ms;
 use crate::error::ShopError;
-use crate::storage::{event_group, Storage, StorageError};
+use crate::storage::{event_group, first_key, Storage, StorageError};
 
 /// Records each event once cluster-wide; returns once every record is committed.
 pub(super) async fn record(
@@ -59,6 +60,35 @@ pub fn list(
         if replicas.leads(event_group(key) as u32) {
             let record = stored.read()?;
             page.push(NotificationRecord { seq: key, ..record });
+        }
+    }
+    Ok(page)
+}
+
+/// Up to `limit` records of each partition this node leads that come after its position in
+/// `cursor` (per partition, the last key a reader saw, or none): for a stream that resumes on
+/// any node (`GET /api/notifications/stream` in a cluster).
+pub fn since(
+    storage: &Storage,
+    replicas: &dyn Replicas,
+    cursor: &BTreeMap<u32, u64>,
+    limit: usize,
+) -> Result<Vec<NotificationRecord>, StorageError> {
+    let table = records(storage);
+    let mut page = Vec::new();
+    for partition in (0..replicas.partitions()).filter(|p| replicas.leads(*p)) {
+        let start = cursor.get(&partition).copied();
+        let start = start.or_else(|| first_key(partition).checked_sub(1));
+        let entries = table.entries_after(start.as_ref());
+        for entry in entries.take(limit) {
+            let (key, stored) = entry?;
+            if event_group(key) != u64::from(partition) {
+                break;
+            }
+            page.push(NotificationRecord {
+                seq: key,
+                ..stored.read()?
+            });
         }
     }
     Ok(page)

@@ -233,7 +233,8 @@ pub async fn failover(
 /// Through `app`: every acknowledged order is listed and no refused one; per SKU, stock + sold
 /// = `initial` and stock never below zero; each listed order's `OrderPlaced` arrived exactly
 /// once and no event twice. Retried a while, as events reach the notifications after the answer.
-pub async fn audit(app: &TestApp, initial: &BTreeMap<String, u64>, ledger: &Ledger) {
+/// Returns how many orders are listed.
+pub async fn audit(app: &TestApp, initial: &BTreeMap<String, u64>, ledger: &Ledger) -> usize {
     let (acked, refused) = ledger.outcomes();
     let (acked, refused) = (&acked, &refused);
     let attempt = || async move {
@@ -278,6 +279,7 @@ pub async fn audit(app: &TestApp, initial: &BTreeMap<String, u64>, ledger: &Ledg
         acked.len(),
         refused.len()
     );
+    orders
 }
 
 /// The stock of each of `skus`, in one request.

@@ -15,7 +15,7 @@ use super::proxy::Net;
 use super::view::{
     applied, cluster_view, led_by, members, partition_number, partitions, whole, Terms,
 };
-use crate::integration::support::{free_addr, retry, TestApp};
+use crate::integration::support::{free_addr, retry, target_dir, TestApp};
 
 pub const NODES: [&str; 3] = ["n1", "n2", "n3"];
 /// Started without `--join`: it bootstraps the cluster, and hosts the Kafka broker unless
@@ -374,19 +374,25 @@ impl Shop {
     }
 }
 
-/// A failing test shows what each node logged last.
+/// A failing test shows what each node logged last, and keeps all of it in
+/// `<target dir>/cluster-logs/`.
 impl Drop for Shop {
     fn drop(&mut self) {
         if !std::thread::panicking() {
             return;
         }
+        let dir = target_dir().join("cluster-logs");
         for (node, app) in &self.nodes {
             let mut log = app.log.lock().map(|l| l.clone()).unwrap_or_default();
+            let path = dir.join(format!("{node}.log"));
+            let kept =
+                std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, log.join("\n")));
             log.retain(|line| !line.contains(SNAPSHOTS));
             let tail = &log[log.len().saturating_sub(LOG_TAIL)..];
             eprintln!(
-                "--- {node}, last {} lines:\n{}",
+                "--- {node}, last {} lines (all of them in {}: {kept:?}):\n{}",
                 tail.len(),
+                path.display(),
                 tail.join("\n")
             );
         }
