@@ -242,12 +242,23 @@ impl Dialler {
                     connected.extend([name, peer.connection_string]);
                 }
             }
-            for addr in self.targets(&connected) {
+            // At once and each within a bound: a blackholed address would hold the others
+            // back for as long as the kernel retries a connect.
+            let server = &self.server;
+            let dials = self.targets(&connected).into_iter().map(|addr| async move {
                 tracing::debug!(addr, "dialling a cluster node");
-                if let Err(e) = ractor_cluster::client_connect(&self.server, addr.as_str()).await {
-                    tracing::debug!(addr, error = %e, "cluster node not reachable yet");
+                let dialled = ractor_cluster::client_connect(server, addr.as_str());
+                match tokio::time::timeout(REDIAL, dialled).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(addr, error = %e, "cluster node not reachable yet")
+                    }
+                    Err(_) => {
+                        tracing::debug!(addr, "cluster node did not accept within {REDIAL:?}")
+                    }
                 }
-            }
+            });
+            futures::future::join_all(dials).await;
         }
     }
 

@@ -215,6 +215,9 @@ impl Groups {
 
     /// Asks `peer` (any node of the cluster) to admit this node, and keeps the cluster's id.
     pub async fn join(&self, peer: &str) -> Result<(), String> {
+        if self.is_leaving() {
+            return Err("this node is leaving the cluster".into());
+        }
         let rpc = RaftRpc::Join(self.0.me, self.0.member.clone(), self.cluster_id());
         let cluster: u64 = network::call(peer, &rpc, Duration::from_secs(30))
             .await

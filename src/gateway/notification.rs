@@ -108,6 +108,7 @@ async fn list(call: Call) -> Result<Response, ApiError> {
         // Each record once, listed by the leader of its partition; `seq` (the key) orders the
         // pages, partition by partition.
         records.sort_by_key(|r| r.seq);
+        records.dedup_by_key(|r| r.seq);
         records.truncate(limit);
     } else if !single {
         // Several nodes consume the topic; a rebalance may give an event to two of them.

@@ -11,9 +11,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use openraft::{RaftMetrics, ServerState};
 use serde::{Deserialize, Serialize};
 
 use super::network::{self, RaftRpc};
+use super::types::{Member, NodeId};
 use super::{Groups, RaftHandle};
 
 /// How long one member may take to say what it leads.
@@ -30,6 +32,14 @@ pub struct Leadership {
     /// The replicas that had every entry of the leader's log when it answered (so one of
     /// them can win an election at once: a preferred replica claims leadership only then).
     pub caught_up: Vec<String>,
+}
+
+/// The leader `metrics` know, but not this node (`me`) unless it is the leader now: openraft
+/// names the node its vote is for, and a leader that committed a membership without itself
+/// keeps that vote while it is a learner or out of the group.
+pub(super) fn known_leader(metrics: &RaftMetrics<NodeId, Member>, me: NodeId) -> Option<NodeId> {
+    let leader = metrics.current_leader?;
+    (leader != me || metrics.state == ServerState::Leader).then_some(leader)
 }
 
 impl Groups {
@@ -59,7 +69,7 @@ impl Groups {
         let metrics = self.0.parts.get(partition as usize)?.metrics();
         let metrics = metrics.borrow();
         let membership = metrics.membership_config.membership();
-        let local = (metrics.current_leader.as_ref())
+        let local = (known_leader(&metrics, self.0.me).as_ref())
             .and_then(|id| membership.get_node(id))
             .map(|m| (metrics.current_term, &m.name));
         let hints = self.0.hints.borrow();
@@ -127,7 +137,7 @@ impl Groups {
         Some(Leadership {
             partition,
             term: metrics.current_term,
-            leader: name(metrics.current_leader.as_ref()?)?,
+            leader: name(&known_leader(&metrics, self.0.me)?)?,
             voters: membership.voter_ids().filter_map(|id| name(&id)).collect(),
             learners: membership
                 .learner_ids()

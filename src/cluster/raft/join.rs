@@ -113,6 +113,8 @@ async fn stay_member(groups: Groups) {
             let rpc = RaftRpc::IsMember(groups.0.me);
             match network::call::<Option<bool>>(&peer, &rpc, Duration::from_secs(5)).await {
                 Ok(Some(true)) => break,
+                // Leaving since the loop began: removed on purpose.
+                Ok(Some(false)) if groups.is_leaving() => return,
                 Ok(Some(false)) => {
                     tracing::warn!(via = %peer, "no longer a member (away for longer than --replace-after): asking to be admitted again");
                     match groups.join(&peer).await {

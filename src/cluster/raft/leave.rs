@@ -7,7 +7,8 @@
 //! and lists it no more, then stops the node (exit 0).
 //!
 //! On the meta leader, a member with no session for longer than `--replace-after` is removed
-//! the same way, so that its replicas are rebuilt on the others; a node that comes back after
+//! the same way, so that its replicas are rebuilt on the others (only when the others are at
+//! least `--replicas`, so there is somewhere to rebuild them); a node that comes back after
 //! that rejoins as a new member (`join`).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +26,8 @@ use super::{Groups, WAIT};
 
 /// How often a leaving node checks how far it got.
 const EVERY: Duration = Duration::from_secs(1);
+/// How long a removal may take to commit.
+const CHANGE_WITHIN: Duration = Duration::from_secs(10);
 
 impl Groups {
     /// Starts leaving the cluster (see the module header); [`Groups::left`] turns true when
@@ -68,10 +71,13 @@ impl Groups {
             true => ChangeMembers::RemoveVoters(BTreeSet::from([id])),
             false => ChangeMembers::RemoveNodes(BTreeSet::from([id])),
         };
-        meta.change_membership(change, false)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
+        // Without a quorum a change waits forever: give up, and let the caller try again.
+        match tokio::time::timeout(CHANGE_WITHIN, meta.change_membership(change, false)).await {
+            Ok(changed) => changed.map(drop).map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "the removal did not commit within {CHANGE_WITHIN:?}"
+            )),
+        }
     }
 
     /// The name of the node with raft id `id`, for a call to it.
@@ -138,6 +144,12 @@ pub async fn replace_gone(groups: Groups) {
         }
         let members = groups.members();
         gone_since.retain(|id, _| members.contains_key(id));
+        // Only where the others can hold every replica without it: else a removal rebuilds
+        // nothing and only makes the node's return cost a full copy.
+        if members.len() <= groups.0.settings.replicas {
+            gone_since.clear();
+            continue;
+        }
         for (id, member) in members.iter().filter(|(id, _)| **id != groups.0.me) {
             if live_copies(&member.name) > 0 {
                 gone_since.remove(id);

@@ -9,6 +9,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::hints::known_leader;
 use super::types::{Flush, Proposal};
 use super::{Groups, WAIT};
 use crate::actors::entity::{Committed, Replicas, Tenure};
@@ -36,7 +37,7 @@ impl Groups {
         let metrics = raft.metrics();
         let metrics = metrics.borrow();
         self.is_lone(partition)
-            && metrics.current_leader == Some(self.0.me)
+            && known_leader(&metrics, self.0.me) == Some(self.0.me)
             && metrics.last_applied.map(|applied| applied.leader_id.term)
                 == Some(metrics.current_term)
     }
@@ -53,8 +54,9 @@ impl Replicas for Groups {
     }
 
     fn leads(&self, partition: u32) -> bool {
-        (self.0.parts.get(partition as usize))
-            .is_some_and(|raft| raft.metrics().borrow().current_leader == Some(self.0.me))
+        (self.0.parts.get(partition as usize)).is_some_and(|raft| {
+            known_leader(&raft.metrics().borrow(), self.0.me) == Some(self.0.me)
+        })
     }
 
     async fn lead(&self, partition: u32) -> Result<Tenure, ShopError> {

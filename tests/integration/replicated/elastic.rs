@@ -79,9 +79,9 @@ async fn the_cluster_grows_and_shrinks_under_load() {
     audit(&n1, &initial, &ledger).await;
 }
 
-/// With `--replace-after 3`: a node killed for longer is removed, its replicas rebuilt on the
-/// other two (every partition whole on them); restarted on its data, it is admitted again and
-/// receives its share back. Nothing acknowledged is lost on the way.
+/// With `--replace-after 3` and four members: a node killed for longer is removed, its
+/// replicas rebuilt on the other three (every partition whole on them); restarted on its data,
+/// it is admitted again and receives its share back. Nothing acknowledged is lost on the way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_gone_past_replace_after_is_replaced_and_comes_back_as_a_new_member() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
@@ -96,18 +96,18 @@ async fn a_node_gone_past_replace_after_is_replaced_and_comes_back_as_a_new_memb
     let ledger = Arc::new(Ledger::default());
     let load = Load::start(4, &[n1.clone(), shop.node("n2")], &everything, &ledger);
     ledger.wait_acked(20).await;
+    shop.add("n4").await;
 
     shop.kill("n3").await;
     let killed = Instant::now();
-    shop.expect_members(&["n1", "n2"]);
+    shop.expect_members(&["n1", "n2", "n4"]);
     shop.wait_whole().await;
     eprintln!(
-        "elastic: n3 killed, replaced by the other two (every partition whole on n1 and n2) \
-         after {:?}",
+        "elastic: n3 killed, replaced (every partition whole on n1, n2 and n4) after {:?}",
         killed.elapsed()
     );
     ledger.wait_acked(ledger.acked() + 20).await;
-    shop.expect_members(&["n1", "n2", "n3"]);
+    shop.expect_members(&["n1", "n2", "n3", "n4"]);
     let back = shop.restart("n3", false).await;
     eprintln!("elastic: n3 restarted, admitted again and whole after {back:?}");
     ledger.wait_acked(ledger.acked() + 20).await;
