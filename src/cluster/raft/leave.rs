@@ -105,8 +105,7 @@ async fn drain(groups: Groups) {
             }
             removed = true;
         }
-        // What the others lead, by their claims.
-        groups.refresh_hints().await;
+        // What the others lead, by their claims (placement's loop asks them every second).
         let name = groups.name();
         let holds = |l: &Leadership| {
             let replicas = l.voters.iter().chain(&l.learners);

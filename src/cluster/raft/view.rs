@@ -14,7 +14,14 @@ impl Groups {
         let partitions = (0..)
             .zip(&self.0.parts)
             .map(|(partition, raft)| {
-                let applied = raft.metrics().borrow().last_applied.map(|id| id.index);
+                let (applied, term) = {
+                    let metrics = raft.metrics();
+                    let metrics = metrics.borrow();
+                    (
+                        metrics.last_applied.map(|id| id.index),
+                        metrics.current_term,
+                    )
+                };
                 match self.leadership(partition) {
                     Some(l) => PartitionView {
                         partition,
@@ -29,7 +36,7 @@ impl Groups {
                         leader: None,
                         replicas: Vec::new(),
                         learners: Vec::new(),
-                        term: raft.metrics().borrow().current_term,
+                        term,
                         last_applied: applied,
                     },
                 }

@@ -14,7 +14,6 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::NotificationJson;
-use crate::actors::notification::NotificationRecord;
 use crate::domain::Invalid;
 use crate::routing::Directory;
 use crate::storage::event_group;
@@ -40,7 +39,7 @@ pub fn events(
     let (events, stream) = mpsc::channel(PER_ASK);
     tokio::spawn(async move {
         while !events.is_closed() {
-            let records = match directory
+            let mut records = match directory
                 .list_notifications_since(cursor.clone(), PER_ASK)
                 .await
             {
@@ -50,8 +49,9 @@ pub fn events(
                     Vec::new()
                 }
             };
+            records.sort_by_key(|r| r.seq);
             let mut sent = 0;
-            for record in sorted(records) {
+            for record in records {
                 let partition = event_group(record.seq) as u32;
                 // Two nodes that both believed they led a partition list it twice.
                 if cursor
@@ -78,11 +78,6 @@ pub fn events(
         }
     });
     Ok(ReceiverStream::new(stream))
-}
-
-fn sorted(mut records: Vec<NotificationRecord>) -> Vec<NotificationRecord> {
-    records.sort_by_key(|r| r.seq);
-    records
 }
 
 /// `partition:key` pairs, comma-separated (keys in hexadecimal).

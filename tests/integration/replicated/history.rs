@@ -234,7 +234,8 @@ async fn send(request: RequestBuilder) -> Result<(u16, bool, Value), String> {
 }
 
 /// `[{"skuCode": .., "quantity": ..}]` (`GET /api/inventory`) as SKU → quantity.
-fn levels(body: &Value) -> BTreeMap<String, i64> {
+/// The stock per SKU in the body of `GET /api/inventory`.
+pub fn levels(body: &Value) -> BTreeMap<String, i64> {
     let level = |l: &Value| Some((l["skuCode"].as_str()?.to_owned(), l["quantity"].as_i64()?));
     body.as_array()
         .into_iter()

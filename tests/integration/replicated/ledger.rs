@@ -1,7 +1,7 @@
 //! Every answer a test's orders got (status and order number), the order load of several
 //! clients, the wait for a failover, and the audit of what the cluster kept against the answers.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
+use super::history::levels;
 use super::shop::{PATIENCE, POLL};
 use super::view::{cluster_view, led_without};
 use crate::integration::support::{
@@ -286,16 +287,15 @@ pub async fn audit(app: &TestApp, initial: &BTreeMap<String, u64>, ledger: &Ledg
 async fn stock_levels(
     app: &TestApp,
     skus: impl Iterator<Item = &String>,
-) -> Result<HashMap<String, i64>, String> {
+) -> Result<BTreeMap<String, i64>, String> {
     let query: Vec<String> = skus.map(|s| format!("skuCode={s}")).collect();
     let path = format!("/api/inventory?{}", query.join("&"));
     let response = app.get(&path).await;
     if !response.status().is_success() {
         return Err(format!("GET {path}: {}", response.status()));
     }
-    let levels: Vec<Value> = response.json().await.map_err(|e| e.to_string())?;
-    let level = |l: &Value| Some((l["skuCode"].as_str()?.to_owned(), l["quantity"].as_i64()?));
-    let levels: HashMap<String, i64> = levels.iter().filter_map(level).collect();
+    let body: Value = response.json().await.map_err(|e| e.to_string())?;
+    let levels = levels(&body);
     match levels.len() == query.len() {
         true => Ok(levels),
         false => Err(format!("GET {path} gave {levels:?}")),
