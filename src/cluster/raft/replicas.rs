@@ -3,7 +3,8 @@
 //!
 //! A decision needs the partition's leader with everything committed before applied: a read
 //! index confirms it, except in a group whose only member is this node, where no other leader
-//! can exist and the node's own metrics say it. A write is one log entry; in such a group an
+//! can exist and the node's own metrics say it. After a write of unknown outcome a read index
+//! is not enough (the entry may commit later): an empty entry, committed, settles its fate. A write is one log entry; in such a group an
 //! entry without outbox events completes before the node's flush (`log`), and the commit says
 //! [`Committed::Unflushed`] so the writer waits for the flush before it answers.
 
@@ -23,17 +24,13 @@ impl Groups {
         (self.0.lone.get(partition as usize)).is_some_and(|lone| lone.load(Ordering::Acquire))
     }
 
-    /// Whether this node leads `partition` alone, has applied its term's first entry (so
-    /// every entry of earlier terms), and no write's outcome was left unknown since the last
-    /// read index (which waits for such an entry): a decision then needs no read index.
+    /// Whether this node leads `partition` alone and has applied its term's first entry (so
+    /// every entry of earlier terms): a decision then needs no read index (unless a write's
+    /// outcome was left unknown: see `lead`).
     fn leads_alone(&self, partition: u32) -> bool {
-        let p = partition as usize;
-        let Some(raft) = self.0.parts.get(p) else {
+        let Some(raft) = self.0.parts.get(partition as usize) else {
             return false;
         };
-        if self.0.epochs[p].load(Ordering::Acquire) != self.0.confirmed[p].load(Ordering::Acquire) {
-            return false;
-        }
         let metrics = raft.metrics();
         let metrics = metrics.borrow();
         self.is_lone(partition)
@@ -62,14 +59,26 @@ impl Replicas for Groups {
     async fn lead(&self, partition: u32) -> Result<Tenure, ShopError> {
         let raft = self.part(partition)?;
         let epoch = self.0.epochs[partition as usize].load(Ordering::Acquire);
-        let confirmed = match self.leads_alone(partition) {
-            true => Ok(Ok(None)),
-            false => tokio::time::timeout(WAIT, raft.ensure_linearizable()).await,
+        let unsure = epoch != self.0.confirmed[partition as usize].load(Ordering::Acquire);
+        let confirmed = if unsure {
+            // A write of unknown outcome may still sit in this leader's log, uncommitted: a
+            // read index (the commit index) does not wait for it, and it could commit after a
+            // decision that took it for lost. A barrier entry does: once the barrier applies,
+            // every entry before it in the leader's log has too, and an entry not in that log
+            // can never commit.
+            let barrier = Proposal::Writes(Batch::default(), Flush::OnAppend);
+            let written = tokio::time::timeout(WAIT, raft.client_write(barrier)).await;
+            written.map(|w| w.map(drop).map_err(|e| e.to_string()))
+        } else if self.leads_alone(partition) {
+            Ok(Ok(()))
+        } else {
+            let read = tokio::time::timeout(WAIT, raft.ensure_linearizable()).await;
+            read.map(|r| r.map(drop).map_err(|e| e.to_string()))
         };
         match confirmed {
-            Ok(Ok(_)) => {
-                // Writes of unknown outcome up to `epoch` were proposed before this read index,
-                // so it waited for them.
+            Ok(Ok(())) => {
+                // Writes of unknown outcome up to `epoch` were proposed before the barrier, so
+                // their fate is settled and applied.
                 self.0.confirmed[partition as usize].fetch_max(epoch, Ordering::AcqRel);
             }
             Ok(Err(e)) => {
