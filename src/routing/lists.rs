@@ -193,19 +193,34 @@ impl Directory {
         Ok(gathered)
     }
 
-    /// This node's part of a list, `items`, with the partitions it led before and after.
+    /// This node's part of a list, `items`, with the partitions it led throughout: confirmed
+    /// by a read index before listing (so the list sees every write committed before it) and
+    /// again after, in the same term.
     async fn part<T>(
         &self,
         items: impl Future<Output = Result<Vec<T>, ShopError>>,
     ) -> Result<Part<T>, ShopError> {
-        let led = || -> BTreeSet<u32> {
-            let replicas = self.replicas.iter();
-            let led = replicas.flat_map(|r| (0..r.partitions()).filter(|p| r.leads(*p)));
-            led.collect()
+        let Some(replicas) = &self.replicas else {
+            let items = items.await?;
+            return Ok(Part {
+                items,
+                led: Vec::new(),
+            });
         };
-        let before = led();
+        let terms = |partitions: Vec<u32>| async move {
+            let confirmed = partitions.into_iter().map(|p| async move {
+                let tenure = replicas.lead(p).await.ok()?;
+                Some((p, tenure.term))
+            });
+            let confirmed = join_all(confirmed).await.into_iter().flatten();
+            confirmed.collect::<BTreeMap<u32, u64>>()
+        };
+        let led = (0..replicas.partitions()).filter(|p| replicas.leads(*p));
+        let before = terms(led.collect()).await;
         let items = items.await?;
-        let led = before.intersection(&led()).copied().collect();
+        let after = terms(before.keys().copied().collect()).await;
+        let led = before.iter().filter(|(p, term)| after.get(p) == Some(term));
+        let led = led.map(|(p, _)| *p).collect();
         Ok(Part { items, led })
     }
 

@@ -8,7 +8,7 @@
 //! an older term. A hint that went stale since sends a request to a node that answers 503
 //! with `Retry-After` (it leads the partition no more), never to a wrong answer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use openraft::{RaftMetrics, ServerState};
@@ -89,10 +89,13 @@ impl Groups {
     }
 
     /// Asks every connected member what it leads and keeps the newest claim per partition;
-    /// a claim stays until a newer one replaces it or its node answers without it.
+    /// a claim stays until a newer one replaces it, its node answers without it, or its node
+    /// is no longer a member (it left, or was replaced).
     pub(super) async fn refresh_hints(&self) {
         let me = self.name().to_owned();
-        let others = self.members().into_values().filter(|m| m.name != me);
+        let members = self.members();
+        let names: BTreeSet<String> = members.values().map(|m| m.name.clone()).collect();
+        let others = members.into_values().filter(|m| m.name != me);
         let asks = others.map(|m| async move {
             let led = network::call::<Vec<Leadership>>(&m.name, &RaftRpc::Led, ASK).await;
             (m.name, led)
@@ -104,6 +107,7 @@ impl Groups {
             }
         }
         let mut hints: BTreeMap<u32, Leadership> = self.0.hints.borrow().clone();
+        hints.retain(|_, h| names.contains(&h.leader));
         for (node, led) in &answers {
             if let Ok(led) = led {
                 hints.retain(|p, h| h.leader != *node || led.iter().any(|l| l.partition == *p));
