@@ -99,7 +99,10 @@ impl TestApp {
         let lines = log.clone();
         std::thread::spawn(move || {
             let mut gateway = String::new();
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // Read to the end whatever comes, as bytes: a reader that stopped at a line that
+            // is not UTF-8 would leave the pipe full and the node blocked on its next log line.
+            for line in BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
+                let line = String::from_utf8_lossy(&line).into_owned();
                 lines.lock().expect("log lock").push(line.clone());
                 let mut words = line.split_whitespace();
                 match (words.next(), words.next()) {
@@ -311,14 +314,26 @@ impl TestApp {
 
     /// Every notification received so far, oldest first.
     pub async fn notifications(&self) -> Vec<Value> {
+        let whole = || async { self.try_notifications().await };
+        retry(Duration::from_millis(100), Duration::from_secs(30), whole).await
+    }
+
+    /// Every notification, or why not: a page that says it lacks a part (a partition that
+    /// changed leader while listing) is no answer.
+    async fn try_notifications(&self) -> Result<Vec<Value>, String> {
         let mut all = Vec::new();
         let mut after = String::new();
         loop {
-            let page = self
-                .json(&format!("/api/notifications?limit=1000{after}"))
-                .await;
-            let page = page.as_array().expect("array").clone();
-            let Some(last) = page.last() else { return all };
+            let path = format!("/api/notifications?limit=1000{after}");
+            let response = self.get(&path).await;
+            assert!(response.status().is_success(), "GET {path}");
+            if let Some(missing) = response.headers().get("x-partial-results") {
+                return Err(format!("GET {path}: partial, {missing:?} missing"));
+            }
+            let page: Vec<Value> = response.json().await.expect("JSON array");
+            let Some(last) = page.last() else {
+                return Ok(all);
+            };
             after = format!("&after={}", last["seq"]);
             all.extend(page);
         }

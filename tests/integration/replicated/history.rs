@@ -6,7 +6,7 @@
 //! synthetic histories test them; [`History`] talks to the nodes through `TestApp`. A failed
 //! check writes the history to `<target dir>/histories/` and names the seed to replay it with.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,9 +16,8 @@ use reqwest::{Method, RequestBuilder};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::integration::support::{
-    notification_counts, order_body, order_line, sold, target_dir, TestApp,
-};
+use self::check::{check, Anomaly};
+use crate::integration::support::{order_body, order_line, target_dir, TestApp};
 
 /// Past this, a request has no answer: its outcome is unknown.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
@@ -179,12 +178,14 @@ impl History {
         let ops = self.ops.lock().expect("history").clone();
         let deadline = Instant::now() + SETTLE;
         loop {
+            // Fails on a state read after the deadline, however long a look took.
+            let last_look = Instant::now() >= deadline;
             let state = Final::read(app, initial).await;
             let anomalies = check(&ops, initial, &state);
             if anomalies.is_empty() {
                 break;
             }
-            if Instant::now() >= deadline || !anomalies.iter().all(|a| a.check.settles()) {
+            if last_look || !anomalies.iter().all(|a| a.check.settles()) {
                 self.fail(&ops, &state, &anomalies);
             }
             tokio::time::sleep(SETTLE_POLL).await;
@@ -273,160 +274,6 @@ impl Final {
     }
 }
 
-/// Which check found an anomaly: an answer no order may get; an acknowledged order not
-/// listed, a refused one listed, one listed twice, one listed that no client sent; stock and
-/// units sold not adding up to the initial stock, stock below zero; an order's `OrderPlaced`
-/// missing, one of an order not listed, an event twice; a read outside the bounds the orders
-/// around it set, a read higher than one that ended before it started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-enum Check {
-    Answer,
-    Lost,
-    RefusedListed,
-    Repeated,
-    Phantom,
-    Stock,
-    Oversold,
-    MissingEvent,
-    UnlistedEvent,
-    RepeatedEvent,
-    Read,
-    Monotonic,
-}
-
-impl Check {
-    /// Whether a later look may not find it: the final state is read in three requests, and
-    /// an order whose outcome is unknown may still complete (and send its event) meanwhile.
-    fn settles(self) -> bool {
-        matches!(
-            self,
-            Check::Stock | Check::MissingEvent | Check::UnlistedEvent
-        )
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct Anomaly {
-    check: Check,
-    detail: String,
-}
-
-/// Adds to `found` an anomaly of `check`, its detail as `format!` makes it.
-macro_rules! say {
-    ($found:expr, $check:ident, $($detail:tt)+) => {
-        $found.push(Anomaly { check: Check::$check, detail: format!($($detail)+) })
-    };
-}
-
-/// Every anomaly of `ops` against `state`, the stock having started at `initial` (no cancels
-/// nor restocks: stock only goes down). Every order must have gone through the history.
-fn check(ops: &[Op], initial: &BTreeMap<String, u64>, state: &Final) -> Vec<Anomaly> {
-    let mut found = Vec::new();
-    for (i, op) in ops.iter().enumerate() {
-        if let Outcome::Unexpected(answer) = &op.outcome {
-            say!(found, Answer, "op {i} through {}: {answer}", op.node);
-        }
-    }
-    let mut listed: BTreeMap<&str, usize> = BTreeMap::new();
-    for order in state.orders.iter().filter_map(number) {
-        *listed.entry(order).or_default() += 1;
-    }
-    for (order, times) in listed.iter().filter(|(_, times)| **times > 1) {
-        say!(found, Repeated, "{order} listed {times} times");
-    }
-    let sent = ops.iter().filter_map(|o| Some((o.number.as_deref()?, o)));
-    let sent: BTreeMap<&str, &Op> = sent.collect();
-    for (order, op) in &sent {
-        match (&op.outcome, listed.contains_key(order)) {
-            (Outcome::Placed, false) => say!(found, Lost, "{op}"),
-            (Outcome::Refused, true) => say!(found, RefusedListed, "{op}"),
-            _ => {}
-        }
-    }
-    for order in listed.keys().filter(|order| !sent.contains_key(*order)) {
-        say!(found, Phantom, "{order} listed, never sent");
-    }
-    let sold = sold(&state.orders);
-    for (sku, &start) in initial {
-        let units = sold.get(sku).copied().unwrap_or(0);
-        match state.stock.get(sku) {
-            Some(&left) if left < 0 => say!(found, Oversold, "{sku}: {left} in stock"),
-            Some(&left) if left as u64 + units == start => {}
-            left => say!(found, Stock, "{sku}: {left:?} + {units} sold ≠ {start}"),
-        }
-    }
-    let counts = notification_counts(&state.notifications);
-    for ((order, event), times) in &counts {
-        if *times > 1 {
-            say!(
-                found,
-                RepeatedEvent,
-                "{event} of {order} came {times} times"
-            );
-        }
-        if event == "OrderPlaced" && !listed.contains_key(order.as_str()) {
-            say!(found, UnlistedEvent, "OrderPlaced of {order}");
-        }
-    }
-    for order in listed.keys() {
-        if !counts.contains_key(&(order.to_string(), "OrderPlaced".to_owned())) {
-            say!(found, MissingEvent, "no OrderPlaced of {order} (yet)");
-        }
-    }
-    let listed: BTreeSet<&str> = listed.into_keys().collect();
-    check_reads(ops, initial, &listed, &mut found);
-    found
-}
-
-/// Reads of a stock that only goes down, against the listed orders: a read R of v no higher
-/// than the initial stock less the orders acknowledged before R started, and no lower than it
-/// less every listed order that started before R ended and every unlisted order of unknown
-/// outcome (503, no answer) that did (its saga may hold a reservation until it is released);
-/// and no read higher than one that ended before it started, but for such releases.
-/// (Necessary for linearizability, if not sufficient.)
-fn check_reads(
-    ops: &[Op],
-    initial: &BTreeMap<String, u64>,
-    listed: &BTreeSet<&str>,
-    found: &mut Vec<Anomaly>,
-) {
-    let mut reads: Vec<(usize, &Op, i64)> = Vec::new();
-    for (i, op) in ops.iter().enumerate() {
-        if let Outcome::Stock(value) = op.outcome {
-            reads.push((i, op, value));
-        }
-    }
-    let kept = |o: &&Op| o.number.as_deref().is_some_and(|n| listed.contains(n));
-    let unknown = |o: &&Op| {
-        let unsure = matches!(o.outcome, Outcome::Unavailable | Outcome::Indeterminate(_));
-        unsure && !kept(o) && o.number.is_some()
-    };
-    // Orders of `sku` of unknown outcome, not listed, that started before `until`.
-    let held = |sku: &str, until: Duration| {
-        let of_sku = ops.iter().filter(|o| o.sku == sku);
-        of_sku.filter(unknown).filter(|o| o.start < until).count() as i64
-    };
-    for &(i, read, value) in &reads {
-        let Some(&start) = initial.get(&read.sku) else {
-            continue;
-        };
-        let orders = ops.iter().filter(|o| o.sku == read.sku).filter(kept);
-        let done = orders.clone().filter(|o| o.outcome == Outcome::Placed);
-        let done = done.filter(|o| o.end < read.start).count() as i64;
-        let maybe = orders.filter(|o| o.start < read.end).count() as i64;
-        let high = start as i64 - done;
-        let low = (start as i64 - maybe - held(&read.sku, read.end)).max(0);
-        if !(low..=high).contains(&value) {
-            say!(found, Read, "op {i}, {read}: not in {low}..={high}");
-        }
-        let before = |(_, r, _): &&(usize, &Op, i64)| r.sku == read.sku && r.end < read.start;
-        let released = |(_, r, v): &&(usize, &Op, i64)| value > *v + held(&read.sku, r.end);
-        if let Some((j, _, v)) = reads.iter().filter(before).find(released) {
-            say!(found, Monotonic, "op {i}, {read}: op {j} saw {v} before");
-        }
-    }
-}
-
 /// How many operations of each outcome a history has (unexpected answers as indeterminate).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Summary {
@@ -459,5 +306,6 @@ impl Summary {
     }
 }
 
+mod check;
 #[cfg(test)]
 mod tests;

@@ -118,10 +118,14 @@ impl Shop {
     /// Starts `node` on its data directory, with the same options every time.
     async fn start(&mut self, node: &'static str) {
         let (partitions, replicas) = (PARTITIONS.to_string(), REPLICAS.to_string());
-        let log_filter = match self.snapshot_logs {
+        let mut log_filter = match self.snapshot_logs {
             Some(_) => format!("{LOG_FILTER},{SNAPSHOTS}=info"),
             None => LOG_FILTER.to_owned(),
         };
+        // More of the nodes' logs for a failure's diagnosis, e.g. `agora=debug`.
+        if let Ok(more) = std::env::var("AGORA_TEST_LOG") {
+            log_filter = format!("{log_filter},{more}");
+        }
         let mut env = vec![
             ("AGORA_NODE", node),
             ("AGORA_CLUSTER", self.cluster_addrs[node].as_str()),
@@ -187,6 +191,12 @@ impl Shop {
     /// Every running node, for a load to send through.
     pub fn gateways(&self) -> Vec<Arc<TestApp>> {
         self.nodes.values().cloned().collect()
+    }
+
+    /// Every running node but `node`.
+    pub fn gateways_but(&self, node: &str) -> Vec<Arc<TestApp>> {
+        let others = self.nodes.iter().filter(|(name, _)| **name != node);
+        others.map(|(_, app)| app.clone()).collect()
     }
 
     /// Takes `node` out of the running ones.

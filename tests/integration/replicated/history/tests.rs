@@ -1,5 +1,6 @@
 //! Self-tests of `history`.
 
+use super::check::Check;
 use super::*;
 
 const SKU: &str = "h-0";
