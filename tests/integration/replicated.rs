@@ -6,6 +6,7 @@
 //! catch-up times. One cluster at a time: on two cores, timings of two clusters would measure
 //! each other.
 
+mod clients;
 mod elastic;
 mod history;
 mod ledger;

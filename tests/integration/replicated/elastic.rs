@@ -1,9 +1,10 @@
 //! The cluster changing shape while it serves (issue 13): a fourth node joins under order load
 //! and takes its share of replicas and leaderships; a node leaves gracefully (`POST
-//! /cluster/leave`) and exits once the others hold its partitions; then a node is killed. The
-//! answers are only 201, 409 and 503 with `Retry-After`, and the audit finds every
-//! acknowledged order. Prints how long each step took and the partitions per node before and
-//! after.
+//! /cluster/leave`) and exits once the others hold its partitions; then a node is killed.
+//! Clients order and read stock throughout into a `History`, whose checker then finds nothing
+//! wrong (answers only 201, 409 and 503 with `Retry-After`, nothing acknowledged lost, stock
+//! accounted for, one event per order, reads never back in time). Prints how long each step
+//! took and the partitions per node before and after.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use super::ledger::{audit, failover, Ledger, Load};
+use super::clients::{serving_through, Clients};
+use super::history::History;
 use super::shop::{Setup, Shop, PATIENCE, POLL};
-use super::view::{cluster_view, partition_number, partitions};
+use super::view::{cluster_view, led_without, partition_number, partitions};
 use super::{stock_for_load, ONE_CLUSTER_AT_A_TIME};
 use crate::integration::support::{retry, TestApp};
 
@@ -25,13 +27,14 @@ async fn the_cluster_grows_and_shrinks_under_load() {
     let n1 = shop.node("n1");
     let (plenty, initial) = stock_for_load(&n1).await;
     let everything: Vec<String> = initial.keys().cloned().collect();
-    let ledger = Arc::new(Ledger::default());
-    let load = Load::start(4, &shop.gateways(), &everything, &ledger);
-    ledger.wait_acked(20).await;
+    let history = Arc::new(History::new("elastic", 0));
+    let clients = Clients::start(4, &history, &shop.gateways(), &everything);
+    clients.wait_placed(20).await;
     eprintln!("elastic: before n4 joins: {}", shares(&n1).await);
 
     let gaps = Gaps::watch(n1.clone());
     let asked = Instant::now();
+    history.note(asked, "n4 joins");
     let joined = shop.add("n4").await;
     let n4 = shop.node("n4");
     let attempt = || async {
@@ -42,46 +45,57 @@ async fn the_cluster_grows_and_shrinks_under_load() {
             .ok_or_else(|| "n4 leads no partition yet".to_owned())
     };
     let leads = retry(POLL, PATIENCE, attempt).await;
+    drop(n4);
     eprintln!(
         "elastic: n4 joined under load, a voter of its share after {joined:?}, leader of \
          {leads} partitions after {:?}: {}",
         asked.elapsed(),
         shares(&n1).await
     );
-    load.send_through(&shop.gateways());
-    ledger.wait_acked(ledger.acked() + 20).await;
+    clients.route(&shop.gateways());
+    clients.wait_more(20).await;
     eprintln!(
         "elastic: partitions without a leader while n4 joined, as n1 saw them every 50 ms: {}",
         gaps.stop().await
     );
 
-    load.avoid(&shop.node("n2"));
+    clients.route(&shop.gateways_but("n2"));
     let gaps = Gaps::watch(n1.clone());
+    history.note(Instant::now(), "n2 leaves");
     let drained = shop.leave("n2").await;
     eprintln!(
         "elastic: n2 left under load: exited {drained:?} after POST /cluster/leave: {}",
         shares(&n1).await
     );
-    ledger.wait_acked(ledger.acked() + 20).await;
+    clients.wait_more(20).await;
     eprintln!(
         "elastic: partitions without a leader while n2 left: {}",
         gaps.stop().await
     );
 
-    load.avoid(&shop.node("n3"));
+    clients.route(&shop.gateways_but("n3"));
     shop.kill("n3").await;
     let killed = Instant::now();
-    let (elected, serving) = failover("n3", &shop.running(), &plenty, &ledger, killed).await;
-    eprintln!("elastic: kill -9 of n3: live leaders after {elected:?}, every SKU orderable after {serving:?}");
-    ledger.wait_acked(ledger.acked() + 20).await;
-    load.stop().await;
-    eprintln!("elastic: answers {:?}", ledger.check_answers());
-    audit(&n1, &initial, &ledger).await;
+    history.note(killed, "kill -9 n3");
+    let running = shop.gateways();
+    for app in &running {
+        let attempt = || async move { led_without(&cluster_view(app).await?, "n3") };
+        retry(POLL, PATIENCE, attempt).await;
+    }
+    let elected = killed.elapsed();
+    let serving = serving_through(&history, &running, &plenty, killed).await;
+    eprintln!(
+        "elastic: kill -9 of n3: live leaders after {elected:?}, every SKU orderable after \
+         {serving:?}"
+    );
+    clients.wait_more(20).await;
+    clients.stop().await;
+    history.verify(&n1, &initial).await;
 }
 
 /// With `--replace-after 3` and four members: a node killed for longer is removed, its
 /// replicas rebuilt on the other three (every partition whole on them); restarted on its data,
-/// it is admitted again and receives its share back. Nothing acknowledged is lost on the way.
+/// it is admitted again and receives its share back. The history checker finds nothing wrong.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_gone_past_replace_after_is_replaced_and_comes_back_as_a_new_member() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
@@ -93,27 +107,29 @@ async fn a_node_gone_past_replace_after_is_replaced_and_comes_back_as_a_new_memb
     let n1 = shop.node("n1");
     let (_, initial) = stock_for_load(&n1).await;
     let everything: Vec<String> = initial.keys().cloned().collect();
-    let ledger = Arc::new(Ledger::default());
-    let load = Load::start(4, &[n1.clone(), shop.node("n2")], &everything, &ledger);
-    ledger.wait_acked(20).await;
+    let history = Arc::new(History::new("replaced", 0));
+    let gateways = [n1.clone(), shop.node("n2")];
+    let clients = Clients::start(4, &history, &gateways, &everything);
+    clients.wait_placed(20).await;
     shop.add("n4").await;
 
     shop.kill("n3").await;
     let killed = Instant::now();
+    history.note(killed, "kill -9 n3");
     shop.expect_members(&["n1", "n2", "n4"]);
     shop.wait_whole().await;
     eprintln!(
         "elastic: n3 killed, replaced (every partition whole on n1, n2 and n4) after {:?}",
         killed.elapsed()
     );
-    ledger.wait_acked(ledger.acked() + 20).await;
+    clients.wait_more(20).await;
     shop.expect_members(&["n1", "n2", "n3", "n4"]);
+    history.note(Instant::now(), "n3 restarts");
     let back = shop.restart("n3", false).await;
     eprintln!("elastic: n3 restarted, admitted again and whole after {back:?}");
-    ledger.wait_acked(ledger.acked() + 20).await;
-    load.stop().await;
-    eprintln!("elastic: answers {:?}", ledger.check_answers());
-    audit(&n1, &initial, &ledger).await;
+    clients.wait_more(20).await;
+    clients.stop().await;
+    history.verify(&n1, &initial).await;
 }
 
 /// Per member, how many partitions it leads and holds a replica of, as `app` sees it.

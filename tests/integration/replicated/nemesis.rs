@@ -1,13 +1,12 @@
-//! Seeded schedules of network faults between a test cluster's nodes: a small PRNG
-//! (splitmix64) picks, step after step, a [`Fault`] (a cut link, a one-way link, an isolated
-//! node, a flapping link, a delayed link, a reset link, or a quiet step), and
-//! [`Nemesis::run`] applies them to the [`Net`] of `proxy.rs`, one at a time: each step heals
-//! the previous fault first, so a majority of three nodes always reaches each other, and the
-//! run heals everything at its end. The same seed gives the same faults in the same order
-//! (their times vary with the machine). Network faults only: kills, pauses and membership
-//! changes need the cluster harness (`shop.rs`), which can run its own loop of
-//! [`Nemesis::next_fault`] and [`Fault::apply`] and mix its own faults in. The seed comes from
-//! `AGORA_NEMESIS_SEED`, a soak's length from `AGORA_NEMESIS_SECS`.
+//! Seeded schedules of faults for a test cluster: a small PRNG (splitmix64) picks, step after
+//! step, a [`Fault`] between the nodes (a cut link, a one-way link, an isolated node, a flapping
+//! link, a delayed link, a reset link, or a quiet step), and [`Nemesis::run`] applies them to
+//! the [`Net`] of `proxy.rs`, one at a time: each step heals the previous fault first, so a
+//! majority of three nodes always reaches each other, and the run heals everything at its end.
+//! A soak also draws a [`NodeFault`] now and then (a pause, a kill, a wiped disk, a node leaving
+//! and joining again), which the cluster harness applies (`partitions.rs`, with `shop.rs`). The
+//! same seed gives the same faults in the same order (their times vary with the machine). The
+//! seed comes from `AGORA_NEMESIS_SEED`, a soak's length from `AGORA_NEMESIS_SECS`.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -126,17 +125,54 @@ impl Fault {
     }
 }
 
-/// A fault and when it began.
+/// A fault of one node, by name, for a soak; the cluster is healed while it lasts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeFault {
+    /// Frozen (SIGSTOP) past the election timeout and the lease, then thawed.
+    Pause(String),
+    /// kill -9, then started again on its data directory.
+    Kill(String),
+    /// kill -9, then started again on an emptied data directory: it rejoins under its name.
+    Wipe(String),
+    /// Leaves the cluster gracefully, then joins it again on an emptied data directory: two
+    /// membership changes.
+    Rejoin(String),
+}
+
+impl fmt::Display for NodeFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeFault::Pause(a) => write!(f, "pause {a} (SIGSTOP, then SIGCONT)"),
+            NodeFault::Kill(a) => write!(f, "kill -9 {a}, restart it on its data"),
+            NodeFault::Wipe(a) => write!(f, "kill -9 {a}, restart it wiped"),
+            NodeFault::Rejoin(a) => write!(f, "{a} leaves, then joins again wiped"),
+        }
+    }
+}
+
+/// A fault, as it reads, and when it began.
 #[derive(Debug, Clone)]
 pub struct Applied {
     pub at: Instant,
-    pub fault: Fault,
+    pub what: String,
+}
+
+impl Applied {
+    /// `what` begins now.
+    pub fn note(what: String) -> Applied {
+        Applied {
+            at: Instant::now(),
+            what,
+        }
+    }
 }
 
 /// The faults of one seed among some nodes.
 pub struct Nemesis {
     rng: Rng,
     nodes: Vec<String>,
+    /// What the times it prints count from.
+    born: Instant,
 }
 
 impl Nemesis {
@@ -148,6 +184,7 @@ impl Nemesis {
         Nemesis {
             rng: Rng(seed),
             nodes,
+            born: Instant::now(),
         }
     }
 
@@ -170,6 +207,20 @@ impl Nemesis {
         }
     }
 
+    /// The schedule's next fault of a node. The first node founded the cluster: it is paused
+    /// or killed, never emptied (it would found another).
+    pub fn next_node_fault(&mut self) -> NodeFault {
+        let n = self.nodes.len() as u64;
+        let any = self.nodes[self.rng.between(0, n - 1) as usize].clone();
+        let joiner = self.nodes[self.rng.between(1, n - 1) as usize].clone();
+        match self.rng.between(0, 3) {
+            0 => NodeFault::Pause(any),
+            1 => NodeFault::Kill(any),
+            2 => NodeFault::Wipe(joiner),
+            _ => NodeFault::Rejoin(joiner),
+        }
+    }
+
     /// Two different nodes.
     fn two(&mut self) -> (String, String) {
         let n = self.nodes.len() as u64;
@@ -184,27 +235,22 @@ impl Nemesis {
     pub async fn run(&mut self, net: &Net, length: Duration, step: Duration) -> Vec<Applied> {
         let started = Instant::now();
         let end = started + length;
+        let born = self.born;
+        let since = |at: Instant| at.duration_since(born);
         let mut applied = Vec::new();
         let mut next = started;
         while next < end {
             let fault = self.next_fault();
             net.heal_all();
-            eprintln!("nemesis +{:.1?}: {fault}", started.elapsed());
-            applied.push(Applied {
-                at: Instant::now(),
-                fault: fault.clone(),
-            });
+            eprintln!("nemesis +{:.1?}: {fault}", since(Instant::now()));
+            applied.push(Applied::note(fault.to_string()));
             fault.apply(net).await;
             next += step;
             tokio::time::sleep_until(next.min(end).into()).await;
         }
         net.heal_all();
-        let at = Instant::now();
-        eprintln!("nemesis +{:.1?}: healed, the end", started.elapsed());
-        applied.push(Applied {
-            at,
-            fault: Fault::HealAll,
-        });
+        eprintln!("nemesis +{:.1?}: healed", since(Instant::now()));
+        applied.push(Applied::note(Fault::HealAll.to_string()));
         applied
     }
 }
@@ -228,6 +274,26 @@ mod tests {
         let long = schedule(1, 200);
         let kinds: std::collections::HashSet<_> = long.iter().map(std::mem::discriminant).collect();
         assert_eq!(kinds.len(), 7, "not every kind of fault in 200");
+    }
+
+    #[test]
+    fn node_faults_are_seeded_and_never_empty_the_founder() {
+        let faults = |seed| {
+            let mut nemesis = Nemesis::new(seed, NODES.map(String::from).to_vec());
+            (0..100)
+                .map(|_| nemesis.next_node_fault())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(faults(5), faults(5));
+        let faults = faults(5);
+        let kinds: std::collections::HashSet<_> =
+            faults.iter().map(std::mem::discriminant).collect();
+        assert_eq!(kinds.len(), 4, "not every kind of node fault in 100");
+        for fault in faults {
+            if let NodeFault::Wipe(a) | NodeFault::Rejoin(a) = &fault {
+                assert_ne!(a, NODES[0], "{fault}");
+            }
+        }
     }
 
     #[test]
@@ -262,7 +328,8 @@ mod tests {
         let step = Duration::from_millis(100);
         let applied = nemesis.run(&net, 4 * step, step).await;
         assert!(applied.len() >= 2, "{applied:?}");
-        assert_eq!(applied.last().map(|a| &a.fault), Some(&Fault::HealAll));
+        let last = applied.last().map(|a| a.what.as_str());
+        assert_eq!(last, Some(Fault::HealAll.to_string().as_str()));
         assert!(applied.windows(2).all(|two| two[0].at <= two[1].at));
         assert_eq!(net.describe(), "no faults");
     }

@@ -1,23 +1,21 @@
 //! Network partitions (issue 13): three nodes whose every link goes through a proxy (`proxy`),
 //! clients ordering and reading stock through every node into one `History`, and faults on the
 //! links: one node cut off from the others, then a seeded schedule of cuts, one-way links,
-//! flaps, delays and resets (`nemesis`; `AGORA_NEMESIS_SECS` makes it a soak, which also
-//! freezes one node after the other with SIGSTOP now and then). The history
-//! checker then finds every acknowledged order kept, no refused one, the stock accounted for,
-//! one event per order and no stock read going back in time.
+//! flaps, delays and resets (`nemesis`). `AGORA_NEMESIS_SECS` makes it a soak, which every
+//! [`NODE_EVERY`] also pauses, kills, wipes, or removes and adds again one node, the broker
+//! then outside the nodes. The history checker then finds every acknowledged order kept, no
+//! refused one, the stock accounted for, one event per order and no stock read going back in
+//! time.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
-use tokio::task::JoinHandle;
-
+use super::clients::{serving_through, Clients};
 use super::history::{History, Outcome};
-use super::nemesis::{seed, soak_secs, Nemesis};
-use super::shop::{Setup, Shop, NODES, PATIENCE, POLL};
+use super::nemesis::{seed, soak_secs, Applied, Nemesis, NodeFault};
+use super::shop::{Setup, Shop, NODES};
 use super::{stock_for_load, ONE_CLUSTER_AT_A_TIME};
-use crate::integration::support::{retry, TestApp};
+use crate::integration::support::TestApp;
 
 /// How long the isolated node stays cut off: past the election timeout and the lease.
 const ISOLATED: Duration = Duration::from_secs(6);
@@ -25,8 +23,9 @@ const ISOLATED: Duration = Duration::from_secs(6);
 const NEMESIS_SECS: u64 = 20;
 /// How long each fault of the schedule lasts.
 const STEP: Duration = Duration::from_secs(2);
-/// In a soak, how often a node is frozen, and for how long.
-const PAUSE_EVERY: Duration = Duration::from_secs(7);
+/// In a soak, how long the links' faults go on between two faults of a node, and how long a
+/// paused node stays frozen (past the election timeout and the lease).
+const NODE_EVERY: Duration = Duration::from_secs(10);
 const PAUSED: Duration = Duration::from_secs(3);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -36,7 +35,7 @@ async fn an_isolated_node_acknowledges_nothing_while_the_majority_serves() {
     let (plenty, initial) = stock_for_load(&shop.node("n1")).await;
     let history = Arc::new(History::new("isolated_node", 0));
     let skus: Vec<String> = initial.keys().cloned().collect();
-    let clients = Clients::start(&history, &shop.gateways(), &skus);
+    let clients = Clients::start(2 * NODES.len(), &history, &shop.gateways(), &skus);
     clients.wait_placed(20).await;
 
     let (victim, led) = shop.leader_among(&["n2", "n3"]).await;
@@ -47,7 +46,7 @@ async fn an_isolated_node_acknowledges_nothing_while_the_majority_serves() {
     shop.net().isolate(victim);
     let cut = Instant::now();
     history.note(cut, format!("isolate {victim}"));
-    let served = serving_through(&history, &majority, &plenty).await;
+    let served = serving_through(&history, &majority, &plenty, cut).await;
     eprintln!(
         "partitions: {victim} (leader of {} partitions) cut off; every SKU ordered through the \
          majority after {served:?}",
@@ -88,26 +87,27 @@ async fn an_isolated_node_acknowledges_nothing_while_the_majority_serves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn seeded_cuts_one_way_links_flaps_and_delays_lose_nothing() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let shop = Shop::form(partitioned()).await;
+    // A soak kills the seed too: the broker must outlive it.
+    let setup = Setup {
+        outside_kafka: soak_secs().is_some(),
+        ..partitioned()
+    };
+    let mut shop = Shop::form(setup).await;
     let (_, initial) = stock_for_load(&shop.node("n1")).await;
     let seed = seed();
     let history = Arc::new(History::new("nemesis", seed));
     let skus: Vec<String> = initial.keys().cloned().collect();
-    let clients = Clients::start(&history, &shop.gateways(), &skus);
+    let clients = Clients::start(2 * NODES.len(), &history, &shop.gateways(), &skus);
     clients.wait_placed(20).await;
 
     let length = Duration::from_secs(soak_secs().unwrap_or(NEMESIS_SECS));
-    let mut nemesis = Nemesis::new(seed, NODES.map(str::to_owned).to_vec());
-    let pauses = soak_secs().map(|_| tokio::spawn(pause_now_and_then(shop.gateways(), length)));
-    let faults = nemesis.run(shop.net(), length, STEP).await;
-    for (at, pause) in match pauses {
-        Some(pauses) => pauses.await.expect("the pauses ended cleanly"),
-        None => Vec::new(),
-    } {
-        history.note(at, pause);
-    }
+    let mut links = Nemesis::new(seed, NODES.map(str::to_owned).to_vec());
+    let faults = match soak_secs() {
+        None => links.run(shop.net(), length, STEP).await,
+        Some(_) => soak(&mut shop, &clients, &mut links, seed, length).await,
+    };
     for applied in &faults {
-        history.note(applied.at, applied.fault.to_string());
+        history.note(applied.at, applied.what.clone());
     }
     let healed = Instant::now();
     shop.wait_whole().await;
@@ -121,109 +121,71 @@ async fn seeded_cuts_one_way_links_flaps_and_delays_lose_nothing() {
     assert!(summary.placed > 0, "no order went through: {summary:?}");
 }
 
-/// In a soak, besides the links' faults: every 7 s one node after the other is frozen
-/// (SIGSTOP) for 3 s, past the election timeout and the lease. Returns what it did, when.
-async fn pause_now_and_then(nodes: Vec<Arc<TestApp>>, length: Duration) -> Vec<(Instant, String)> {
+/// A soak: faults between the nodes for [`NODE_EVERY`], then a fault of a node (drawn from a
+/// second schedule of the same seed) with the links healed, and so on for `length`. The
+/// clients avoid a node while it is down. Returns every fault with its time.
+async fn soak(
+    shop: &mut Shop,
+    clients: &Clients,
+    links: &mut Nemesis,
+    seed: u64,
+    length: Duration,
+) -> Vec<Applied> {
+    let mut nodes = Nemesis::new(seed.rotate_left(32), NODES.map(str::to_owned).to_vec());
     let started = Instant::now();
-    let mut done = Vec::new();
-    for app in nodes.iter().cycle() {
-        tokio::time::sleep(PAUSE_EVERY).await;
-        if started.elapsed() + PAUSED >= length {
-            return done;
+    let mut faults = Vec::new();
+    loop {
+        let left = length.saturating_sub(started.elapsed());
+        faults.extend(links.run(shop.net(), left.min(NODE_EVERY), STEP).await);
+        if started.elapsed() >= length {
+            return faults;
         }
+        let fault = nodes.next_node_fault();
+        eprintln!("nemesis +{:.1?}: {fault}", started.elapsed());
+        faults.push(Applied::note(format!("{fault}")));
+        let took = suffer(shop, clients, &fault).await;
+        eprintln!("nemesis: {fault}: whole again after {took:?}");
+        faults.push(Applied::note(format!("{fault}: whole again")));
+    }
+}
+
+/// Applies `fault` to its node and waits until the cluster is whole again; returns how long
+/// that took.
+async fn suffer(shop: &mut Shop, clients: &Clients, fault: &NodeFault) -> Duration {
+    let started = Instant::now();
+    let (NodeFault::Pause(name)
+    | NodeFault::Kill(name)
+    | NodeFault::Wipe(name)
+    | NodeFault::Rejoin(name)) = fault;
+    let node = NODES
+        .into_iter()
+        .find(|n| n == name)
+        .expect("a node of the shop");
+    if let NodeFault::Pause(_) = fault {
+        let app = shop.node(node);
         app.signal("STOP");
-        done.push((Instant::now(), format!("SIGSTOP {}", app.base)));
         tokio::time::sleep(PAUSED).await;
         app.signal("CONT");
-        done.push((Instant::now(), format!("SIGCONT {}", app.base)));
+        shop.wait_whole().await;
+        return started.elapsed();
     }
-    done
+    clients.route(&shop.gateways_but(node));
+    match fault {
+        NodeFault::Rejoin(_) => {
+            shop.leave(node).await;
+            shop.expect_members(&NODES);
+        }
+        _ => shop.kill(node).await,
+    }
+    shop.restart(node, !matches!(fault, NodeFault::Kill(_)))
+        .await;
+    clients.route(&shop.gateways());
+    started.elapsed()
 }
 
 fn partitioned() -> Setup {
     Setup {
         proxied: true,
         ..Setup::default()
-    }
-}
-
-/// Waits until every SKU of `skus` takes an order through each of `gateways`; returns when.
-async fn serving_through(
-    history: &History,
-    gateways: &[Arc<TestApp>],
-    skus: &[String],
-) -> Duration {
-    let since = Instant::now();
-    let probes = gateways.iter().flat_map(|app| {
-        skus.iter().map(move |sku| {
-            let attempt = move || async move {
-                match history.order(usize::MAX - 1, app, sku).await {
-                    Outcome::Placed => Ok(()),
-                    other => Err(format!("{sku} through {}: {other:?}", app.base)),
-                }
-            };
-            retry(POLL, PATIENCE, attempt)
-        })
-    });
-    join_all(probes).await;
-    since.elapsed()
-}
-
-/// Clients ordering one unit (three times in four) or reading a SKU's stock, each through its
-/// gateway, without pause but 20 ms after an answer other than 201 or a stock.
-struct Clients {
-    stop: Arc<AtomicBool>,
-    placed: Arc<Mutex<usize>>,
-    clients: Vec<JoinHandle<()>>,
-}
-
-impl Clients {
-    fn start(history: &Arc<History>, gateways: &[Arc<TestApp>], skus: &[String]) -> Clients {
-        let stop = Arc::new(AtomicBool::new(false));
-        let placed = Arc::new(Mutex::new(0));
-        let clients = (0..gateways.len() * 2).map(|client| {
-            let (stop, placed, history) = (stop.clone(), placed.clone(), history.clone());
-            let (app, skus) = (gateways[client % gateways.len()].clone(), skus.to_vec());
-            tokio::spawn(async move {
-                for (turn, sku) in skus.iter().cycle().skip(client).enumerate() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let outcome = match turn % 4 {
-                        3 => history.read_stock(client, &app, sku).await,
-                        _ => history.order(client, &app, sku).await,
-                    };
-                    match outcome {
-                        Outcome::Placed => *placed.lock().expect("placed") += 1,
-                        Outcome::Stock(_) => {}
-                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
-                    }
-                }
-            })
-        });
-        let clients = clients.collect();
-        Clients {
-            stop,
-            placed,
-            clients,
-        }
-    }
-
-    /// Waits until the clients placed `n` orders.
-    async fn wait_placed(&self, n: usize) {
-        let attempt = || async {
-            let placed = *self.placed.lock().expect("placed");
-            (placed >= n)
-                .then_some(())
-                .ok_or_else(|| format!("{placed} orders placed, not {n}"))
-        };
-        retry(POLL, PATIENCE, attempt).await
-    }
-
-    async fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for client in self.clients {
-            client.await.expect("a client ended cleanly");
-        }
     }
 }
