@@ -33,7 +33,7 @@ use agora::broker::EmbeddedBroker;
 pub static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 /// Enough stock that only the scarce SKU of the load runs out.
-const PLENTY: u32 = 1_000;
+pub const PLENTY: u32 = 1_000;
 /// Log entries between two snapshots of a partition, where a test wants snapshots.
 const SNAPSHOT_LOGS: u32 = 20;
 
@@ -52,8 +52,14 @@ async fn stock_up(app: &TestApp, skus: &[String], quantity: u32) -> BTreeMap<Str
 /// Stock for a load: six SKUs of [`PLENTY`], and one that runs out under the load (no oversell
 /// across a failover). Returns the initial stock, the plentiful SKUs first.
 pub async fn stock_for_load(app: &TestApp) -> (Vec<String>, BTreeMap<String, u64>) {
+    stock_lasting(app, PLENTY).await
+}
+
+/// [`stock_for_load`] with `quantity` of each plentiful SKU (a soak's clients would sell out
+/// [`PLENTY`] within minutes, and then only be refused).
+pub async fn stock_lasting(app: &TestApp, quantity: u32) -> (Vec<String>, BTreeMap<String, u64>) {
     let plenty = skus(6);
-    let mut initial = stock_up(app, &plenty, PLENTY).await;
+    let mut initial = stock_up(app, &plenty, quantity).await;
     initial.append(&mut stock_up(app, &["r-scarce".to_owned()], 6).await);
     (plenty, initial)
 }

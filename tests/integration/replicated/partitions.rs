@@ -14,7 +14,7 @@ use super::clients::{serving_through, Clients};
 use super::history::{History, Outcome};
 use super::nemesis::{seed, soak_secs, Applied, Nemesis, NodeFault};
 use super::shop::{Setup, Shop, NODES};
-use super::{stock_for_load, ONE_CLUSTER_AT_A_TIME};
+use super::{stock_for_load, stock_lasting, ONE_CLUSTER_AT_A_TIME, PLENTY};
 use crate::integration::support::TestApp;
 
 /// How long the isolated node stays cut off: past the election timeout and the lease.
@@ -93,14 +93,16 @@ async fn seeded_cuts_one_way_links_flaps_and_delays_lose_nothing() {
         ..partitioned()
     };
     let mut shop = Shop::form(setup).await;
-    let (_, initial) = stock_for_load(&shop.node("n1")).await;
+    let length = Duration::from_secs(soak_secs().unwrap_or(NEMESIS_SECS));
+    // About four units a second per SKU sell when nothing is refused.
+    let lasting = u32::try_from(length.as_secs() * 6).unwrap_or(u32::MAX);
+    let (_, initial) = stock_lasting(&shop.node("n1"), lasting.max(PLENTY)).await;
     let seed = seed();
     let history = Arc::new(History::new("nemesis", seed));
     let skus: Vec<String> = initial.keys().cloned().collect();
     let clients = Clients::start(2 * NODES.len(), &history, &shop.gateways(), &skus);
     clients.wait_placed(20).await;
 
-    let length = Duration::from_secs(soak_secs().unwrap_or(NEMESIS_SECS));
     let mut links = Nemesis::new(seed, NODES.map(str::to_owned).to_vec());
     let faults = match soak_secs() {
         None => links.run(shop.net(), length, STEP).await,
