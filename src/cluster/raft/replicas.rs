@@ -58,6 +58,7 @@ impl Replicas for Groups {
 
     async fn lead(&self, partition: u32) -> Result<Tenure, ShopError> {
         let raft = self.part(partition)?;
+        let term = raft.metrics().borrow().current_term;
         let epoch = self.0.epochs[partition as usize].load(Ordering::Acquire);
         let unsure = epoch != self.0.confirmed[partition as usize].load(Ordering::Acquire);
         let confirmed = if unsure {
@@ -91,7 +92,14 @@ impl Replicas for Groups {
             }
             Err(_) => return Err(Groups::unavailable(partition, "no quorum answered in time")),
         }
-        let term = raft.metrics().borrow().current_term;
+        // Confirmed in the term it began in, or not at all: a leader that lost the partition
+        // and won it back meanwhile may not have applied what the term between committed.
+        if raft.metrics().borrow().current_term != term {
+            return Err(Groups::unavailable(
+                partition,
+                "its leader changed meanwhile",
+            ));
+        }
         Ok(Tenure {
             partition,
             term,
@@ -111,6 +119,15 @@ impl Replicas for Groups {
     async fn commit(&self, tenure: Tenure, batch: Batch) -> Result<Committed, ShopError> {
         let partition = tenure.partition;
         let raft = self.part(partition)?;
+        // A tenure is the actor's fencing token: its state was loaded and decided on in that
+        // term. Proposed in a later term (this node lost the partition and won it back while
+        // the command ran), the entry would overwrite what the leaders between wrote.
+        if raft.metrics().borrow().current_term != tenure.term {
+            return Err(Groups::unavailable(
+                partition,
+                "its leader changed since the state was read",
+            ));
+        }
         // The notifier sends what is applied, so an entry with events is durable on append.
         let (flush, committed) = match self.is_lone(partition) && !batch.has_events() {
             true => (Flush::ByProposer, Committed::Unflushed),
