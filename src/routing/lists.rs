@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::time::Duration;
 
 use futures::future::join_all;
 use serde::de::DeserializeOwned;
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Directory;
 use crate::actors::call;
-use crate::actors::entity::{decode_answer, RemoteRequest};
+use crate::actors::entity::{decode_answer, RemoteRequest, Replicas};
 use crate::actors::notification::{replicated, NotificationMsg, NotificationRecord};
 use crate::actors::order::OrderQuery;
 use crate::actors::product::{ProductQuery, ProductView};
@@ -21,6 +22,7 @@ use crate::codec;
 use crate::config::Role;
 use crate::domain::{Order, OrderNumber, ProductId};
 use crate::error::ShopError;
+use crate::storage::event_group;
 
 /// Kind-wide reads that every owner answers for its own keys.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,6 +60,32 @@ pub struct Gathered<T> {
     pub items: Vec<T>,
     /// Nodes that did not answer: the list lacks their part.
     pub missing: Vec<String>,
+}
+
+/// How long a part may take to confirm its leadership of one partition.
+const CONFIRM_WITHIN: Duration = Duration::from_millis(300);
+
+/// A listed item's partition, by the key its owner stores it under.
+trait Listed {
+    fn partition(&self, replicas: &dyn Replicas) -> u32;
+}
+
+impl Listed for ProductView {
+    fn partition(&self, replicas: &dyn Replicas) -> u32 {
+        replicas.partition(&self.product.id.to_string())
+    }
+}
+
+impl Listed for Order {
+    fn partition(&self, replicas: &dyn Replicas) -> u32 {
+        replicas.partition(&self.number.to_string())
+    }
+}
+
+impl Listed for NotificationRecord {
+    fn partition(&self, _: &dyn Replicas) -> u32 {
+        event_group(self.seq) as u32
+    }
 }
 
 impl<T> Gathered<T> {
@@ -142,7 +170,7 @@ impl Directory {
 
     /// Asks each of `nodes` for its part of `list` at once (this node's through `here`, from its
     /// own actors) and collects what answered. Fails only if this node's own part fails.
-    async fn gather<T: DeserializeOwned>(
+    async fn gather<T: DeserializeOwned + Listed>(
         &self,
         nodes: Vec<String>,
         list: ListRequest,
@@ -195,8 +223,11 @@ impl Directory {
 
     /// This node's part of a list, `items`, with the partitions it led throughout: confirmed
     /// by a read index before listing (so the list sees every write committed before it) and
-    /// again after, in the same term.
-    async fn part<T>(
+    /// again after, in the same term. Items of other partitions are left out: a replica that
+    /// believes it leads but cannot confirm it may be behind. Each confirmation has
+    /// [`CONFIRM_WITHIN`], well inside a remote part's timeout, so one partition without a
+    /// quorum leaves out that partition, not the node's whole part.
+    async fn part<T: Listed>(
         &self,
         items: impl Future<Output = Result<Vec<T>, ShopError>>,
     ) -> Result<Part<T>, ShopError> {
@@ -209,8 +240,8 @@ impl Directory {
         };
         let terms = |partitions: Vec<u32>| async move {
             let confirmed = partitions.into_iter().map(|p| async move {
-                let tenure = replicas.lead(p).await.ok()?;
-                Some((p, tenure.term))
+                let tenure = tokio::time::timeout(CONFIRM_WITHIN, replicas.lead(p)).await;
+                Some((p, tenure.ok()?.ok()?.term))
             });
             let confirmed = join_all(confirmed).await.into_iter().flatten();
             confirmed.collect::<BTreeMap<u32, u64>>()
@@ -219,9 +250,16 @@ impl Directory {
         let before = terms(led.collect()).await;
         let items = items.await?;
         let after = terms(before.keys().copied().collect()).await;
-        let led = before.iter().filter(|(p, term)| after.get(p) == Some(term));
-        let led = led.map(|(p, _)| *p).collect();
-        Ok(Part { items, led })
+        let led: BTreeSet<u32> = (before.iter())
+            .filter(|(p, term)| after.get(p) == Some(term))
+            .map(|(p, _)| *p)
+            .collect();
+        let mut items = items;
+        items.retain(|item| led.contains(&item.partition(&**replicas)));
+        Ok(Part {
+            items,
+            led: led.into_iter().collect(),
+        })
     }
 
     async fn remote_part<T: DeserializeOwned>(
