@@ -146,8 +146,14 @@ async fn soak(
         eprintln!("nemesis +{:.1?}: {fault}", started.elapsed());
         faults.push(Applied::note(format!("{fault}")));
         let took = suffer(shop, clients, &fault).await;
-        eprintln!("nemesis: {fault}: whole again after {took:?}");
         faults.push(Applied::note(format!("{fault}: whole again")));
+        // Whole is not enough: the clients must get orders through again.
+        let since = Instant::now();
+        clients.wait_more(5).await;
+        eprintln!(
+            "nemesis: {fault}: whole again after {took:?}, 5 more orders placed {:?} later",
+            since.elapsed()
+        );
     }
 }
 
