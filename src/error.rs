@@ -26,6 +26,11 @@ pub enum ShopError {
     IdempotencyMismatch,
     #[error("{0}")]
     Unavailable(String),
+    /// Unavailable here, and refused before it ran: this node does not lead the key's
+    /// partition (or could not confirm it does). Unlike a timeout, sending the request again
+    /// elsewhere cannot run it twice.
+    #[error("{0}")]
+    NotLeader(String),
     #[error("{0}")]
     Internal(String),
 }

@@ -393,7 +393,7 @@ impl Groups {
     }
 
     fn unavailable(partition: u32, why: impl std::fmt::Display) -> ShopError {
-        ShopError::Unavailable(format!(
+        ShopError::NotLeader(format!(
             "partition {partition} is not led by this node ({why}): retry"
         ))
     }

@@ -120,7 +120,7 @@ impl ApiError {
             ApiError::Shop(ShopError::IdempotencyMismatch) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
             }
-            ApiError::Shop(ShopError::Unavailable(_)) => {
+            ApiError::Shop(ShopError::Unavailable(_) | ShopError::NotLeader(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
             ApiError::Shop(ShopError::Internal(_)) => {

@@ -79,7 +79,7 @@ impl Writes {
     pub(super) async fn commit(&self, storage: &Storage, batch: Batch) -> Result<(), ShopError> {
         let result = match (&self.replicas, self.tenure) {
             (Some(replicas), Some(tenure)) => replicas.commit(tenure, batch).await,
-            (Some(_), None) => Err(ShopError::Unavailable(
+            (Some(_), None) => Err(ShopError::NotLeader(
                 "this node does not lead the partition".into(),
             )),
             (None, _) => {

@@ -128,8 +128,9 @@ impl<E: Entity> Route<E> {
 
     /// Sends `request` to the entity `key`, on whichever node owns it, and waits for the answer.
     /// In a cluster, an owner that turns out not to serve the key (a leader that just lost its
-    /// partition) is a stale guess: when the owner changed meanwhile, the request goes once
-    /// more, to the new one.
+    /// partition and refused it unrun) is a stale guess: when the owner changed meanwhile, the
+    /// request goes once more, to the new one. A request that timed out is not sent again: it
+    /// may still be running there, and two sagas of one order must never run at once.
     pub async fn ask<R: EntityRequest<Entity = E>>(
         &self,
         key: E::Key,
@@ -142,14 +143,14 @@ impl<E: Entity> Route<E> {
         let again = codec::encode(&request)
             .map_err(|e| ShopError::Internal(format!("a request does not encode: {e}")))?;
         match self.ask_owner(owner.clone(), key.clone(), request).await {
-            Err(ShopError::Unavailable(why)) => match self.owner(&key) {
+            Err(ShopError::NotLeader(why)) => match self.owner(&key) {
                 Ok(now) if now != owner => {
                     let request: R = codec::decode(&again).map_err(|e| {
                         ShopError::Internal(format!("a request does not decode: {e}"))
                     })?;
                     self.ask_owner(now, key, request).await
                 }
-                _ => Err(ShopError::Unavailable(why)),
+                _ => Err(ShopError::NotLeader(why)),
             },
             answer => answer,
         }
