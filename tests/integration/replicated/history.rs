@@ -104,11 +104,16 @@ impl History {
     /// Client `client` orders one unit of `sku` through `app`, under a fresh Idempotency-Key.
     pub async fn order(&self, client: usize, app: &TestApp, sku: &str) -> Outcome {
         let key = uuid::Uuid::new_v4().to_string();
-        let number = OrderNumber::for_idempotency_key(&key).to_string();
+        self.order_under(client, app, sku, &key).await
+    }
+
+    /// The same under Idempotency-Key `key`: a retry of an order whose answer was not final.
+    pub async fn order_under(&self, client: usize, app: &TestApp, sku: &str, key: &str) -> Outcome {
+        let number = OrderNumber::for_idempotency_key(key).to_string();
         let mut op = self.begin(client, app, sku, Some(number));
         let body = order_body(vec![order_line(sku, 1)]);
         let request = app.http(Method::POST, "/api/order").json(&body);
-        let outcome = match send(request.header("idempotency-key", &key)).await {
+        let outcome = match send(request.header("idempotency-key", key)).await {
             Err(e) => Outcome::Indeterminate(e),
             Ok((201, _, body)) => {
                 if let Some(number) = body["orderNumber"].as_str() {
