@@ -103,21 +103,21 @@ async fn list(call: Call) -> Result<Response, ApiError> {
     }
     let directory = &ctx.directory;
     let mut gathered = directory.list_notifications(nodes, after, limit).await?;
-    let records = &mut gathered.items;
     if directory.replicas.is_some() {
         // Each record once, listed by the leader of its partition; `seq` (the key) orders the
-        // pages, partition by partition.
-        records.sort_by_key(|r| r.seq);
-        records.dedup_by_key(|r| r.seq);
-        records.truncate(limit);
+        // pages, partition by partition (the client continues after the last one).
+        gathered.first_page(limit, |r| r.seq);
     } else if !single {
         // Several nodes consume the topic; a rebalance may give an event to two of them.
+        let records = &mut gathered.items;
         records.sort_by(|a, b| (a.received_ms, &a.event_id).cmp(&(b.received_ms, &b.event_id)));
         let mut seen = HashSet::new();
         records.retain(|r| seen.insert(r.event_id.clone()));
         records.truncate(limit);
     }
-    let records: Vec<NotificationJson> = records.iter().map(NotificationJson::from).collect();
+    let records: Vec<NotificationJson> = (gathered.items.iter())
+        .map(NotificationJson::from)
+        .collect();
     Ok(page(&records, None, &gathered.missing))
 }
 

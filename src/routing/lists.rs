@@ -46,8 +46,8 @@ pub enum ListRequest {
     },
 }
 
-/// One node's part of a list: its items and, in a replicated cluster, the partitions it led
-/// before and after listing (their keys are all in the items).
+/// One node's part of a list: its items and, in a replicated cluster, the partitions it
+/// confirmed it led throughout (the items are theirs, and all of theirs).
 #[derive(Debug, Serialize, Deserialize)]
 struct Part<T> {
     items: Vec<T>,
@@ -248,13 +248,12 @@ impl Directory {
         };
         let led = (0..replicas.partitions()).filter(|p| replicas.leads(*p));
         let before = terms(led.collect()).await;
-        let items = items.await?;
+        let mut items = items.await?;
         let after = terms(before.keys().copied().collect()).await;
         let led: BTreeSet<u32> = (before.iter())
             .filter(|(p, term)| after.get(p) == Some(term))
             .map(|(p, _)| *p)
             .collect();
-        let mut items = items;
         items.retain(|item| led.contains(&item.partition(&**replicas)));
         Ok(Part {
             items,

@@ -26,6 +26,9 @@ pub use bodies::{notification_counts, order_body, order_line, product_body, sold
 pub use python::{agora_python, target_dir};
 pub use services::{agora_serve, expect_line, free_addr, serve_locally, start_script};
 
+/// How long a list may stay partial (a partition electing its leader) before a test fails.
+const WHOLE_WITHIN: Duration = Duration::from_secs(30);
+
 pub struct TestApp {
     pub base: String,
     /// The node's Kafka bootstrap servers (its embedded broker unless configured otherwise).
@@ -255,32 +258,32 @@ impl TestApp {
         levels[0]["quantity"].as_u64().expect("quantity")
     }
 
-    /// Every order, following the `X-Next-Cursor` pages, in full: a list with a part missing (`X-Partial-Results`, as while a
-    /// partition elects its leader) is asked for again.
+    /// Every order, following the `X-Next-Cursor` pages, in full (see [`TestApp::full_page`]).
     pub async fn all_orders(&self) -> Vec<Value> {
-        retry(
-            Duration::from_millis(100),
-            Duration::from_secs(30),
-            || async { self.try_all_orders().await },
-        )
-        .await
+        let whole = || async { self.try_all_orders().await };
+        retry(Duration::from_millis(100), WHOLE_WITHIN, whole).await
+    }
+
+    /// The page of a list at `path` and its `X-Next-Cursor`; a page that says it lacks a part
+    /// (`X-Partial-Results`, as while a partition elects its leader) is no answer.
+    async fn full_page(&self, path: &str) -> Result<(Vec<Value>, Option<String>), String> {
+        let response = self.get(path).await;
+        assert!(response.status().is_success(), "GET {path}");
+        if let Some(missing) = response.headers().get("x-partial-results") {
+            return Err(format!("GET {path}: partial, {missing:?} missing"));
+        }
+        let next = (response.headers().get("x-next-cursor"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let page: Vec<Value> = response.json().await.expect("JSON array");
+        Ok((page, next))
     }
 
     async fn try_all_orders(&self) -> Result<Vec<Value>, String> {
         let mut all = Vec::new();
         let mut path = "/api/order?limit=1000".to_owned();
         loop {
-            let response = self.get(&path).await;
-            assert!(response.status().is_success(), "GET {path}");
-            if let Some(missing) = response.headers().get("x-partial-results") {
-                return Err(format!("GET {path}: partial, {missing:?} missing"));
-            }
-            let next = response
-                .headers()
-                .get("x-next-cursor")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let page: Vec<Value> = response.json().await.expect("JSON array");
+            let (page, next) = self.full_page(&path).await?;
             all.extend(page);
             match next {
                 Some(cursor) => path = format!("/api/order?limit=1000&after={cursor}"),
@@ -312,25 +315,19 @@ impl TestApp {
             .map_or(0.0, |value| value.trim().parse().expect("a number"))
     }
 
-    /// Every notification received so far, oldest first.
+    /// Every notification received so far, oldest first, in full (see [`TestApp::full_page`]).
     pub async fn notifications(&self) -> Vec<Value> {
         let whole = || async { self.try_notifications().await };
-        retry(Duration::from_millis(100), Duration::from_secs(30), whole).await
+        retry(Duration::from_millis(100), WHOLE_WITHIN, whole).await
     }
 
-    /// Every notification, or why not: a page that says it lacks a part (a partition that
-    /// changed leader while listing) is no answer.
     async fn try_notifications(&self) -> Result<Vec<Value>, String> {
         let mut all = Vec::new();
         let mut after = String::new();
         loop {
-            let path = format!("/api/notifications?limit=1000{after}");
-            let response = self.get(&path).await;
-            assert!(response.status().is_success(), "GET {path}");
-            if let Some(missing) = response.headers().get("x-partial-results") {
-                return Err(format!("GET {path}: partial, {missing:?} missing"));
-            }
-            let page: Vec<Value> = response.json().await.expect("JSON array");
+            let (page, _) = self
+                .full_page(&format!("/api/notifications?limit=1000{after}"))
+                .await?;
             let Some(last) = page.last() else {
                 return Ok(all);
             };

@@ -4,9 +4,10 @@
 //! A decision needs the partition's leader with everything committed before applied: a read
 //! index confirms it, except in a group whose only member is this node, where no other leader
 //! can exist and the node's own metrics say it. After a write of unknown outcome a read index
-//! is not enough (the entry may commit later): an empty entry, committed, settles its fate. A write is one log entry; in such a group an
-//! entry without outbox events completes before the node's flush (`log`), and the commit says
-//! [`Committed::Unflushed`] so the writer waits for the flush before it answers.
+//! is not enough (the entry may commit later): an empty entry, committed, settles its fate. A
+//! write is one log entry; in such a group an entry without outbox events completes before the
+//! node's flush (`log`), and the commit says [`Committed::Unflushed`] so the writer waits for
+//! the flush before it answers.
 
 use std::sync::atomic::Ordering;
 

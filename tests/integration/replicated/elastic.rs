@@ -15,8 +15,9 @@ use tokio::task::JoinHandle;
 
 use super::clients::{serving_through, Clients};
 use super::history::History;
+use super::ledger::wait_led_without;
 use super::shop::{Setup, Shop, PATIENCE, POLL};
-use super::view::{cluster_view, led_without, partition_number, partitions};
+use super::view::{cluster_view, partition_number, partitions};
 use super::{stock_for_load, ONE_CLUSTER_AT_A_TIME};
 use crate::integration::support::{retry, TestApp};
 
@@ -77,11 +78,8 @@ async fn the_cluster_grows_and_shrinks_under_load() {
     shop.kill("n3").await;
     let killed = Instant::now();
     history.note(killed, "kill -9 n3");
+    wait_led_without(&shop.running(), "n3").await;
     let running = shop.gateways();
-    for app in &running {
-        let attempt = || async move { led_without(&cluster_view(app).await?, "n3") };
-        retry(POLL, PATIENCE, attempt).await;
-    }
     let elected = killed.elapsed();
     let serving = serving_through(&history, &running, &plenty, killed).await;
     eprintln!(

@@ -222,13 +222,18 @@ pub async fn failover(
     ledger: &Ledger,
     since: Instant,
 ) -> (Duration, Duration) {
+    wait_led_without(gateways, gone).await;
+    let elected = since.elapsed();
+    take_everywhere(gateways, skus, ledger).await;
+    (elected, since.elapsed())
+}
+
+/// Waits until each of `gateways` sees every partition led, none by `gone`.
+pub async fn wait_led_without(gateways: &[&TestApp], gone: &str) {
     for app in gateways {
         let attempt = || async move { led_without(&cluster_view(app).await?, gone) };
         retry(POLL, PATIENCE, attempt).await;
     }
-    let elected = since.elapsed();
-    take_everywhere(gateways, skus, ledger).await;
-    (elected, since.elapsed())
 }
 
 /// Through `app`: every acknowledged order is listed and no refused one; per SKU, stock + sold
