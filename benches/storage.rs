@@ -27,6 +27,7 @@ fn order() -> Order {
         created_ms: 1,
         fingerprint: 7,
         restocked: true,
+        saga: Default::default(),
     }
 }
 
@@ -141,9 +142,13 @@ async fn place_and_record(storage: &Storage, sku: u64, payload: &str, transactio
         quantity: 1_000_000,
         pending: BTreeMap::new(),
     };
-    level
-        .pending
-        .insert(order.number, PendingChange::Reserved(1));
+    level.pending.insert(
+        order.number,
+        PendingChange::Reserved {
+            quantity: 1,
+            saga: Default::default(),
+        },
+    );
     storage.stock.put(&level.sku, &level).unwrap();
     let event = storage.next_id().unwrap().to_be_bytes();
     let order_bytes = codec::encode(&order).unwrap();

@@ -4,18 +4,28 @@
 //! Records are bincode 2.0.1 (pinned: upstream is unmaintained) behind a one-byte format
 //! version, so replacing bincode means changing this file and bumping [`FORMAT_VERSION`].
 //! Callers are the storage module and the actors that persist their state through it.
+//!
+//! Version 2 changed two layouts: an `Order` carries its saga's term and a reservation its
+//! saga's term. Stored records of version 1 still read back: the storage tables decode through
+//! [`decode_record`], which upgrades them (`legacy`). Every other layout is unchanged, so
+//! [`decode`] reads both versions alike; nodes of one cluster run one build.
+
+mod legacy;
 
 use serde::{de::DeserializeOwned, Serialize};
 
 /// The first byte of every encoded record.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
+
+/// The oldest format version still read.
+const OLDEST_VERSION: u8 = 1;
 
 /// Why a stored record could not be read back.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
     #[error("record is empty")]
     Empty,
-    #[error("record has format version {0}, this build reads version {FORMAT_VERSION}")]
+    #[error("record has format version {0}, this build reads versions {OLDEST_VERSION} to {FORMAT_VERSION}")]
     UnknownVersion(u8),
     #[error("record does not decode: {0}")]
     Decode(#[from] bincode::error::DecodeError),
@@ -42,12 +52,38 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-/// Decodes what [`encode`] wrote; rejects unknown versions and trailing garbage.
+/// Decodes what [`encode`] wrote (or a version 1 build did, for the layouts version 2 kept);
+/// rejects unknown versions and trailing garbage.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (_, body) = split_version(bytes)?;
+    decode_body(body)
+}
+
+/// A type agora stores in its tables. Its version 1 records decode through
+/// [`Record::decode_v1`]: by default as the current layout, which most types kept.
+pub trait Record: Serialize + DeserializeOwned {
+    fn decode_v1(body: &[u8]) -> Result<Self, CodecError> {
+        decode_body(body)
+    }
+}
+
+/// Decodes a stored record of any version this build reads, upgrading an older one.
+pub fn decode_record<T: Record>(bytes: &[u8]) -> Result<T, CodecError> {
+    match split_version(bytes)? {
+        (FORMAT_VERSION, body) => decode_body(body),
+        (_, body) => T::decode_v1(body),
+    }
+}
+
+fn split_version(bytes: &[u8]) -> Result<(u8, &[u8]), CodecError> {
     let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
-    if version != FORMAT_VERSION {
+    if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(CodecError::UnknownVersion(version));
     }
+    Ok((version, body))
+}
+
+fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::serde::decode_from_slice(body, config())?;
     if used != body.len() {
         return Err(CodecError::Trailing(body.len() - used));

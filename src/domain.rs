@@ -19,7 +19,7 @@ pub use order::{
     parse_line_quantity, Order, OrderLine, OrderNumber, OrderStatus, MAX_LINE_QUANTITY,
     MAX_ORDER_LINES,
 };
-pub use stock::{parse_stock, PendingChange, StockLevel, MAX_STOCK};
+pub use stock::{parse_stock, PendingChange, Refusal, SagaId, StockLevel, MAX_STOCK};
 
 /// A field that failed validation, with a message a client can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use serde::{de::DeserializeOwned, Serialize};
+use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{self, CodecError};
@@ -221,7 +221,7 @@ impl Storage {
 
     /// The notifications table, with the record type of the service that owns it (the type
     /// lives with that service, above storage).
-    pub fn notifications<V: Serialize + DeserializeOwned>(&self) -> Table<u64, V> {
+    pub fn notifications<V: codec::Record>(&self) -> Table<u64, V> {
         Table::new(self.notifications.clone(), TableId::Notifications)
     }
 
@@ -339,6 +339,7 @@ mod tests {
             created_ms: 0,
             fingerprint: 0,
             restocked: false,
+            saga: Default::default(),
         };
         OrderEvent::for_order(&order, EventType::OrderPlaced, 0)
     }
@@ -360,7 +361,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Any key and record types will do: this tests the table, not the products.
         let products = |storage: &Storage| {
-            Table::<String, (u32, String)>::new(
+            Table::<String, String>::new(
                 storage.db.open_tree("products").unwrap(),
                 TableId::Products,
             )
@@ -368,9 +369,7 @@ mod tests {
         let (a, bad) = (String::from("a"), Sku::parse("bad").unwrap());
         {
             let storage = Storage::open(dir.path()).unwrap();
-            products(&storage)
-                .put(&a, &(1u32, String::from("x")))
-                .unwrap();
+            products(&storage).put(&a, &String::from("x")).unwrap();
             storage
                 .stock
                 .put_encoded(&bad, vec![1u8, 0xff, 0xff])
@@ -385,7 +384,7 @@ mod tests {
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
             }
         };
-        assert_eq!(products(&storage).get(&a).unwrap(), Some((1, "x".into())));
+        assert_eq!(products(&storage).get(&a).unwrap(), Some("x".into()));
         let err = storage.stock.get(&bad).unwrap_err();
         assert!(
             err.to_string()

@@ -19,6 +19,7 @@ pub fn empty_order(number: OrderNumber) -> Order {
         created_ms: 0,
         fingerprint: 0,
         restocked: false,
+        saga: Default::default(),
     }
 }
 

@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::config::Role;
+use crate::domain::SagaId;
 use crate::error::ShopError;
 use crate::health::ComponentHealth;
 use crate::metrics::Metrics;
@@ -135,6 +136,21 @@ impl<E: Entity> Deps<E> {
         Ok(flushed?)
     }
 
+    /// The raft term this actor leads its partition in (0 on a node alone, where no other
+    /// node runs its key).
+    pub fn term(&self) -> u64 {
+        self.writes.tenure.map_or(0, |tenure| tenure.term)
+    }
+
+    /// A new saga's id: this term, and a number no earlier saga of this node drew.
+    pub fn new_saga(&self) -> Result<SagaId, ShopError> {
+        let seq = self.storage.next_id()?;
+        Ok(SagaId {
+            term: self.term(),
+            seq,
+        })
+    }
+
     /// Whether writes are replicated (a cluster) rather than local.
     pub fn is_replicated(&self) -> bool {
         self.writes.replicas.is_some()
@@ -151,7 +167,7 @@ impl<E: Entity> Deps<E> {
     ) -> Result<Vec<(K, V)>, StorageError>
     where
         K: TableKey + Display,
-        V: Serialize + DeserializeOwned,
+        V: crate::codec::Record,
     {
         let Some(replicas) = &self.writes.replicas else {
             return table.scan(after, limit);

@@ -43,6 +43,9 @@ pub struct NotificationRecord {
     pub payload: String,
 }
 
+/// Stored in the notifications table; its layout never changed.
+impl crate::codec::Record for NotificationRecord {}
+
 impl NotificationRecord {
     /// The Kafka value as received: the event's JSON (or its text, if it was not JSON).
     pub fn event(&self) -> serde_json::Value {

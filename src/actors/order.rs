@@ -20,7 +20,7 @@ use super::stock::{ReleaseReservation, ReserveStock, ReturnStock, SettleOrder, S
 use crate::config::Role;
 use crate::domain::{
     now_ms, EventType, Order, OrderEvent, OrderLine, OrderNumber, OrderStatus, Price, ProductId,
-    Sku,
+    SagaId, Sku,
 };
 use crate::entity_request;
 use crate::error::ShopError;
@@ -210,7 +210,8 @@ async fn place(
         };
     }
     let lines = price_lines(deps, &wanted).await?;
-    reserve_all(deps, number, &lines).await?;
+    let saga = deps.new_saga()?;
+    reserve_all(deps, number, saga, &lines).await?;
     let order = Order {
         number,
         status: OrderStatus::Placed,
@@ -219,6 +220,7 @@ async fn place(
         created_ms: now_ms(),
         fingerprint,
         restocked: true,
+        saga,
     };
     write_with_event(deps, &order, EventType::OrderPlaced).await?;
     *state = Some(order.clone());
@@ -271,12 +273,14 @@ async fn price_lines(
 async fn reserve_all(
     deps: &Deps<OrderEntity>,
     number: OrderNumber,
+    saga: SagaId,
     lines: &[OrderLine],
 ) -> Result<(), ShopError> {
     let reservations = lines.iter().map(|line| {
         let reserve = ReserveStock {
             order: number,
             quantity: line.quantity,
+            saga,
         };
         deps.calls.stock.ask(line.sku.clone(), reserve)
     });
@@ -286,7 +290,10 @@ async fn reserve_all(
     }
     // Release every line, including those whose answer was lost: release is idempotent.
     let releases = lines.iter().map(|line| {
-        let release = ReleaseReservation { order: number };
+        let release = ReleaseReservation {
+            order: number,
+            saga,
+        };
         deps.calls.stock.ask(line.sku.clone(), release)
     });
     join_all(releases).await;
@@ -328,6 +335,7 @@ async fn cancel(
         let give_back = ReturnStock {
             order: number,
             quantity: line.quantity,
+            placer: order.saga,
         };
         deps.calls.stock.ask(line.sku.clone(), give_back)
     });
@@ -347,8 +355,9 @@ async fn cancel(
 }
 
 /// Settles the pending change `sku` holds for this order by the order's durable outcome: an
-/// order never written releases its reservation, an interrupted cancel is finished, any other
-/// outcome is final and the change is forgotten.
+/// order never written releases its reservation (any saga's of this term or before: none of
+/// them can place it now), an interrupted cancel is finished, any other outcome is final and the change is
+/// forgotten (or given back, if another saga than the placing one made it).
 async fn resolve_pending(
     deps: &Deps<OrderEntity>,
     number: OrderNumber,
@@ -357,17 +366,21 @@ async fn resolve_pending(
 ) -> Result<(), ShopError> {
     match state {
         None => {
-            let release = ReleaseReservation { order: number };
+            let release = ReleaseReservation {
+                order: number,
+                saga: SagaId::last_of(deps.term()),
+            };
             deps.calls.stock.ask(sku, release).await
         }
         Some(order) if order.status == OrderStatus::Cancelled && !order.restocked => {
             cancel(deps, number, state).await.map(drop)
         }
-        Some(_) => {
-            deps.calls
-                .stock
-                .ask(sku, SettleOrder { order: number })
-                .await
+        Some(order) => {
+            let settle = SettleOrder {
+                order: number,
+                placer: order.saga,
+            };
+            deps.calls.stock.ask(sku, settle).await
         }
     }
 }
@@ -398,6 +411,7 @@ fn settle(deps: &Deps<OrderEntity>, order: &Order) {
     for line in &order.lines {
         let settle = SettleOrder {
             order: order.number,
+            placer: order.saga,
         };
         deps.calls.stock.tell(line.sku.clone(), settle);
     }

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::notification;
 use crate::config::Role;
 use crate::domain::{
-    now_ms, EventType, OrderEvent, OrderNumber, OrderStatus, PendingChange, StockLevel,
+    now_ms, EventType, OrderEvent, OrderNumber, OrderStatus, PendingChange, SagaId, StockLevel,
 };
 use crate::storage::{Storage, StorageError};
 
@@ -63,11 +63,7 @@ pub fn recover(
                 quantity: 0,
                 pending: Default::default(),
             });
-            if level.pending.get(&order.number) != Some(&PendingChange::Returned(line.quantity)) {
-                level.quantity = level.quantity.saturating_add(line.quantity);
-                level
-                    .pending
-                    .insert(order.number, PendingChange::Returned(line.quantity));
+            if level.give_back(order.number, line.quantity, order.saga) {
                 storage.stock.put(&line.sku, &level)?;
             }
         }
@@ -79,22 +75,26 @@ pub fn recover(
         if level.pending.is_empty() {
             continue;
         }
-        for (number, change) in std::mem::take(&mut level.pending) {
+        for (number, change) in level.pending.clone() {
             if !owns(Role::Order, &number.to_string()) {
-                level.pending.insert(number, change);
                 continue;
             }
-            let status = order_status(storage, &number)?;
-            match (change, status) {
-                (PendingChange::Reserved(quantity), None) => {
-                    level.quantity = level.quantity.saturating_add(quantity);
+            let order = storage.orders.get(&number)?;
+            match (change, order.as_ref().map(|o| o.status)) {
+                (PendingChange::Reserved { .. }, None) => {
+                    level.release(number, SagaId::last_of(u64::MAX));
                     recovered.reservations_released += 1;
                 }
                 (PendingChange::Returned(quantity), Some(OrderStatus::Placed) | None) => {
                     level.quantity = level.quantity.saturating_sub(quantity);
+                    level.pending.remove(&number);
                     recovered.reservations_released += 1;
                 }
-                _ => recovered.changes_settled += 1,
+                _ => {
+                    let placer = order.map(|o| o.saga).unwrap_or_default();
+                    level.settle(number, placer);
+                    recovered.changes_settled += 1;
+                }
             }
         }
         storage.stock.put(&key, &level)?;
@@ -201,9 +201,17 @@ mod tests {
             created_ms: 0,
             fingerprint: 0,
             restocked,
+            saga: Default::default(),
         };
         storage.orders.put(&number, &order).unwrap();
         number
+    }
+
+    fn reserved(quantity: u32) -> PendingChange {
+        PendingChange::Reserved {
+            quantity,
+            saga: SagaId::default(),
+        }
     }
 
     /// An empty database in a temporary directory (kept while the handle lives), and a SKU.
@@ -221,10 +229,7 @@ mod tests {
         let never_written = OrderNumber::new();
         // 10 available; `placed` holds 2 (sold), `never_written` holds 3 (must come back),
         // `half_cancelled` sold 2 earlier and must get them back.
-        let pending = BTreeMap::from([
-            (placed, PendingChange::Reserved(2)),
-            (never_written, PendingChange::Reserved(3)),
-        ]);
+        let pending = BTreeMap::from([(placed, reserved(2)), (never_written, reserved(3))]);
         stock(&storage, &sku, 10, pending);
         let recovered = recover(&storage, single).unwrap();
         assert_eq!(

@@ -3,7 +3,9 @@
 //! here; product actors seed stock; the gateway reads and sets it.
 //!
 //! Reservations are written but not flushed: the order that reserves flushes once for all its
-//! lines, and crash recovery settles or releases whatever the order did not finish.
+//! lines, and crash recovery settles or releases whatever the order did not finish. Each saga
+//! request carries its saga's id; the rules that make two sagas of one order safe are
+//! [`StockLevel`]'s.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::entity::{Deps, Entity, Reply};
 use crate::config::Role;
-use crate::domain::{OrderNumber, PendingChange, Sku, StockLevel};
+use crate::domain::{OrderNumber, Refusal, SagaId, Sku, StockLevel};
 use crate::entity_request;
 use crate::error::ShopError;
 use crate::registry::INVENTORY_SERVICE;
@@ -49,33 +51,38 @@ pub struct SeedStock {
 }
 entity_request!(SeedStock => Stock, StockCommand::Seed, StockLevel, writes: true);
 
-/// Take `quantity` units for `order`, or answer `OutOfStock`. Idempotent per order.
+/// Take `quantity` units for `order` by `saga`, or answer `OutOfStock` (or `Unavailable` to
+/// a saga a newer one superseded). Idempotent per saga.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ReserveStock {
     pub order: OrderNumber,
     pub quantity: u32,
+    pub saga: SagaId,
 }
 entity_request!(ReserveStock => Stock, StockCommand::Reserve, (), writes: true);
 
-/// Give back what `order` reserved (the order was not placed).
+/// Give back what `saga` (or an older one) reserved for `order`: the order was not placed.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ReleaseReservation {
     pub order: OrderNumber,
+    pub saga: SagaId,
 }
 entity_request!(ReleaseReservation => Stock, StockCommand::Release, (), writes: true);
 
-/// Forget the pending change of `order`: its outcome is durable.
+/// Forget the pending change of `order`: its outcome is durable, and `placer` placed it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SettleOrder {
     pub order: OrderNumber,
+    pub placer: SagaId,
 }
 entity_request!(SettleOrder => Stock, StockCommand::Settle, (), writes: true);
 
-/// Put back `quantity` units of cancelled `order`. Idempotent per order.
+/// Put back `quantity` units of cancelled `order`, placed by `placer`. Idempotent per order.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ReturnStock {
     pub order: OrderNumber,
     pub quantity: u32,
+    pub placer: SagaId,
 }
 entity_request!(ReturnStock => Stock, StockCommand::Return, (), writes: true);
 
@@ -86,6 +93,19 @@ impl Stock {
         let mut batch = Batch::default();
         deps.storage.stock.stage(&mut batch, &level.sku, level)?;
         deps.commit(batch).await
+    }
+
+    /// Saves `level` if a saga step `changed` it.
+    async fn save_if(
+        deps: &Deps<Stock>,
+        level: &StockLevel,
+        changed: bool,
+    ) -> Result<(), ShopError> {
+        if changed {
+            Stock::save(deps, level).await
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -128,53 +148,57 @@ impl Entity for Stock {
                 }
                 persist_durably(deps, state, level, reply).await;
             }
-            StockCommand::Reserve(ReserveStock { order, quantity }, reply) => {
+            StockCommand::Reserve(
+                ReserveStock {
+                    order,
+                    quantity,
+                    saga,
+                },
+                reply,
+            ) => {
                 let result = match state {
-                    Some(level) if level.pending.contains_key(&order) => Ok(()),
-                    Some(level) if level.quantity >= quantity => {
-                        level.quantity -= quantity;
-                        level
-                            .pending
-                            .insert(order, PendingChange::Reserved(quantity));
-                        Stock::save(deps, level).await
-                    }
-                    _ => Err(ShopError::OutOfStock(vec![sku.to_string()])),
+                    Some(level) => match level.reserve(order, quantity, saga) {
+                        Ok(changed) => Stock::save_if(deps, level, changed).await,
+                        Err(Refusal::Short) => Err(ShopError::OutOfStock(vec![sku.to_string()])),
+                        Err(Refusal::Superseded) => Err(ShopError::Unavailable(format!(
+                            "a newer attempt at order {order} holds its stock: retry"
+                        ))),
+                    },
+                    None => Err(ShopError::OutOfStock(vec![sku.to_string()])),
                 };
                 reply.send(result);
             }
-            StockCommand::Release(ReleaseReservation { order }, reply) => {
-                let mut result = Ok(());
-                if let Some(level) = state {
-                    if let Some(PendingChange::Reserved(quantity)) =
-                        level.pending.get(&order).copied()
-                    {
-                        level.quantity += quantity;
-                        level.pending.remove(&order);
-                        result = Stock::save(deps, level).await;
+            StockCommand::Release(ReleaseReservation { order, saga }, reply) => {
+                let result = match state {
+                    Some(level) => {
+                        let changed = level.release(order, saga);
+                        Stock::save_if(deps, level, changed).await
                     }
-                }
+                    None => Ok(()),
+                };
                 reply.send(result);
             }
-            StockCommand::Settle(SettleOrder { order }, reply) => {
-                let mut result = Ok(());
-                if let Some(level) = state {
-                    if level.pending.remove(&order).is_some() {
-                        result = Stock::save(deps, level).await;
+            StockCommand::Settle(SettleOrder { order, placer }, reply) => {
+                let result = match state {
+                    Some(level) => {
+                        let changed = level.settle(order, placer);
+                        Stock::save_if(deps, level, changed).await
                     }
-                }
+                    None => Ok(()),
+                };
                 reply.send(result);
             }
-            StockCommand::Return(ReturnStock { order, quantity }, reply) => {
+            StockCommand::Return(
+                ReturnStock {
+                    order,
+                    quantity,
+                    placer,
+                },
+                reply,
+            ) => {
                 let level = state.get_or_insert_with(empty);
-                let mut result = Ok(());
-                if level.pending.get(&order) != Some(&PendingChange::Returned(quantity)) {
-                    level.quantity = level.quantity.saturating_add(quantity);
-                    level
-                        .pending
-                        .insert(order, PendingChange::Returned(quantity));
-                    result = Stock::save(deps, level).await;
-                }
-                reply.send(result);
+                let changed = level.give_back(order, quantity, placer);
+                reply.send(Stock::save_if(deps, level, changed).await);
             }
         }
         Ok(())

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Invalid, Price, Sku};
+use super::{Invalid, Price, SagaId, Sku};
 
 /// Most lines one order may have.
 pub const MAX_ORDER_LINES: usize = 100;
@@ -104,4 +104,7 @@ pub struct Order {
     pub fingerprint: u64,
     /// False between a cancel being recorded and its units being back in stock.
     pub restocked: bool,
+    /// The saga that placed it: its reservations are the order's units, any other saga's are
+    /// given back when settled (see `stock`).
+    pub saga: SagaId,
 }

@@ -439,6 +439,7 @@ mod tests {
             created_ms: 0,
             fingerprint: 0,
             restocked: true,
+            saga: Default::default(),
         };
         let api: Vec<LineJson> = order.lines.iter().map(LineJson::from).collect();
         let event = OrderEvent::for_order(&order, EventType::OrderPlaced, 0).to_json();

@@ -8,10 +8,8 @@
 use std::marker::PhantomData;
 use std::ops::Bound;
 
-use serde::{de::DeserializeOwned, Serialize};
-
 use super::{Batch, StorageError, TableId};
-use crate::codec;
+use crate::codec::{self, Record};
 use crate::domain::{OrderNumber, ProductId, Sku};
 
 /// A key type and its bytes in sled. Keys sort as their bytes do.
@@ -96,7 +94,7 @@ impl<K, V> Clone for Table<K, V> {
     }
 }
 
-impl<K: TableKey, V: Serialize + DeserializeOwned> Table<K, V> {
+impl<K: TableKey, V: Record> Table<K, V> {
     pub(super) fn new(tree: sled::Tree, id: TableId) -> Table<K, V> {
         Table {
             tree,
@@ -204,7 +202,7 @@ impl<K: TableKey, V: Serialize + DeserializeOwned> Table<K, V> {
 
     /// Decodes a stored record, naming where it came from if it is corrupt.
     fn decode(&self, key: &[u8], bytes: &[u8]) -> Result<V, StorageError> {
-        codec::decode(bytes).map_err(|source| StorageError::Corrupt {
+        codec::decode_record(bytes).map_err(|source| StorageError::Corrupt {
             tree: self.name(),
             key: show_key(key),
             source,
@@ -223,7 +221,7 @@ pub struct Stored<'a, K, V> {
     bytes: sled::IVec,
 }
 
-impl<K: TableKey, V: Serialize + DeserializeOwned> Stored<'_, K, V> {
+impl<K: TableKey, V: Record> Stored<'_, K, V> {
     pub fn read(&self) -> Result<V, StorageError> {
         self.table.decode(&self.key, &self.bytes)
     }

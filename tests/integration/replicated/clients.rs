@@ -2,10 +2,10 @@
 //! SKU's stock, without pause but 20 ms after an answer other than 201 or a stock, each through
 //! a gateway of a shared list the test changes as nodes come and go ([`Clients::route`]). A
 //! client takes its gateway for one request at a time, so a test can kill, stop or remove a
-//! node between two of them. Every operation goes into the [`History`]. With
-//! `AGORA_TEST_RETRY_SAME_KEY=1` a client sends an order that got 503 or no answer once more
-//! under the same Idempotency-Key, as real clients do: a known race (two sagas of one order
-//! at once, see the README) that the default clients, always on fresh keys, do not exercise.
+//! node between two of them. Every operation goes into the [`History`]. An order that got 503
+//! or no answer is sent once more under the same Idempotency-Key through the next gateway, as
+//! real clients do: so two sagas of one order may run at once, the first on a leader frozen or
+//! cut off, the second on its successor.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -39,7 +39,6 @@ impl Clients {
         let shared: Gateways = Arc::new(RwLock::new(gateways.to_vec()));
         let stop = Arc::new(AtomicBool::new(false));
         let placed = Arc::new(AtomicUsize::new(0));
-        let same_key = std::env::var("AGORA_TEST_RETRY_SAME_KEY").is_ok_and(|v| v == "1");
         let clients = (0..n).map(|client| {
             let (stop, placed, history) = (stop.clone(), placed.clone(), history.clone());
             let (gateways, skus) = (shared.clone(), skus.to_vec());
@@ -48,25 +47,26 @@ impl Clients {
                     if stop.load(Ordering::SeqCst) {
                         return;
                     }
-                    let app = {
+                    let gateway = |nth: usize| {
                         let gateways = gateways.read().expect("gateways");
-                        gateways[client % gateways.len()].clone()
+                        gateways[nth % gateways.len()].clone()
                     };
                     let outcome = match turn % 4 {
-                        3 => history.read_stock(client, &app, sku).await,
-                        _ if same_key => {
+                        3 => history.read_stock(client, &gateway(client), sku).await,
+                        _ => {
                             let key = uuid::Uuid::new_v4().to_string();
+                            let app = gateway(client);
                             match history.order_under(client, &app, sku, &key).await {
                                 Outcome::Unavailable | Outcome::Indeterminate(_) => {
+                                    drop(app);
                                     tokio::time::sleep(Duration::from_millis(20)).await;
-                                    history.order_under(client, &app, sku, &key).await
+                                    let next = gateway(client + 1);
+                                    history.order_under(client, &next, sku, &key).await
                                 }
                                 outcome => outcome,
                             }
                         }
-                        _ => history.order(client, &app, sku).await,
                     };
-                    drop(app);
                     match outcome {
                         Outcome::Placed => drop(placed.fetch_add(1, Ordering::SeqCst)),
                         Outcome::Stock(_) => {}
