@@ -85,7 +85,13 @@ impl LogStore {
             later &= entry.log_id.leader_id.node_id == self.me;
             match &entry.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Normal(Proposal::Writes(_, Flush::ByProposer)) => {}
+                EntryPayload::Normal(
+                    Proposal::Writes(_, Flush::ByProposer)
+                    | Proposal::WritesOfTerm {
+                        flush: Flush::ByProposer,
+                        ..
+                    },
+                ) => {}
                 EntryPayload::Normal(_) => later = false,
                 EntryPayload::Membership(membership) => {
                     let mut nodes = membership.nodes().map(|(id, _)| *id);

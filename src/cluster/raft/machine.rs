@@ -1,11 +1,11 @@
 //! The raft state machine of one group: applies its committed entries to the node's database
 //! and snapshots what the group owns.
 //!
-//! A partition's machine applies [`Proposal::Writes`] batches through
-//! [`Storage::apply_committed`] to the shared tables; its state is every row of those tables
-//! whose key belongs to the partition ([`belongs`]). The meta group's machine applies
-//! [`Proposal::Join`] to the cluster's members (storage's `cluster_members` tree) and publishes the
-//! whole map on a watch, for the cluster layer. openraft drives it from each group's
+//! A partition's machine applies [`Proposal::WritesOfTerm`] (those of their own term) and
+//! [`Proposal::Writes`] batches through [`Storage::apply_committed`] to the shared tables; its
+//! state is every row of those tables whose key belongs to the partition ([`belongs`]). The
+//! meta group's machine applies [`Proposal::Join`] to the cluster's members (storage's
+//! `cluster_members` tree) and publishes the whole map on a watch, for the cluster layer. openraft drives it from each group's
 //! state-machine worker ([`RaftStateMachine`]) and its snapshot task ([`SnapshotBuilder`]).
 //!
 //! Per group, `raft_state` (see `super::log`) holds `applied`, `membership` and the current
@@ -326,13 +326,20 @@ impl RaftStateMachine<Raft> for Machine {
         let mut joined = false;
         for entry in entries {
             let log_id = entry.log_id;
-            let mut fresh = false;
+            let (mut fresh, mut fenced) = (false, false);
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(log_id), membership);
                 }
-                EntryPayload::Normal(Proposal::Writes(batch, _)) => (self.storage)
+                EntryPayload::Normal(Proposal::WritesOfTerm { term, .. })
+                    if term != log_id.leader_id.term =>
+                {
+                    fenced = true;
+                }
+                EntryPayload::Normal(
+                    Proposal::Writes(batch, _) | Proposal::WritesOfTerm { batch, .. },
+                ) => (self.storage)
                     .apply_committed(self.group, log_id.index, &batch)
                     .map_err(|e| StorageIOError::apply(log_id, &e))?,
                 EntryPayload::Normal(Proposal::Record { event_id, record }) => {
@@ -355,7 +362,11 @@ impl RaftStateMachine<Raft> for Machine {
             }
             self.applied = Some(log_id);
             let index = log_id.index;
-            replies.push(Applied { index, fresh });
+            replies.push(Applied {
+                index,
+                fresh,
+                fenced,
+            });
         }
         if !replies.is_empty() {
             self.save_applied()

@@ -134,12 +134,19 @@ impl Replicas for Groups {
             true => (Flush::ByProposer, Committed::Unflushed),
             false => (Flush::OnAppend, Committed::Durable),
         };
-        let proposal = Proposal::Writes(batch, flush);
+        let term = tenure.term;
+        let proposal = Proposal::WritesOfTerm { batch, flush, term };
         let timer = (self.0.metrics.raft_commit_duration)
             .with_label_values(&[&partition.to_string()])
             .start_timer();
         let written = tokio::time::timeout(WAIT, raft.client_write(proposal)).await;
         let why = match written {
+            Ok(Ok(reply)) if reply.data.fenced => {
+                return Err(Groups::unavailable(
+                    partition,
+                    "its leader changed since the state was read",
+                ));
+            }
             Ok(Ok(_)) => {
                 timer.observe_duration();
                 return Ok(committed);

@@ -40,13 +40,23 @@ impl fmt::Display for Member {
 /// What one log entry asks of the state machine.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Proposal {
-    /// Writes to this partition's records, applied together, and who makes them durable.
+    /// Writes to this partition's records, applied together, and who makes them durable: a
+    /// barrier (no writes), or an entry of an older build.
     Writes(Batch, Flush),
     /// Meta group: `member` belongs to the cluster (joins, or its addresses changed).
     Join { id: NodeId, member: Member },
     /// Record a notification (an encoded record) unless its event id was recorded before:
     /// decided when applied, so two consumers that both received the event record it once.
     Record { event_id: String, record: Vec<u8> },
+    /// Writes decided on state read in `term`: applied only if the entry is of that term,
+    /// skipped otherwise ([`Applied::fenced`]). The proposer checks its term before it
+    /// proposes, but the node may lose the partition and win it back before the entry is
+    /// appended; applied in the later term, it would overwrite what the leaders between wrote.
+    WritesOfTerm {
+        batch: Batch,
+        flush: Flush,
+        term: u64,
+    },
 }
 
 /// When an entry of [`Proposal::Writes`] is durable.
@@ -68,6 +78,8 @@ pub struct Applied {
     pub index: u64,
     /// For a [`Proposal::Record`]: whether it was new (not a duplicate).
     pub fresh: bool,
+    /// For a [`Proposal::WritesOfTerm`]: skipped, since its entry is of another term.
+    pub fenced: bool,
 }
 
 openraft::declare_raft_types!(

@@ -129,11 +129,44 @@ async fn fill(storage: &Storage, machine: &mut Machine, from: &mut u32) {
         ),
         normal(
             2,
-            Proposal::Writes(batch_in(storage, GROUP, from), Flush::OnAppend),
+            Proposal::WritesOfTerm {
+                batch: batch_in(storage, GROUP, from),
+                flush: Flush::OnAppend,
+                term: 1,
+            },
         ),
     ];
     let replies = machine.apply(entries).await.unwrap();
     assert_eq!(replies.iter().map(|r| r.index).collect::<Vec<_>>(), [1, 2]);
+}
+
+#[tokio::test]
+async fn writes_decided_in_another_term_are_skipped() {
+    let dir = TempDir::new().unwrap();
+    let storage = open(dir.path());
+    let (mut machine, _) = machine(&storage, GROUP);
+    let mut from = 0;
+    let mut of_term = |term| Proposal::WritesOfTerm {
+        batch: batch_in(&storage, GROUP, &mut from),
+        flush: Flush::OnAppend,
+        term,
+    };
+    // The entries are of term 1 (`normal`): one decided in term 1, one in term 2.
+    let entries = [normal(1, of_term(1)), normal(2, of_term(2))];
+    let replies = machine.apply(entries).await.unwrap();
+    let fenced: Vec<bool> = replies.iter().map(|r| r.fenced).collect();
+    assert_eq!(fenced, [false, true]);
+    let orders = storage.orders.scan(None, 10).unwrap();
+    assert_eq!(
+        orders.len(),
+        1,
+        "only the batch of the entry's own term applied"
+    );
+    assert_eq!(
+        machine.applied,
+        Some(log_id(1, 1, 2)),
+        "the skipped entry counts as applied"
+    );
 }
 
 /// Two databases: `a` with a partition machine filled and its snapshot built, `b` empty.
