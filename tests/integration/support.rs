@@ -153,6 +153,24 @@ impl TestApp {
         assert!(sent.success(), "kill -{signal}");
     }
 
+    /// Every thread's stack of the running process, by gdb (for a failing test to show where
+    /// a node that stopped answering is stuck); `None` if gdb cannot tell.
+    pub fn stacks(&self) -> Option<String> {
+        let Runner::Process(child) = &self.runner else {
+            return None;
+        };
+        let pid = child.id().to_string();
+        let gdb = ["-p", &pid, "-batch", "-ex", "thread apply all bt 30"];
+        let out = Command::new("timeout")
+            .arg("60")
+            .arg("gdb")
+            .args(gdb)
+            .output();
+        out.ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// The process's exit status once it exits by itself, within `within`; `None` if it is
     /// still running then.
     pub async fn exit_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {

@@ -385,7 +385,7 @@ impl Shop {
 }
 
 /// A failing test shows what each node logged last, and keeps all of it in
-/// `<target dir>/cluster-logs/`.
+/// `<target dir>/cluster-logs/`, with each live node's thread stacks (by gdb, if installed).
 impl Drop for Shop {
     fn drop(&mut self) {
         if !std::thread::panicking() {
@@ -397,6 +397,9 @@ impl Drop for Shop {
             let path = dir.join(format!("{node}.log"));
             let kept =
                 std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, log.join("\n")));
+            if let Some(stacks) = app.stacks() {
+                let _ = std::fs::write(dir.join(format!("{node}.stacks")), stacks);
+            }
             log.retain(|line| !line.contains(SNAPSHOTS));
             let tail = &log[log.len().saturating_sub(LOG_TAIL)..];
             eprintln!(
