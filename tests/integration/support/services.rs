@@ -81,8 +81,21 @@ pub async fn serve_locally<R: Reply + 'static>(filter: BoxedFilter<(R,)>) -> Soc
 }
 
 /// A loopback address that was free a moment ago (for a process to bind, or for nothing to).
+/// Its port is below the kernel's ephemeral range, from which every outgoing connection takes
+/// its local port: a port the system hands out for `:0` could be taken by a connection before
+/// the process binds it (or binds it again after a restart).
 pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
+    let ephemeral = (range.ok())
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral.max(10_001));
+    for _ in 0..1000 {
+        let draw = u16::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..2].try_into().unwrap());
+        let port = low + draw % (high - low);
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().expect("bound");
+        }
+    }
+    panic!("no free port in {low}..{high}")
 }
