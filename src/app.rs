@@ -69,9 +69,10 @@ impl Node {
         let upstream = Upstream::load(config.routes.as_deref())?;
         let layout = Arc::new(place::layout(&config)?);
         let storage = Storage::open(&config.data)?;
+        let upgraded = (storage.index_unsettled()).context("cannot index the unsettled records")?;
         let replicated = config.cluster.is_replicated();
         let mut recovered = place::recover(&config, &storage, &layout)?;
-        let kafka = start_kafka(&config, &storage, replicated)?;
+        let kafka = start_kafka(&config, &storage, replicated, upgraded)?;
         let listener = tokio::net::TcpListener::bind(config.http)
             .await
             .with_context(|| format!("cannot listen on {}", config.http))?;
@@ -184,10 +185,16 @@ impl Node {
 }
 
 /// Step: the configured Kafka, or an embedded broker, refilling the outbox with what the
-/// previous broker (in this process, so gone) had not delivered yet. Not in a replicated
+/// previous broker (in this process, so gone) had not delivered yet, from every order if the
+/// data directory was `upgraded` from a build that kept no list of them. Not in a replicated
 /// cluster, whose outbox only a partition's log writes: there an embedded broker's restart
 /// loses what it had not handed to a consumer (run a real Kafka for a cluster).
-fn start_kafka(config: &ServeConfig, storage: &Storage, replicated: bool) -> anyhow::Result<Kafka> {
+fn start_kafka(
+    config: &ServeConfig,
+    storage: &Storage,
+    replicated: bool,
+    upgraded: bool,
+) -> anyhow::Result<Kafka> {
     if let Some(brokers) = &config.kafka_brokers {
         return Ok(Kafka {
             broker: None,
@@ -195,8 +202,8 @@ fn start_kafka(config: &ServeConfig, storage: &Storage, replicated: bool) -> any
         });
     }
     if !replicated {
-        let republished =
-            recovery::republish_unrecorded(storage).context("cannot refill the outbox")?;
+        let republished = recovery::republish_unrecorded(storage, upgraded)
+            .context("cannot refill the outbox")?;
         tracing::info!(
             republished,
             "events the embedded broker lost are back in the outbox"
@@ -260,6 +267,7 @@ impl Actors<'_> {
         let (storage, metrics) = (self.storage.clone(), self.metrics.clone());
         let (brokers, topic) = (brokers.to_owned(), self.config.topic.clone());
         let replicas = self.replicas.clone();
+        let keep_delivered = self.config.kafka_brokers.is_none();
         let spawn = move |name, supervisor| {
             let args = NotifierArgs {
                 storage: storage.clone(),
@@ -267,6 +275,7 @@ impl Actors<'_> {
                 topic: topic.clone(),
                 metrics: metrics.clone(),
                 replicas: replicas.clone(),
+                keep_delivered,
             };
             spawn_notifier(name, args, supervisor)
         };

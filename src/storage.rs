@@ -35,6 +35,7 @@ use crate::codec::{self, CodecError};
 use crate::domain::{Order, OrderEvent, OrderNumber, Product, ProductId, Sku, StockLevel};
 
 mod batch;
+mod indexes;
 mod table;
 
 pub use batch::{event_group, first_key, Batch, Rows, TableId, MAX_EVENTS};
@@ -117,6 +118,19 @@ pub struct Storage {
     /// eventId → notification sequence: each event is recorded once. Written by the
     /// notification service; read also by recovery's republishing.
     pub seen_events: Table<String, u64>,
+    /// The SKUs whose stock holds pending changes, or more: an entry is written before the
+    /// stock gains its first pending change and removed after it loses its last. Written with
+    /// the stock (stock actors, recovery); read by recovery and the settler, which so visit
+    /// only the stock that is unsettled, not every SKU.
+    pub pending_stock: Table<Sku, ()>,
+    /// Cancels recorded but not restocked yet, or more (written before the cancel, removed
+    /// after the restock). Written with the orders; read by recovery.
+    pub unrestocked: Table<OrderNumber, ()>,
+    /// With the embedded broker: the events it acknowledged that the notification service
+    /// has not recorded yet, by event id. That broker's log dies with the process, so a
+    /// restart sends these again. Written by the notifier, emptied by the notification service
+    /// as it records; never replicated.
+    pub delivered: Table<String, OrderEvent>,
     /// The raft groups' own trees ([`Storage::raft_trees`]).
     raft: RaftTrees,
     flush_tx: mpsc::UnboundedSender<FlushWaiter>,
@@ -160,6 +174,9 @@ impl Storage {
             outbox: Table::new(tree("outbox")?, TableId::Outbox),
             notifications: tree("notifications")?,
             seen_events: Table::new(tree("seen_events")?, TableId::SeenEvents),
+            pending_stock: Table::new(tree("pending_stock")?, TableId::PendingStock),
+            unrestocked: Table::new(tree("unrestocked")?, TableId::Unrestocked),
+            delivered: Table::new(tree("delivered")?, TableId::Delivered),
             raft: RaftTrees {
                 log: tree("raft_log")?,
                 state: tree("raft_state")?,
@@ -238,7 +255,7 @@ impl Storage {
     }
 
     /// A number this data directory keeps about its node (`name`): its incarnation, the
-    /// cluster it belongs to. `None` until [`Storage::remember`] stored one.
+    /// cluster it belongs to, whether its indexes are built. `None` until [`Storage::remember`] stored one.
     pub fn recall(&self, name: &str) -> Result<Option<u64>, StorageError> {
         let key = format!("node/{name}");
         Ok((self.db.get(key.as_bytes())?)
@@ -270,6 +287,43 @@ impl Storage {
                 Ok(())
             }
         }
+    }
+
+    /// Stages `level` with its entry in [`Storage::pending_stock`]: written before a stock
+    /// that has pending changes, removed after one that has none (sled skips a write that
+    /// changes nothing, so a stock that stays settled costs no index write).
+    pub fn stage_stock(&self, batch: &mut Batch, level: &StockLevel) -> Result<(), StorageError> {
+        if level.pending.is_empty() {
+            self.stock.stage(batch, &level.sku, level)?;
+            self.pending_stock.stage_remove(batch, &level.sku);
+        } else {
+            self.pending_stock.stage(batch, &level.sku, &())?;
+            self.stock.stage(batch, &level.sku, level)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `level` and its index entry at once (recovery), not yet durable.
+    pub fn put_stock(&self, level: &StockLevel) -> Result<(), StorageError> {
+        let mut batch = Batch::default();
+        self.stage_stock(&mut batch, level)?;
+        self.apply(batch)
+    }
+
+    /// Removes the event under outbox `key`, which Kafka acknowledged. With `keep` (that
+    /// broker's log dies with this process) it is first kept in [`Storage::delivered`] until
+    /// the notification service records it. Not yet durable.
+    pub fn event_delivered(&self, key: u64, keep: bool) -> Result<(), StorageError> {
+        if let Some(event) = self.outbox.get(&key)?.filter(|_| keep) {
+            self.delivered.put(&event.event_id.to_string(), &event)?;
+        }
+        self.outbox.remove(&key)
+    }
+
+    /// Builds the indexes of unsettled records if this data directory lacks them (it was
+    /// written by a build before them); whether it did. See `indexes`.
+    pub fn index_unsettled(&self) -> Result<bool, StorageError> {
+        indexes::build_if_missing(self)
     }
 
     /// Checks that the database answers a read.
@@ -325,88 +379,4 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::{EventType, Price};
-
-    /// An event of an order with no lines.
-    fn event() -> OrderEvent {
-        let order = Order {
-            number: OrderNumber::new(),
-            status: crate::domain::OrderStatus::Placed,
-            lines: Vec::new(),
-            total: Price::from_cents(1).unwrap(),
-            created_ms: 0,
-            fingerprint: 0,
-            restocked: false,
-            saga: Default::default(),
-        };
-        OrderEvent::for_order(&order, EventType::OrderPlaced, 0)
-    }
-
-    #[tokio::test]
-    async fn an_outbox_event_counts_as_durable_only_after_a_flush() {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(dir.path()).unwrap();
-        let first = storage.put_event(&event(), || Ok(())).unwrap();
-        assert!(!storage.is_durable_event(first));
-        storage.durable().await.unwrap();
-        assert!(storage.is_durable_event(first));
-        let second = storage.put_event(&event(), || Ok(())).unwrap();
-        assert!(second > first && !storage.is_durable_event(second));
-    }
-
-    #[tokio::test]
-    async fn records_survive_reopen_and_corruption_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        // Any key and record types will do: this tests the table, not the products.
-        let products = |storage: &Storage| {
-            Table::<String, String>::new(
-                storage.db.open_tree("products").unwrap(),
-                TableId::Products,
-            )
-        };
-        let (a, bad) = (String::from("a"), Sku::parse("bad").unwrap());
-        {
-            let storage = Storage::open(dir.path()).unwrap();
-            products(&storage).put(&a, &String::from("x")).unwrap();
-            storage
-                .stock
-                .put_encoded(&bad, vec![1u8, 0xff, 0xff])
-                .unwrap();
-            let joined = futures::future::join_all((0..8).map(|_| storage.durable())).await;
-            assert!(joined.iter().all(Result::is_ok));
-        }
-        // The old handle's flusher releases sled's lock when it notices the handle is gone.
-        let storage = loop {
-            match Storage::open(dir.path()) {
-                Ok(storage) => break storage,
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-            }
-        };
-        assert_eq!(products(&storage).get(&a).unwrap(), Some("x".into()));
-        let err = storage.stock.get(&bad).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("corrupt record in stock at key bad"),
-            "{err}"
-        );
-        assert_eq!(products(&storage).scan(Some(&a), 10).unwrap().len(), 0);
-    }
-
-    #[test]
-    fn keys_keep_their_bytes() {
-        let sku = Sku::parse("case").unwrap();
-        assert_eq!(sku.encode().as_ref(), b"case");
-        assert_eq!(Sku::decode(b"case"), Some(sku));
-        assert_eq!(7u64.encode().as_ref(), 7u64.to_be_bytes());
-        assert_eq!(u64::decode(&7u64.to_be_bytes()), Some(7));
-        let number = OrderNumber::new();
-        assert_eq!(number.encode().as_ref(), number.as_bytes());
-        assert_eq!(OrderNumber::decode(number.as_bytes()), Some(number));
-        let id = ProductId::for_sku(&Sku::parse("case").unwrap());
-        assert_eq!(id.encode().as_ref(), id.as_bytes());
-        assert_eq!(ProductId::decode(id.as_bytes()), Some(id));
-        assert_eq!(u64::decode(b"short"), None);
-    }
-}
+mod tests;

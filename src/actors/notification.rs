@@ -307,6 +307,8 @@ impl NotificationState {
             payload: event.payload,
         };
         records(&self.storage).put(&seq, &record)?;
+        // Recorded: an embedded broker's restart need not send it again (a no-op otherwise).
+        self.storage.delivered.remove(&record.event_id)?;
         Ok(Recorded::New(record))
     }
 

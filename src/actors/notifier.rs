@@ -83,6 +83,9 @@ pub struct NotifierArgs {
     pub metrics: Arc<Metrics>,
     /// In a replicated cluster: only the leader of an event's partition sends it.
     pub replicas: Option<Arc<dyn Replicas>>,
+    /// The broker's log dies with this process (the embedded one): see
+    /// [`Storage::event_delivered`].
+    pub keep_delivered: bool,
 }
 
 pub struct Notifier;
@@ -91,6 +94,7 @@ pub struct NotifierState {
     storage: Storage,
     /// `Some` in a replicated cluster (see `replicated`).
     replicated: Option<ReplicatedOutbox>,
+    keep_delivered: bool,
     brokers: String,
     topic: String,
     metrics: Arc<Metrics>,
@@ -146,6 +150,7 @@ impl Actor for Notifier {
         let mut state = NotifierState {
             storage: args.storage,
             replicated: args.replicas.map(ReplicatedOutbox::new),
+            keep_delivered: args.keep_delivered,
             brokers: args.brokers,
             topic: args.topic,
             metrics: args.metrics,
@@ -195,7 +200,7 @@ impl Actor for Notifier {
                 // An acknowledgement from a replaced producer still means Kafka has the event.
                 match &mut state.replicated {
                     Some(outbox) => outbox.delivered(key),
-                    None => (state.storage.outbox.remove(&key))
+                    None => (state.storage.event_delivered(key, state.keep_delivered))
                         .context("cannot delete a delivered event from the outbox")?,
                 }
                 state.metrics.kafka_delivered.inc();

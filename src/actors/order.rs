@@ -346,6 +346,7 @@ async fn cancel(
     order.restocked = true;
     let mut batch = Batch::default();
     deps.storage.orders.stage(&mut batch, &number, &order)?;
+    deps.storage.unrestocked.stage_remove(&mut batch, &number);
     deps.commit(batch).await?;
     *state = Some(order.clone());
     deps.durable().await?;
@@ -399,6 +400,12 @@ async fn write_with_event(
     let event = OrderEvent::for_order(order, event_type, now_ms());
     let mut batch = Batch::default();
     batch.event(&event)?;
+    if !order.restocked {
+        // A cancel: indexed before it is written, so recovery finds it if it stops half-way.
+        deps.storage
+            .unrestocked
+            .stage(&mut batch, &order.number, &())?;
+    }
     deps.storage
         .orders
         .stage(&mut batch, &order.number, order)?;

@@ -39,16 +39,21 @@ pub struct Recovered {
 }
 
 /// Runs recovery; `owns(role, key)` says whether this node owns `key` of `role` (always, on a
-/// single node).
+/// single node). It visits only what the indexes name (`storage::indexes`): its time grows
+/// with what a crash left unsettled, not with how many orders were ever placed.
 pub fn recover(
     storage: &Storage,
     owns: impl Fn(Role, &str) -> bool,
 ) -> Result<Recovered, StorageError> {
     let mut recovered = Recovered::default();
-    for (key, mut order) in storage.orders.scan(None, usize::MAX)? {
-        if order.status != OrderStatus::Cancelled || order.restocked {
-            continue;
-        }
+    for (number, ()) in storage.unrestocked.scan(None, usize::MAX)? {
+        let mut order = match storage.orders.get(&number)? {
+            Some(order) if order.status == OrderStatus::Cancelled && !order.restocked => order,
+            _ => {
+                storage.unrestocked.remove(&number)?;
+                continue;
+            }
+        };
         let stock_here = order
             .lines
             .iter()
@@ -64,17 +69,19 @@ pub fn recover(
                 pending: Default::default(),
             });
             if level.give_back(order.number, line.quantity, order.saga) {
-                storage.stock.put(&line.sku, &level)?;
+                storage.put_stock(&level)?;
             }
         }
         order.restocked = true;
-        storage.orders.put(&key, &order)?;
+        storage.orders.put(&number, &order)?;
+        storage.unrestocked.remove(&number)?;
         recovered.cancels_finished += 1;
     }
-    for (key, mut level) in storage.stock.scan(None, usize::MAX)? {
-        if level.pending.is_empty() {
+    for (sku, ()) in storage.pending_stock.scan(None, usize::MAX)? {
+        let Some(mut level) = storage.stock.get(&sku)? else {
+            storage.pending_stock.remove(&sku)?;
             continue;
-        }
+        };
         for (number, change) in level.pending.clone() {
             if !owns(Role::Order, &number.to_string()) {
                 continue;
@@ -97,39 +104,56 @@ pub fn recover(
                 }
             }
         }
-        storage.stock.put(&key, &level)?;
+        storage.put_stock(&level)?;
     }
     recovered.events_dropped = drop_orphan_events(storage)?;
     storage.flush_now()?;
     Ok(recovered)
 }
 
-/// Puts every order event the notification service has not recorded, and that is not already
-/// waiting in the outbox, back into the outbox. Returns how many.
-pub fn republish_unrecorded(storage: &Storage) -> Result<usize, StorageError> {
-    let waiting: HashSet<Uuid> = storage
+/// Puts the order events the embedded broker acknowledged but the notification service has
+/// not recorded, and that are not already waiting in the outbox, back into the outbox:
+/// those in [`Storage::delivered`], or, for a data directory whose indexes were just built
+/// (`every_order`: an older build kept no such list), those of every order. Returns how many.
+pub fn republish_unrecorded(storage: &Storage, every_order: bool) -> Result<usize, StorageError> {
+    let mut waiting: HashSet<Uuid> = storage
         .outbox
         .scan(None, usize::MAX)?
         .into_iter()
         .map(|(_, e)| e.event_id)
         .collect();
-    let mut republished = 0;
-    for (_, order) in storage.orders.scan(None, usize::MAX)? {
-        let mut types = vec![EventType::OrderPlaced];
-        if order.status == OrderStatus::Cancelled {
-            types.push(EventType::OrderCancelled);
-        }
-        for event_type in types {
-            let event = OrderEvent::for_order(&order, event_type, now_ms());
-            let recorded = matches!(
-                notification::lookup(storage, &event.event_id.to_string())?,
-                Some((_, true))
-            );
-            if !recorded && !waiting.contains(&event.event_id) {
-                storage.put_event(&event, || Ok(()))?;
-                republished += 1;
+    let mut candidates = Vec::new();
+    if every_order {
+        for entry in storage.orders.entries_after(None) {
+            let (_, order) = entry?;
+            let order = order.read()?;
+            candidates.push(OrderEvent::for_order(
+                &order,
+                EventType::OrderPlaced,
+                now_ms(),
+            ));
+            if order.status == OrderStatus::Cancelled {
+                let cancelled = EventType::OrderCancelled;
+                candidates.push(OrderEvent::for_order(&order, cancelled, now_ms()));
             }
         }
+    }
+    let delivered = storage.delivered.scan(None, usize::MAX)?;
+    candidates.extend(delivered.iter().map(|(_, event)| event.clone()));
+    let mut republished = 0;
+    for event in candidates {
+        let recorded = matches!(
+            notification::lookup(storage, &event.event_id.to_string())?,
+            Some((_, true))
+        );
+        if !recorded && waiting.insert(event.event_id) {
+            storage.put_event(&event, || Ok(()))?;
+            republished += 1;
+        }
+    }
+    // Each is recorded, or in the outbox again (and kept here once more when delivered).
+    for (id, _) in delivered {
+        storage.delivered.remove(&id)?;
     }
     storage.flush_now()?;
     Ok(republished)
@@ -183,7 +207,7 @@ mod tests {
             quantity,
             pending,
         };
-        storage.stock.put(sku, &level).unwrap();
+        storage.put_stock(&level).unwrap();
     }
 
     fn order(storage: &Storage, sku: &Sku, status: OrderStatus, restocked: bool) -> OrderNumber {
@@ -203,6 +227,9 @@ mod tests {
             restocked,
             saga: Default::default(),
         };
+        if !restocked {
+            storage.unrestocked.put(&number, &()).unwrap();
+        }
         storage.orders.put(&number, &order).unwrap();
         number
     }
@@ -291,14 +318,26 @@ mod tests {
         // Any record will do: lookup asks only whether one is there.
         storage.notifications::<String>().put(&7, &id).unwrap();
         assert_eq!(
-            republish_unrecorded(&storage).unwrap(),
+            republish_unrecorded(&storage, true).unwrap(),
             2,
             "placed and cancelled of the other order"
         );
         assert_eq!(
-            republish_unrecorded(&storage).unwrap(),
+            republish_unrecorded(&storage, true).unwrap(),
             0,
             "already waiting in the outbox"
         );
+        // Later starts read only what the embedded broker delivered and nobody recorded.
+        for (key, _) in storage.outbox.scan(None, 10).unwrap() {
+            storage.event_delivered(key, true).unwrap();
+        }
+        storage.delivered.put(&id, &event).unwrap();
+        assert_eq!(storage.delivered.len(), 3);
+        assert_eq!(republish_unrecorded(&storage, false).unwrap(), 2);
+        assert!(
+            storage.delivered.is_empty(),
+            "each is recorded or in the outbox again"
+        );
+        assert_eq!(storage.outbox.len(), 2);
     }
 }

@@ -91,8 +91,23 @@ pub struct Stock;
 impl Stock {
     async fn save(deps: &Deps<Stock>, level: &StockLevel) -> Result<(), ShopError> {
         let mut batch = Batch::default();
-        deps.storage.stock.stage(&mut batch, &level.sku, level)?;
+        deps.storage.stage_stock(&mut batch, level)?;
         deps.commit(batch).await
+    }
+
+    /// Applies a saga step to the stock, if the SKU has any, and saves what it changed.
+    async fn step(
+        deps: &Deps<Stock>,
+        state: &mut Option<StockLevel>,
+        step: impl FnOnce(&mut StockLevel) -> bool,
+    ) -> Result<(), ShopError> {
+        match state {
+            Some(level) => {
+                let changed = step(level);
+                Stock::save_if(deps, level, changed).await
+            }
+            None => Ok(()),
+        }
     }
 
     /// Saves `level` if a saga step `changed` it.
@@ -169,24 +184,12 @@ impl Entity for Stock {
                 reply.send(result);
             }
             StockCommand::Release(ReleaseReservation { order, saga }, reply) => {
-                let result = match state {
-                    Some(level) => {
-                        let changed = level.release(order, saga);
-                        Stock::save_if(deps, level, changed).await
-                    }
-                    None => Ok(()),
-                };
-                reply.send(result);
+                let release = |level: &mut StockLevel| level.release(order, saga);
+                reply.send(Stock::step(deps, state, release).await);
             }
             StockCommand::Settle(SettleOrder { order, placer }, reply) => {
-                let result = match state {
-                    Some(level) => {
-                        let changed = level.settle(order, placer);
-                        Stock::save_if(deps, level, changed).await
-                    }
-                    None => Ok(()),
-                };
-                reply.send(result);
+                let settle = |level: &mut StockLevel| level.settle(order, placer);
+                reply.send(Stock::step(deps, state, settle).await);
             }
             StockCommand::Return(
                 ReturnStock {

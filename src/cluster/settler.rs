@@ -85,13 +85,17 @@ async fn sweep(
     Ok(())
 }
 
-/// The pending stock changes stored here that this node settles.
+/// The pending stock changes stored here that this node settles: of the stock the index names
+/// (`Storage::pending_stock`), so a sweep reads the unsettled stock, not every SKU.
 fn held_pending(
     storage: &Storage,
     held: &Held,
 ) -> Result<HashSet<(Sku, OrderNumber)>, StorageError> {
     let mut pending = HashSet::new();
-    for (_, level) in storage.stock.scan(None, usize::MAX)? {
+    for (sku, ()) in storage.pending_stock.scan(None, usize::MAX)? {
+        let Some(level) = storage.stock.get(&sku)? else {
+            continue;
+        };
         for number in level.pending.keys() {
             if held(&level.sku, number) {
                 pending.insert((level.sku.clone(), *number));

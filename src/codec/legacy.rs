@@ -82,6 +82,9 @@ impl Record for OrderEvent {}
 impl Record for u64 {}
 impl Record for String {}
 
+/// Index entries: the key is all they hold.
+impl Record for () {}
+
 #[cfg(test)]
 mod tests {
     use serde::Serialize;

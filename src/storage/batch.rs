@@ -54,17 +54,23 @@ pub enum TableId {
     Outbox,
     Notifications,
     SeenEvents,
+    PendingStock,
+    Unrestocked,
+    Delivered,
 }
 
 impl TableId {
-    /// Every table, in a fixed order.
-    pub const ALL: [TableId; 6] = [
+    /// Every table a partition's state is made of, in a fixed order ([`TableId::Delivered`]
+    /// is the node's own).
+    pub const ALL: [TableId; 8] = [
         TableId::Products,
         TableId::Stock,
         TableId::Orders,
         TableId::Outbox,
         TableId::Notifications,
         TableId::SeenEvents,
+        TableId::PendingStock,
+        TableId::Unrestocked,
     ];
 }
 
@@ -259,6 +265,9 @@ impl Storage {
             TableId::Outbox => self.outbox.sled_tree(),
             TableId::Notifications => &self.notifications,
             TableId::SeenEvents => self.seen_events.sled_tree(),
+            TableId::PendingStock => self.pending_stock.sled_tree(),
+            TableId::Unrestocked => self.unrestocked.sled_tree(),
+            TableId::Delivered => self.delivered.sled_tree(),
         }
     }
 }

@@ -60,6 +60,7 @@ impl Pipeline {
                 topic: TOPIC.into(),
                 metrics: metrics.clone(),
                 replicas: None,
+                keep_delivered: true,
             },
             root.get_cell(),
         )

@@ -235,9 +235,13 @@ pub fn belongs(group: GroupId, partitions: u32, table: TableId, key: &[u8]) -> b
             u64::decode(key).is_some_and(|key| event_group(key) == u64::from(group))
         }
         TableId::Products => of(ProductId::decode(key).map(|k| k.to_string())),
-        TableId::Stock => of(Sku::decode(key).map(|k| k.to_string())),
-        TableId::Orders => of(OrderNumber::decode(key).map(|k| k.to_string())),
+        TableId::Stock | TableId::PendingStock => of(Sku::decode(key).map(|k| k.to_string())),
+        TableId::Orders | TableId::Unrestocked => {
+            of(OrderNumber::decode(key).map(|k| k.to_string()))
+        }
         TableId::SeenEvents => of(String::decode(key)),
+        // The node's own: never part of a partition.
+        TableId::Delivered => false,
     }
 }
 
