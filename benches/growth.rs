@@ -136,7 +136,8 @@ async fn start(dir: &Path) -> anyhow::Result<(Duration, f64)> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("gateway ") {
+            let mut words = line.split_whitespace();
+            if let (Some("gateway"), Some(url)) = (words.next(), words.next()) {
                 let _ = tx.send(url.trim_end_matches("/api").to_owned());
             }
         }
@@ -168,7 +169,15 @@ async fn main() -> anyhow::Result<()> {
     let unsettled = env_number("GROWTH_UNSETTLED", 100);
     let starts = env_number("GROWTH_STARTS", 3).max(1);
     let dir = tempfile::tempdir()?;
-    fill(dir.path(), products, orders, unsettled)?;
+    // On a runtime of its own: dropping it stops the storage's flusher, which holds sled's
+    // lock on the directory until then.
+    let path = dir.path().to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(async { fill(&path, products, orders, unsettled) })
+    })
+    .join()
+    .expect("the fill does not panic")?;
     let (mut times, mut memory) = (Vec::new(), Vec::new());
     for _ in 0..starts {
         let (ready, resident) = start(dir.path()).await?;

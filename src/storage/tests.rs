@@ -80,3 +80,39 @@ fn keys_keep_their_bytes() {
     assert_eq!(ProductId::decode(id.as_bytes()), Some(id));
     assert_eq!(u64::decode(b"short"), None);
 }
+
+#[tokio::test]
+async fn an_older_directory_gets_its_indexes_built_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path()).unwrap();
+    // As a build before the indexes wrote them: a pending change, a cancel not restocked.
+    let (sku, settled) = (Sku::parse("held").unwrap(), Sku::parse("settled").unwrap());
+    let number = OrderNumber::new();
+    let change = crate::domain::PendingChange::Returned(1);
+    for (sku, pending) in [(&sku, vec![(number, change)]), (&settled, vec![])] {
+        let level = StockLevel {
+            sku: sku.clone(),
+            quantity: 1,
+            pending: pending.into_iter().collect(),
+        };
+        storage.stock.put(sku, &level).unwrap();
+    }
+    let mut cancelled = crate::test_support::empty_order(number);
+    cancelled.status = crate::domain::OrderStatus::Cancelled;
+    storage.orders.put(&number, &cancelled).unwrap();
+    storage
+        .orders
+        .put(
+            &OrderNumber::new(),
+            &crate::test_support::empty_order(OrderNumber::new()),
+        )
+        .unwrap();
+    assert!(storage.index_unsettled().unwrap(), "built");
+    let indexed: Vec<Sku> = (storage.pending_stock.scan(None, 10).unwrap())
+        .into_iter()
+        .map(|(sku, ())| sku)
+        .collect();
+    assert_eq!(indexed, [sku]);
+    assert_eq!(storage.unrestocked.scan(None, 10).unwrap(), [(number, ())]);
+    assert!(!storage.index_unsettled().unwrap(), "once");
+}
