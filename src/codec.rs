@@ -5,8 +5,8 @@
 //! version, so replacing bincode means changing this file and bumping [`FORMAT_VERSION`].
 //! Callers are the storage module and the actors that persist their state through it.
 //!
-//! Version 2 changed two layouts: an `Order` carries its saga's term and a reservation its
-//! saga's term. Stored records of version 1 still read back: the storage tables decode through
+//! Version 2 changed two layouts: an `Order` records the saga that placed it and a
+//! reservation the saga that made it. Stored records of version 1 still read back: the storage tables decode through
 //! [`decode_record`], which upgrades them (`legacy`). Every other layout is unchanged, so
 //! [`decode`] reads both versions alike; nodes of one cluster run one build.
 

@@ -357,8 +357,8 @@ async fn cancel(
 
 /// Settles the pending change `sku` holds for this order by the order's durable outcome: an
 /// order never written releases its reservation (any saga's of this term or before: none of
-/// them can place it now), an interrupted cancel is finished, any other outcome is final and the change is
-/// forgotten (or given back, if another saga than the placing one made it).
+/// them can place it now), an interrupted cancel is finished, any other outcome is final and
+/// the change is forgotten (or given back, if another saga than the placing one made it).
 async fn resolve_pending(
     deps: &Deps<OrderEntity>,
     number: OrderNumber,

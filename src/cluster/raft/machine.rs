@@ -5,8 +5,9 @@
 //! [`Proposal::Writes`] batches through [`Storage::apply_committed`] to the shared tables; its
 //! state is every row of those tables whose key belongs to the partition ([`belongs`]). The
 //! meta group's machine applies [`Proposal::Join`] to the cluster's members (storage's
-//! `cluster_members` tree) and publishes the whole map on a watch, for the cluster layer. openraft drives it from each group's
-//! state-machine worker ([`RaftStateMachine`]) and its snapshot task ([`SnapshotBuilder`]).
+//! `cluster_members` tree) and publishes the whole map on a watch, for the cluster layer.
+//! openraft drives it from each group's state-machine worker ([`RaftStateMachine`]) and its
+//! snapshot task ([`SnapshotBuilder`]).
 //!
 //! Per group, `raft_state` (see `super::log`) holds `applied`, `membership` and the current
 //! snapshot (`snapshot`: meta and data, so a restart still serves it). `applied` is written after
