@@ -1,10 +1,11 @@
-//! Actors: the supervised entities (one actor per product, per SKU's stock, per order), the
-//! root supervisor, the notifier and the notification service.
+//! Actors: the supervised entities (one entity actor, an activation its kind's supervisor
+//! runs, per product, per SKU's stock, per order), the root supervisor, the notifier and the
+//! notification service.
 //!
 //! Callers reach an entity kind through its typed [`entity::Route`] (the routing layer holds
 //! one per kind): the kind's supervisor on this node when this node owns the key, the owning
-//! node through the cluster otherwise. The supervisor forwards each command to the entity actor
-//! for its key, spawning it on demand. Replies come back through [`entity::Reply`] as
+//! node through the cluster otherwise. The supervisor runs each command on the entity of its key,
+//! loading it on demand. Replies come back through [`entity::Reply`] as
 //! `Result<_, ShopError>`. Entities reach each other through the routes they were given at start
 //! ([`entity::Entity::Calls`]), never by name.
 

@@ -1,12 +1,14 @@
-//! The entity pattern every kind shares: one actor per key, spawned on demand by the kind's
-//! supervisor, passivated when idle, restarted after a failure with its state reloaded from
-//! sled, and escalated past a restart limit.
+//! The entity pattern every kind shares: one activation per key (an actor in the sense of
+//! Orleans or Akka's sharded entities: its own state and queue, one command at a time), made on
+//! demand by the kind's supervisor, passivated when idle or least recently used, restarted
+//! after a failure with its state reloaded from sled, and escalated past a restart limit.
 //!
-//! The supervisor receives every command for its kind ([`SupervisorMsg::Deliver`]) and forwards
-//! it to the key's actor, so it knows which keys are busy. While an actor is being passivated
-//! (or restarted) commands for its key are buffered, so a key never has two actors: one writer
-//! per key. Callers reach a kind through its [`Route`]; answers come back through [`Reply`].
+//! The supervisor receives every command for its kind ([`SupervisorMsg::Deliver`]), holds each
+//! live entity's state between commands, and runs a key's queued commands in one task at a
+//! time (`activation`), so a key never has two writers. Callers reach a kind through its
+//! [`Route`]; answers come back through [`Reply`].
 
+mod activation;
 mod replica;
 mod reply;
 mod route;
@@ -15,10 +17,9 @@ mod supervisor;
 use std::fmt::Display;
 use std::future::Future;
 use std::hash::Hash;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{ActorProcessingErr, RpcReplyPort};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -29,6 +30,7 @@ use crate::health::ComponentHealth;
 use crate::metrics::Metrics;
 use crate::storage::{Batch, Storage, StorageError, Table, TableKey};
 
+use self::activation::Outcome;
 use self::replica::Writes;
 pub use self::replica::{Committed, Replicas, Tenure};
 pub use self::reply::{decode_answer, reject, Reply};
@@ -234,85 +236,6 @@ macro_rules! entity_request {
     };
 }
 
-/// A message to one entity actor.
-pub enum EntityMsg<E: Entity> {
-    Command(E::Command),
-    /// Stop after the commands already queued (sent by the supervisor when idle).
-    Passivate,
-    /// Panic, to exercise supervision (only reachable with fault injection on).
-    Panic,
-}
-
-impl<E: Entity> ractor::Message for EntityMsg<E> {}
-
-struct EntityActor<E>(PhantomData<fn() -> E>);
-
-struct Loaded<E: Entity> {
-    deps: Deps<E>,
-    key: E::Key,
-    state: E::State,
-    supervisor: ActorRef<SupervisorMsg<E>>,
-}
-
-impl<E: Entity> Actor for EntityActor<E> {
-    type Msg = EntityMsg<E>;
-    type State = Loaded<E>;
-    type Arguments = (Deps<E>, E::Key, ActorRef<SupervisorMsg<E>>);
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        (mut deps, key, supervisor): Self::Arguments,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        deps.writes.for_new_actor();
-        deps.lead(&key).await?;
-        let state = E::load(&deps, &key)?;
-        Ok(Loaded {
-            deps,
-            key,
-            state,
-            supervisor,
-        })
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        loaded: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match message {
-            EntityMsg::Command(command) => {
-                match loaded.deps.lead(&loaded.key).await {
-                    Ok(false) => {}
-                    Ok(true) => loaded.state = E::load(&loaded.deps, &loaded.key)?,
-                    Err(e) => {
-                        reject([command], e);
-                        myself.stop(Some("not the partition's leader".into()));
-                        return Ok(());
-                    }
-                }
-                E::handle(&loaded.deps, &loaded.key, &mut loaded.state, command).await?;
-                if loaded.deps.writes.is_stale() {
-                    myself.stop(Some("a write failed: reload".into()));
-                } else if !E::keep_alive(&loaded.state) {
-                    let done = SupervisorMsg::Release {
-                        key: loaded.key.clone(),
-                        actor: myself.get_id(),
-                    };
-                    let _ = loaded.supervisor.cast(done);
-                }
-                Ok(())
-            }
-            EntityMsg::Passivate => {
-                myself.stop(Some("passivated".into()));
-                Ok(())
-            }
-            EntityMsg::Panic => panic!("fault injection: {} {} panics", E::KIND, loaded.key),
-        }
-    }
-}
-
 /// A message to a kind's supervisor.
 pub enum SupervisorMsg<E: Entity> {
     /// Forward `command` to the actor of `key`, spawning it if needed.
@@ -327,15 +250,10 @@ pub enum SupervisorMsg<E: Entity> {
     },
     /// Passivate entities idle for longer than the idle timeout.
     SweepIdle,
-    /// The actor of `key` started in the background (or could not load its state).
-    Started {
+    /// The task running the work of `key` is done.
+    Done {
         key: E::Key,
-        started: Result<ActorRef<EntityMsg<E>>, ShopError>,
-    },
-    /// The entity actor `actor` of `key` need not stay in memory: passivate it.
-    Release {
-        key: E::Key,
-        actor: ActorId,
+        outcome: Outcome<E>,
     },
     Health(RpcReplyPort<ComponentHealth>),
 }

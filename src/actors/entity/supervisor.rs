@@ -1,19 +1,21 @@
-//! The supervisor of one entity kind: spawns each key's actor on demand, forwards it the
-//! key's commands (buffering them while the actor stops or restarts), passivates idle or
-//! released actors, restarts failed ones from storage and escalates past the restart limit.
-//! Entity actors and callers (through the kind's `Route`) talk to it with [`SupervisorMsg`]; it
-//! answers `/health` with its active and escalated keys.
+//! The supervisor of one entity kind: holds each live entity's state between commands, runs a
+//! key's commands in one task at a time (`activation`), queueing those that arrive meanwhile,
+//! passivates idle and least recently used entities, restarts failed ones from storage and
+//! escalates past the restart limit. Callers (through the kind's `Route`) and the activation
+//! tasks talk to it with [`SupervisorMsg`]; it answers `/health` with its live and escalated
+//! keys.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::activation::{self, Loaded, Outcome, Work};
 use super::reply::reject;
-use super::{Deps, Entity, EntityActor, EntityMsg, SupervisorMsg};
+use super::{Deps, Entity, SupervisorMsg};
 use crate::error::ShopError;
 use crate::health::ComponentHealth;
 
@@ -35,26 +37,23 @@ pub struct SupervisorArgs<E: Entity> {
     pub max_live: usize,
 }
 
-enum Slot<E: Entity> {
-    Active {
-        actor: ActorRef<EntityMsg<E>>,
-        last_used: Instant,
-        /// Its place in `SupervisorState::recency`.
-        used: u64,
-    },
-    /// The actor is stopping or failed; commands wait here for its successor.
-    Waiting { buffer: Vec<E::Command> },
-    /// The actor is starting (loading its state) in its own task, so the supervisor never
-    /// waits for a spawn; commands wait here until it is up.
-    Starting { buffer: Vec<E::Command> },
+/// One live entity.
+struct Slot<E: Entity> {
+    /// Its state while no task runs its work; `None` while one does (or loads it).
+    idle: Option<Loaded<E>>,
+    /// Work that arrived while a task ran, for the next run, in arrival order.
+    queue: Vec<Work<E>>,
+    last_used: Instant,
+    /// Its place in `SupervisorState::recency`; `None` once passivated while its task ran (the
+    /// state is then dropped when the task is done, unless more work came).
+    used: Option<u64>,
 }
 
 pub struct SupervisorState<E: Entity> {
     args: SupervisorArgs<E>,
     slots: HashMap<E::Key, Slot<E>>,
-    /// Exactly one entry per `Slot::Active`, under its `used`.
+    /// Exactly one entry per slot whose `used` is set, under it.
     recency: Recency<E::Key>,
-    keys_by_actor: HashMap<ActorId, E::Key>,
     /// Failure times per key, only those within the restart window.
     failures: HashMap<E::Key, VecDeque<Instant>>,
     /// Keys that failed past the limit, refused until the instant given.
@@ -62,7 +61,7 @@ pub struct SupervisorState<E: Entity> {
     sweep: JoinHandle<()>,
 }
 
-/// The keys of the active slots by when they were last used (a counter), oldest first.
+/// The keys of the live slots by when they were last used (a counter), oldest first.
 struct Recency<K> {
     by_use: BTreeMap<u64, K>,
     next: u64,
@@ -113,25 +112,38 @@ pub async fn spawn_supervisor<E: Entity>(
 }
 
 impl<E: Entity> SupervisorState<E> {
-    /// Tells the active actor of `key` to stop after the commands it already has; commands
-    /// that arrive meanwhile wait in the slot for its successor.
+    fn count_passivation(&self) {
+        let metrics = &self.args.deps.metrics;
+        (metrics.actor_passivations)
+            .with_label_values(&[E::KIND])
+            .inc();
+    }
+
+    /// Drops the state of `key` when no task runs it; otherwise once its task is done.
     fn passivate(&mut self, key: &E::Key) {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        if let Slot::Active { actor, used, .. } = slot {
-            let _ = actor.cast(EntityMsg::Passivate);
-            self.recency.forget(*used);
-            let metrics = &self.args.deps.metrics;
-            metrics
-                .actor_passivations
-                .with_label_values(&[E::KIND])
-                .inc();
-            *slot = Slot::Waiting { buffer: Vec::new() };
+        if let Some(used) = slot.used.take() {
+            self.recency.forget(used);
+        }
+        if slot.idle.is_some() {
+            self.slots.remove(key);
+            self.count_passivation();
         }
     }
 
-    /// Passivates the least recently used actors while more than the limit are live.
+    /// Forgets `key` (its task is done, and it has nothing left to run).
+    fn remove(&mut self, key: &E::Key) {
+        if let Some(Slot {
+            used: Some(used), ..
+        }) = self.slots.remove(key)
+        {
+            self.recency.forget(used);
+        }
+    }
+
+    /// Passivates the least recently used entities while more than the limit are live.
     fn keep_within_limit(&mut self) {
         while self.recency.by_use.len() > self.args.max_live {
             match self.recency.by_use.pop_first() {
@@ -141,126 +153,134 @@ impl<E: Entity> SupervisorState<E> {
         }
     }
 
-    /// Starts the actor of `key` in a task of its own; `buffer` goes to it once it is up
-    /// ([`SupervisorMsg::Started`]).
-    fn start_entity(
-        &mut self,
+    /// Runs `work` on `key` in a task of its own, which reports back with
+    /// [`SupervisorMsg::Done`].
+    fn run(
+        &self,
         myself: &ActorRef<SupervisorMsg<E>>,
         key: E::Key,
-        buffer: Vec<E::Command>,
+        loaded: Option<Loaded<E>>,
+        work: Vec<Work<E>>,
     ) {
-        self.slots.insert(key.clone(), Slot::Starting { buffer });
-        let args = (self.args.deps.clone(), key.clone(), myself.clone());
+        let deps = self.args.deps.clone();
         let supervisor = myself.clone();
-        let start = async move {
-            let actor = EntityActor::<E>(PhantomData);
-            let started = Actor::spawn_linked(None, actor, args, supervisor.get_cell())
-                .await
-                .map(|(actor, _)| actor)
-                .map_err(|e| match e {
-                    // Not this node's to serve (it does not lead the key's partition): as it is.
-                    ractor::SpawnErr::StartupFailed(e) if e.is::<ShopError>() => e
-                        .downcast::<ShopError>()
-                        .map_or_else(|e| ShopError::Internal(e.to_string()), |e| *e),
-                    e => ShopError::Internal(format!("cannot load {} {key}: {e}", E::KIND)),
-                });
-            let _ = supervisor.cast(SupervisorMsg::Started { key, started });
+        let task = async move {
+            let outcome = activation::run(deps, key.clone(), loaded, work).await;
+            let _ = supervisor.cast(SupervisorMsg::Done { key, outcome });
         };
-        // In the span of the command that caused it, so its request id follows the commands
-        // sent once the actor is up.
-        tokio::spawn(start.instrument(tracing::Span::current()));
+        // In the span of the command that caused it, so its request id follows the work.
+        tokio::spawn(task.instrument(tracing::Span::current()));
     }
 
-    fn on_started(&mut self, key: E::Key, started: Result<ActorRef<EntityMsg<E>>, ShopError>) {
-        let buffer = match self.slots.remove(&key) {
-            Some(Slot::Starting { buffer }) => buffer,
-            Some(other) => {
-                self.slots.insert(key, other);
-                return;
-            }
-            None => Vec::new(),
-        };
-        match started {
-            Ok(actor) => {
-                self.keys_by_actor.insert(actor.get_id(), key.clone());
-                let slot = Slot::Active {
-                    actor: actor.clone(),
-                    last_used: Instant::now(),
-                    used: self.recency.touch(&key, None),
-                };
-                self.slots.insert(key.clone(), slot);
-                for command in buffer {
-                    self.send(&actor, key.clone(), command);
-                }
-                self.keep_within_limit();
-            }
-            Err(e) => reject(buffer, e),
-        }
-    }
-
-    /// Sends `command` to the key's actor, or holds it for a successor if the actor just died.
-    fn send(&mut self, actor: &ActorRef<EntityMsg<E>>, key: E::Key, command: E::Command) {
-        if let Err(ractor::MessagingErr::SendErr(EntityMsg::Command(command))) =
-            actor.cast(EntityMsg::Command(command))
-        {
-            // Its exit is not processed yet: the command waits for the successor.
-            match self.slots.get_mut(&key) {
-                Some(Slot::Waiting { buffer }) => buffer.push(command),
-                _ => {
-                    let buffer = vec![command];
-                    let was = self.slots.insert(key, Slot::Waiting { buffer });
-                    if let Some(Slot::Active { used, .. }) = was {
-                        self.recency.forget(used);
-                    }
-                }
-            }
-        }
-    }
-
-    fn deliver(&mut self, myself: &ActorRef<SupervisorMsg<E>>, key: E::Key, command: E::Command) {
+    fn deliver(&mut self, myself: &ActorRef<SupervisorMsg<E>>, key: E::Key, work: Work<E>) {
         if let Some(until) = self.escalated.get(&key) {
             if *until > Instant::now() {
                 let msg = format!(
                     "{} {key} keeps failing and was escalated; retry later",
                     E::KIND
                 );
-                return reject([command], ShopError::Unavailable(msg));
+                return reject([work], ShopError::Unavailable(msg));
             }
             self.escalated.remove(&key);
         }
-        let actor = match self.slots.get_mut(&key) {
-            Some(Slot::Active {
-                actor,
-                last_used,
-                used,
-            }) => {
-                *last_used = Instant::now();
-                *used = self.recency.touch(&key, Some(*used));
-                actor.clone()
-            }
-            Some(Slot::Waiting { buffer } | Slot::Starting { buffer }) => {
-                return buffer.push(command)
-            }
-            None => return self.start_entity(myself, key, vec![command]),
+        let Some(slot) = self.slots.get_mut(&key) else {
+            let slot = Slot {
+                idle: None,
+                queue: Vec::new(),
+                last_used: Instant::now(),
+                used: Some(self.recency.touch(&key, None)),
+            };
+            self.slots.insert(key.clone(), slot);
+            self.run(myself, key, None, vec![work]);
+            return self.keep_within_limit();
         };
-        self.send(&actor, key, command);
+        slot.last_used = Instant::now();
+        slot.used = Some(self.recency.touch(&key, slot.used));
+        match slot.idle.take() {
+            Some(loaded) => self.run(myself, key, Some(loaded), vec![work]),
+            None => slot.queue.push(work),
+        }
+    }
+
+    fn on_done(&mut self, myself: &ActorRef<SupervisorMsg<E>>, key: E::Key, outcome: Outcome<E>) {
+        let Some(slot) = self.slots.get_mut(&key) else {
+            return;
+        };
+        let mut queue = std::mem::take(&mut slot.queue);
+        match outcome {
+            Outcome::Kept(loaded) if !queue.is_empty() => {
+                self.run(myself, key, Some(loaded), queue)
+            }
+            Outcome::Kept(loaded) if slot.used.is_some() && loaded.keep_alive() => {
+                slot.idle = Some(loaded)
+            }
+            Outcome::Kept(_) => {
+                self.remove(&key);
+                self.count_passivation();
+            }
+            Outcome::Dropped { mut rest } => {
+                rest.append(&mut queue);
+                self.run_afresh(myself, key, rest);
+            }
+            Outcome::Refused(error) => {
+                self.remove(&key);
+                reject(queue, error);
+            }
+            Outcome::Failed { error, mut rest } => {
+                rest.append(&mut queue);
+                self.on_failure(myself, key, error, rest);
+            }
+        }
+    }
+
+    /// Runs `work` on a state loaded afresh, or forgets `key` if there is none.
+    fn run_afresh(&mut self, myself: &ActorRef<SupervisorMsg<E>>, key: E::Key, work: Vec<Work<E>>) {
+        if work.is_empty() {
+            self.remove(&key);
+        } else {
+            self.run(myself, key, None, work);
+        }
+    }
+
+    /// A command of `key` failed: restart it from storage with `work`, or escalate.
+    fn on_failure(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg<E>>,
+        key: E::Key,
+        error: String,
+        work: Vec<Work<E>>,
+    ) {
+        let metrics = self.args.deps.metrics.clone();
+        metrics.actor_restarts.with_label_values(&[E::KIND]).inc();
+        if self.record_failure(&key) {
+            tracing::warn!(kind = E::KIND, %key, %error, "entity failed; restarting it from storage");
+            return self.run_afresh(myself, key, work);
+        }
+        tracing::error!(kind = E::KIND, %key, %error, "entity failed past the restart limit; escalating");
+        (metrics.actor_escalations)
+            .with_label_values(&[E::KIND])
+            .inc();
+        self.remove(&key);
+        self.escalated
+            .insert(key.clone(), Instant::now() + self.args.policy.window);
+        let msg = format!(
+            "{} {key} keeps failing and was escalated; retry later",
+            E::KIND
+        );
+        reject(work, ShopError::Unavailable(msg));
     }
 
     fn sweep_idle(&mut self) {
         let now = Instant::now();
-        let idle = |slot: &Slot<E>| matches!(slot, Slot::Active { last_used, .. } if now.duration_since(*last_used) >= self.args.idle);
+        let idle = |slot: &Slot<E>| {
+            slot.idle.is_some() && now.duration_since(slot.last_used) >= self.args.idle
+        };
         let keys: Vec<E::Key> = (self.slots.iter())
             .filter(|(_, slot)| idle(slot))
             .map(|(key, _)| key.clone())
             .collect();
         for key in keys {
             self.passivate(&key);
-        }
-    }
-
-    fn release(&mut self, key: &E::Key, id: ActorId) {
-        if matches!(self.slots.get(key), Some(Slot::Active { actor, .. }) if actor.get_id() == id) {
-            self.passivate(key);
         }
     }
 
@@ -277,59 +297,6 @@ impl<E: Entity> SupervisorState<E> {
             failures.pop_front();
         }
         failures.len() <= self.args.policy.max_restarts as usize
-    }
-
-    fn on_exit(
-        &mut self,
-        myself: &ActorRef<SupervisorMsg<E>>,
-        cell: &ActorCell,
-        failure: Option<String>,
-    ) {
-        let Some(key) = self.keys_by_actor.remove(&cell.get_id()) else {
-            return;
-        };
-        let buffer = match self.slots.remove(&key) {
-            Some(Slot::Waiting { buffer }) => buffer,
-            Some(Slot::Active { used, .. }) => {
-                self.recency.forget(used);
-                Vec::new()
-            }
-            _ => Vec::new(),
-        };
-        let restart = match &failure {
-            None => !buffer.is_empty(),
-            Some(error) => {
-                self.args
-                    .deps
-                    .metrics
-                    .actor_restarts
-                    .with_label_values(&[E::KIND])
-                    .inc();
-                if self.record_failure(&key) {
-                    tracing::warn!(kind = E::KIND, %key, %error, "entity actor failed; restarting it from storage");
-                    true
-                } else {
-                    tracing::error!(kind = E::KIND, %key, %error, "entity actor failed past the restart limit; escalating");
-                    self.args
-                        .deps
-                        .metrics
-                        .actor_escalations
-                        .with_label_values(&[E::KIND])
-                        .inc();
-                    self.escalated
-                        .insert(key.clone(), Instant::now() + self.args.policy.window);
-                    let msg = format!(
-                        "{} {key} keeps failing and was escalated; retry later",
-                        E::KIND
-                    );
-                    reject(buffer, ShopError::Unavailable(msg));
-                    return;
-                }
-            }
-        };
-        if restart {
-            self.start_entity(myself, key, buffer);
-        }
     }
 
     fn health(&self) -> ComponentHealth {
@@ -369,7 +336,6 @@ impl<E: Entity> Actor for EntitySupervisor<E> {
             args,
             slots: HashMap::new(),
             recency: Recency::default(),
-            keys_by_actor: HashMap::new(),
             failures: HashMap::new(),
             escalated: HashMap::new(),
             sweep: myself.send_interval(every, || SupervisorMsg::SweepIdle),
@@ -392,37 +358,22 @@ impl<E: Entity> Actor for EntitySupervisor<E> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            SupervisorMsg::Deliver { key, command } => state.deliver(&myself, key, command),
-            SupervisorMsg::Started { key, started } => state.on_started(key, started),
+            SupervisorMsg::Deliver { key, command } => {
+                state.deliver(&myself, key, Work::Command(command))
+            }
+            SupervisorMsg::Done { key, outcome } => state.on_done(&myself, key, outcome),
             SupervisorMsg::Query(query) => {
                 tokio::spawn(E::query(state.args.deps.clone(), query));
             }
             SupervisorMsg::InjectPanic { key } => {
-                if let Some(Slot::Active { actor, .. }) = state.slots.get(&key) {
-                    let _ = actor.cast(EntityMsg::Panic);
+                if state.slots.contains_key(&key) {
+                    state.deliver(&myself, key, Work::Panic);
                 }
             }
             SupervisorMsg::SweepIdle => state.sweep_idle(),
-            SupervisorMsg::Release { key, actor } => state.release(&key, actor),
             SupervisorMsg::Health(reply) => {
                 let _ = reply.send(state.health());
             }
-        }
-        Ok(())
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        event: SupervisionEvent,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match event {
-            SupervisionEvent::ActorTerminated(cell, _, _) => state.on_exit(&myself, &cell, None),
-            SupervisionEvent::ActorFailed(cell, error) => {
-                state.on_exit(&myself, &cell, Some(error.to_string()))
-            }
-            _ => {}
         }
         Ok(())
     }
