@@ -68,6 +68,18 @@ pub trait Entity: Send + Sync + Sized + 'static {
         command: Self::Command,
     ) -> impl Future<Output = Result<(), ActorProcessingErr>> + Send;
 
+    /// Answers `command` from `state` alone, at once, if it only reads; gives it back otherwise.
+    /// The supervisor asks this of an idle entity on a node alone (among replicas a read first
+    /// confirms leadership), so such a read costs no task.
+    fn read(
+        key: &Self::Key,
+        state: &Self::State,
+        command: Self::Command,
+    ) -> Result<(), Self::Command> {
+        let _ = (key, state);
+        Err(command)
+    }
+
     /// Answers a kind-wide query (runs in its own task, not in the supervisor).
     fn query(deps: Deps<Self>, query: Self::Query) -> impl Future<Output = ()> + Send + 'static;
 

@@ -95,9 +95,7 @@ impl Entity for ProductEntity {
     ) -> Result<(), ActorProcessingErr> {
         let not_found = || ShopError::NotFound(format!("product {id}"));
         match command {
-            ProductCommand::Get(GetProduct {}, reply) => {
-                reply.send(state.clone().ok_or_else(not_found))
-            }
+            ProductCommand::Get(GetProduct {}, reply) => get(id, state, reply),
             ProductCommand::Create(CreateProduct { product, quantity }, reply) => {
                 if state.is_some() {
                     reply.send(Err(ShopError::SkuTaken(product.sku.to_string())));
@@ -145,6 +143,20 @@ impl Entity for ProductEntity {
         Ok(())
     }
 
+    fn read(
+        id: &ProductId,
+        state: &Self::State,
+        command: ProductCommand,
+    ) -> Result<(), ProductCommand> {
+        match command {
+            ProductCommand::Get(GetProduct {}, reply) => {
+                get(id, state, reply);
+                Ok(())
+            }
+            other => Err(other),
+        }
+    }
+
     async fn query(deps: Deps<Self>, query: ProductQuery) {
         let ProductQuery::List {
             after,
@@ -171,6 +183,11 @@ impl Entity for ProductEntity {
     fn keep_alive(state: &Self::State) -> bool {
         state.is_some()
     }
+}
+
+fn get(id: &ProductId, state: &Option<Product>, reply: Reply<Product>) {
+    let found = state.clone();
+    reply.send(found.ok_or_else(|| ShopError::NotFound(format!("product {id}"))));
 }
 
 async fn seed_stock(

@@ -207,6 +207,16 @@ impl Entity for Stock {
         Ok(())
     }
 
+    fn read(_sku: &Sku, state: &Self::State, command: StockCommand) -> Result<(), StockCommand> {
+        match command {
+            StockCommand::Get(GetStock {}, reply) => {
+                reply.send(Ok(state.clone()));
+                Ok(())
+            }
+            other => Err(other),
+        }
+    }
+
     async fn query(_deps: Deps<Stock>, _query: ()) {}
 
     /// Unknown SKUs are not kept: a scan of random SKUs leaves no actors behind.

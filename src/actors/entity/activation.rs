@@ -139,6 +139,11 @@ fn failed<E: Entity>(
 }
 
 impl<E: Entity> Loaded<E> {
+    /// Answers `command` now if it only reads ([`Entity::read`]); gives it back otherwise.
+    pub fn read(&self, key: &E::Key, command: E::Command) -> Result<(), E::Command> {
+        E::read(key, &self.state, command)
+    }
+
     /// Whether the entity stays in memory after its work ([`Entity::keep_alive`]).
     pub fn keep_alive(&self) -> bool {
         E::keep_alive(&self.state)

@@ -196,10 +196,19 @@ impl<E: Entity> SupervisorState<E> {
         };
         slot.last_used = Instant::now();
         slot.used = Some(self.recency.touch(&key, slot.used));
-        match slot.idle.take() {
-            Some(loaded) => self.run(myself, key, Some(loaded), vec![work]),
-            None => slot.queue.push(work),
-        }
+        let Some(loaded) = slot.idle.take() else {
+            return slot.queue.push(work);
+        };
+        let work = match work {
+            Work::Command(command) if !self.args.deps.is_replicated() => {
+                match loaded.read(&key, command) {
+                    Ok(()) => return slot.idle = Some(loaded),
+                    Err(command) => Work::Command(command),
+                }
+            }
+            work => work,
+        };
+        self.run(myself, key, Some(loaded), vec![work]);
     }
 
     fn on_done(&mut self, myself: &ActorRef<SupervisorMsg<E>>, key: E::Key, outcome: Outcome<E>) {
