@@ -68,7 +68,7 @@ impl Node {
             .with_cluster_cookie(config.cluster.cookie.as_ref());
         let upstream = Upstream::load(config.routes.as_deref())?;
         let layout = Arc::new(place::layout(&config)?);
-        let storage = Storage::open(&config.data)?;
+        let storage = Storage::open_with_cache(&config.data, config.cache_mb << 20)?;
         let upgraded = (storage.index_unsettled()).context("cannot index the unsettled records")?;
         let replicated = config.cluster.is_replicated();
         let mut recovered = place::recover(&config, &storage, &layout)?;

@@ -81,6 +81,15 @@ pub struct ServeConfig {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub max_live_entities: u64,
+    /// sled's page cache in MiB: with the live-entity limit, what bounds resident memory as
+    /// new keys keep coming (sled's own default is 1024).
+    #[arg(
+        long = "cache-mb",
+        env = "AGORA_CACHE_MB",
+        default_value_t = 1024,
+        value_parser = clap::value_parser!(u64).range(16..)
+    )]
+    pub cache_mb: u64,
 
     /// Per-request timeout in milliseconds; past it the gateway answers 504.
     #[arg(

@@ -141,13 +141,19 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Opens (or creates) the database in `dir` and starts its group-commit flusher.
-    /// Must be called inside a tokio runtime.
+    /// Opens (or creates) the database in `dir` with sled's default cache (1 GiB) and starts
+    /// its group-commit flusher. Must be called inside a tokio runtime.
     pub fn open(dir: &Path) -> anyhow::Result<Storage> {
+        Storage::open_with_cache(dir, 1 << 30)
+    }
+
+    /// [`Storage::open`] with a page cache of `cache_bytes` (`--cache-mb`).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> anyhow::Result<Storage> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
         let db = sled::Config::new()
             .path(dir.join("db"))
+            .cache_capacity(cache_bytes)
             .flush_every_ms(Some(1000))
             .open()
             .with_context(|| format!("cannot open the database in {}", dir.display()))?;
