@@ -19,6 +19,8 @@
 //! under which a node is killed, default 8: the probe that finds when every SKU takes orders
 //! again shares the cluster's capacity with that load).
 //!
+//! `LOAD_WRK=1` also runs each in-process scenario through wrk, one run a side (`wrk.rs`).
+//!
 //! The cluster scenario alone: `LOAD_SCENARIOS=cluster cargo bench --bench load`.
 
 mod ceiling;
@@ -26,6 +28,7 @@ mod cluster;
 mod driver;
 mod failover;
 mod report;
+mod wrk;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -340,13 +343,33 @@ fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// The six in-process scenarios, the `points`, and the `audit` of their orders.
+/// What the in-process scenarios gave: the driver's points, wrk's, and the audit of the orders.
+struct InProcess {
+    points: Vec<report::Point>,
+    wrk: Vec<report::Point>,
+    audit: report::Audit,
+    /// The audit after wrk's runs, when there were any.
+    wrk_audit: Option<report::Audit>,
+}
+
+/// The wrk cross-check's connections and seconds a side, when `LOAD_WRK=1`.
+fn wrk_plan() -> anyhow::Result<Option<(usize, Duration)>> {
+    if std::env::var("LOAD_WRK").as_deref() != Ok("1") {
+        return Ok(None);
+    }
+    wrk::check_installed()?;
+    let secs = env_secs("LOAD_WRK_SECS", 5.0).max(Duration::from_secs(1));
+    Ok(Some((env_number("LOAD_WRK_CONNECTIONS", 64usize), secs)))
+}
+
+/// The six in-process scenarios through the driver (and wrk when asked), then the audit.
 async fn in_process(
     only: Option<&[String]>,
     connections: &[usize],
     rounds: usize,
     (warmup, measure): (Duration, Duration),
-) -> anyhow::Result<(Vec<report::Point>, report::Audit)> {
+) -> anyhow::Result<InProcess> {
+    let wrk_plan = wrk_plan()?;
     let dir = tempfile::tempdir()?;
     let mut config = ServeConfig::for_tests(dir.path().to_path_buf());
     config.fault_injection = false;
@@ -357,7 +380,8 @@ async fn in_process(
     let ids = Arc::new(seed(&client, &base).await?);
     let ceiling = ceiling::start().await;
 
-    let mut points = Vec::new();
+    let scripts = tempfile::tempdir()?;
+    let (mut points, mut wrk_points, mut wrk_scenarios) = (Vec::new(), Vec::new(), Vec::new());
     let mut acked = Vec::new();
     for (name, make) in scenarios(ids) {
         if only.is_some_and(|o| !o.iter().any(|s| s == name)) {
@@ -378,10 +402,30 @@ async fn in_process(
             eprintln!("{}", point.line());
             points.push(point);
         }
+        if wrk_plan.is_some() {
+            wrk_scenarios.push((name, make));
+        }
     }
     let audit = audit(&client, &base, &acked).await?;
+    // wrk's orders are not known one by one: after them the audit checks that nothing was
+    // lost or unbalanced, not that every order placed was acknowledged.
+    let mut wrk_audit = None;
+    if let Some((conns, secs)) = wrk_plan {
+        for (name, make) in wrk_scenarios {
+            let sides = (ceiling, agora_addr);
+            let point = wrk::point(name, &make, sides, conns, secs, scripts.path())?;
+            eprintln!("wrk: {}", point.line());
+            wrk_points.push(point);
+        }
+        wrk_audit = Some(self::audit(&client, &base, &acked).await?);
+    }
     app.shutdown().await?;
-    Ok((points, audit))
+    Ok(InProcess {
+        points,
+        wrk: wrk_points,
+        audit,
+        wrk_audit,
+    })
 }
 
 #[tokio::main]
@@ -401,13 +445,12 @@ async fn main() -> anyhow::Result<()> {
         .map(|s| s.split(',').map(|n| n.trim().to_owned()).collect());
     let chosen = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|s| s == name));
     let local = scenarios(Arc::new(Vec::new()));
-    let (points, audit) = match local.iter().any(|(name, _)| chosen(name)) {
+    let (points, wrk, audit, wrk_audit) = match local.iter().any(|(name, _)| chosen(name)) {
         true => {
-            let (points, audit) =
-                in_process(only.as_deref(), &connections, rounds, (warmup, measure)).await?;
-            (points, Some(audit))
+            let run = in_process(only.as_deref(), &connections, rounds, (warmup, measure)).await?;
+            (run.points, run.wrk, Some(run.audit), run.wrk_audit)
         }
-        false => (Vec::new(), None),
+        false => (Vec::new(), Vec::new(), None, None),
     };
     let clusters = std::env::var("LOAD_CLUSTER").as_deref() != Ok("0");
     let (replicated, fixed) = (
@@ -437,15 +480,23 @@ async fn main() -> anyhow::Result<()> {
             Some(comparison)
         }
     };
-    let out = report::write(&points, audit.as_ref(), cluster.as_ref(), measure, rounds)?;
-    println!(
-        "{}",
-        report::markdown(&points, audit.as_ref(), cluster.as_ref())
-    );
+    let results = report::Results {
+        points: &points,
+        wrk: &wrk,
+        audit: audit.as_ref(),
+        wrk_audit: wrk_audit.as_ref(),
+        cluster: cluster.as_ref(),
+    };
+    let out = report::write(&results, measure, rounds)?;
+    println!("{}", report::markdown(&results));
     println!("results: {}", out.display());
     anyhow::ensure!(
         audit.as_ref().is_none_or(report::Audit::clean),
         "the audit failed: {audit:?}"
+    );
+    anyhow::ensure!(
+        wrk_audit.as_ref().is_none_or(report::Audit::lossless),
+        "the audit after wrk failed: {wrk_audit:?}"
     );
     anyhow::ensure!(
         cluster.as_ref().is_none_or(cluster::Comparison::clean),

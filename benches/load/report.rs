@@ -174,13 +174,25 @@ fn machine() -> String {
 }
 
 /// Writes the JSON and the SVG; returns the results directory.
-pub fn write(
-    points: &[Point],
-    audit: Option<&Audit>,
-    cluster: Option<&Comparison>,
-    measure: Duration,
-    rounds: usize,
-) -> anyhow::Result<PathBuf> {
+/// Everything one run measured.
+pub struct Results<'a> {
+    pub points: &'a [Point],
+    /// The same scenarios through wrk, one run a side (empty without `LOAD_WRK=1`).
+    pub wrk: &'a [Point],
+    pub audit: Option<&'a Audit>,
+    /// After wrk's runs: nothing lost, every SKU balanced, every event once.
+    pub wrk_audit: Option<&'a Audit>,
+    pub cluster: Option<&'a Comparison>,
+}
+
+pub fn write(results: &Results, measure: Duration, rounds: usize) -> anyhow::Result<PathBuf> {
+    let Results {
+        points,
+        wrk,
+        audit,
+        wrk_audit,
+        cluster,
+    } = *results;
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .map(|p| p.join("bench-results"))
@@ -193,6 +205,9 @@ pub fn write(
         "each_side_keeps": "its median round by requests/s (errors summed over all rounds)",
         "load_generator": "same machine, hyper HTTP/1.1 keep-alive, one task per connection",
         "points": points,
+        "wrk": wrk,
+        "audit_after_wrk": wrk_audit,
+        "audit_after_wrk_lossless": wrk_audit.map(Audit::lossless),
         "audit": audit,
         "audit_clean": audit.map(Audit::clean),
         "cluster": cluster,
@@ -261,8 +276,35 @@ fn chart(points: &[Point], path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// The table for the README.
-pub fn markdown(points: &[Point], audit: Option<&Audit>, cluster: Option<&Comparison>) -> String {
+pub fn markdown(results: &Results) -> String {
     let mut out = format!("Machine: {}\n", machine());
+    table(&mut out, results.points);
+    if !results.wrk.is_empty() {
+        out.push_str("\nThe same scenarios through wrk (`wrk -t1`, one run a side):\n");
+        table(&mut out, results.wrk);
+    }
+    if let Some(audit) = results.audit {
+        out.push_str(&format!(
+            "\nAudit: {}: {}\n",
+            audit.line(),
+            if audit.clean() { "clean" } else { "FAILED" }
+        ));
+    }
+    if let Some(audit) = results.wrk_audit {
+        let verdict = if audit.lossless() { "clean" } else { "FAILED" };
+        out.push_str(&format!(
+            "\nAudit after wrk (its orders are not known one by one): {}: {verdict}\n",
+            audit.line()
+        ));
+    }
+    if let Some(cluster) = results.cluster {
+        out.push('\n');
+        out.push_str(&cluster.markdown());
+    }
+    out
+}
+
+fn table(out: &mut String, points: &[Point]) {
     if !points.is_empty() {
         out.push_str("\n| scenario | conns | agora req/s | ceiling req/s | ratio | p50 ms | p99 ms | p99.9 ms | errors |\n");
         out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -281,16 +323,4 @@ pub fn markdown(points: &[Point], audit: Option<&Audit>, cluster: Option<&Compar
             p.agora.errors
         ));
     }
-    if let Some(audit) = audit {
-        out.push_str(&format!(
-            "\nAudit: {}: {}\n",
-            audit.line(),
-            if audit.clean() { "clean" } else { "FAILED" }
-        ));
-    }
-    if let Some(cluster) = cluster {
-        out.push('\n');
-        out.push_str(&cluster.markdown());
-    }
-    out
 }
