@@ -357,7 +357,7 @@ fn wrk_plan() -> anyhow::Result<Option<(usize, Duration)>> {
     if std::env::var("LOAD_WRK").as_deref() != Ok("1") {
         return Ok(None);
     }
-    wrk::check_installed()?;
+    wrk::check_installed("LOAD_WRK=1")?;
     let secs = env_secs("LOAD_WRK_SECS", 5.0).max(Duration::from_secs(1));
     Ok(Some((env_number("LOAD_WRK_CONNECTIONS", 64usize), secs)))
 }
