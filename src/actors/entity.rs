@@ -70,7 +70,8 @@ pub trait Entity: Send + Sync + Sized + 'static {
 
     /// Answers `command` from `state` alone, at once, if it only reads; gives it back otherwise.
     /// The supervisor asks this of an idle entity on a node alone (among replicas a read first
-    /// confirms leadership), so such a read costs no task.
+    /// confirms leadership), so such a read costs no task. It runs in the supervisor: it must
+    /// not panic (clone and reply).
     fn read(
         key: &Self::Key,
         state: &Self::State,

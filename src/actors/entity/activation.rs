@@ -48,7 +48,8 @@ pub enum Outcome<E: Entity> {
     Failed { error: String, rest: Vec<Work<E>> },
 }
 
-/// Runs `work` on the entity `key`: on `loaded`, or on its state loaded from storage.
+/// Runs `work` on the entity `key`: on `loaded`, or on its state loaded from storage. A panic
+/// outside a command (loading, confirming leadership) fails the run with the work left.
 pub async fn run<E: Entity>(
     deps: Deps<E>,
     key: E::Key,
@@ -90,7 +91,12 @@ async fn handle_all<E: Entity>(
     while let Some(next) = work.next() {
         let command = match next {
             Work::Command(command) => command,
-            Work::Panic => panic!("fault injection: {} {key} panics", E::KIND),
+            Work::Panic => {
+                let text = format!("fault injection: {} {key} panics", E::KIND);
+                let panicked = std::panic::catch_unwind(|| -> () { panic!("{text}") });
+                let error = panicked.err().map(|panic| panic_message(panic.as_ref()));
+                return failed(error.unwrap_or_default(), work);
+            }
         };
         match deps.lead(key).await {
             Ok(false) => {}
@@ -105,8 +111,14 @@ async fn handle_all<E: Entity>(
                 };
             }
         }
-        if let Err(e) = E::handle(&deps, key, &mut state, command).await {
-            return failed(e, work);
+        // A panic is caught here, so the work behind it still runs after the restart.
+        let handled = AssertUnwindSafe(E::handle(&deps, key, &mut state, command))
+            .catch_unwind()
+            .await;
+        match handled {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return failed(e, work),
+            Err(panic) => return failed(panic_message(panic.as_ref()), work),
         }
         if deps.writes.is_stale() {
             return Outcome::Dropped {

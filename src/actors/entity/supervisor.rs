@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
 
 use super::activation::{self, Loaded, Outcome, Work};
@@ -59,6 +59,8 @@ pub struct SupervisorState<E: Entity> {
     /// Keys that failed past the limit, refused until the instant given.
     escalated: HashMap<E::Key, Instant>,
     sweep: JoinHandle<()>,
+    /// The running activation tasks: stopping waits for them (a shutdown flushes after).
+    tasks: JoinSet<()>,
 }
 
 /// The keys of the live slots by when they were last used (a counter), oldest first.
@@ -91,6 +93,9 @@ impl<K: Clone> Recency<K> {
         self.by_use.remove(&used);
     }
 }
+
+/// How long stopping waits for the entities' running work.
+const STOP_WAIT: Duration = Duration::from_secs(10);
 
 pub struct EntitySupervisor<E>(PhantomData<fn() -> E>);
 
@@ -156,7 +161,7 @@ impl<E: Entity> SupervisorState<E> {
     /// Runs `work` on `key` in a task of its own, which reports back with
     /// [`SupervisorMsg::Done`].
     fn run(
-        &self,
+        &mut self,
         myself: &ActorRef<SupervisorMsg<E>>,
         key: E::Key,
         loaded: Option<Loaded<E>>,
@@ -169,7 +174,8 @@ impl<E: Entity> SupervisorState<E> {
             let _ = supervisor.cast(SupervisorMsg::Done { key, outcome });
         };
         // In the span of the command that caused it, so its request id follows the work.
-        tokio::spawn(task.instrument(tracing::Span::current()));
+        self.tasks.spawn(task.instrument(tracing::Span::current()));
+        while self.tasks.try_join_next().is_some() {}
     }
 
     fn deliver(&mut self, myself: &ActorRef<SupervisorMsg<E>>, key: E::Key, work: Work<E>) {
@@ -348,6 +354,7 @@ impl<E: Entity> Actor for EntitySupervisor<E> {
             failures: HashMap::new(),
             escalated: HashMap::new(),
             sweep: myself.send_interval(every, || SupervisorMsg::SweepIdle),
+            tasks: JoinSet::new(),
         })
     }
 
@@ -357,6 +364,13 @@ impl<E: Entity> Actor for EntitySupervisor<E> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.sweep.abort();
+        let finish = async { while state.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(STOP_WAIT, finish).await.is_err() {
+            tracing::warn!(
+                kind = E::KIND,
+                "entity work still running after {STOP_WAIT:?}; stopping anyway"
+            );
+        }
         Ok(())
     }
 
