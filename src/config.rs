@@ -86,7 +86,7 @@ pub struct ServeConfig {
     #[arg(
         long = "cache-mb",
         env = "AGORA_CACHE_MB",
-        default_value_t = 1024,
+        default_value_t = crate::storage::DEFAULT_CACHE_MB,
         value_parser = clap::value_parser!(u64).range(16..)
     )]
     pub cache_mb: u64,

@@ -140,11 +140,14 @@ pub struct Storage {
     pub stats: Arc<FlushStats>,
 }
 
+/// sled's page cache unless `--cache-mb` says otherwise: sled's own default, 1 GiB.
+pub const DEFAULT_CACHE_MB: u64 = 1024;
+
 impl Storage {
-    /// Opens (or creates) the database in `dir` with sled's default cache (1 GiB) and starts
+    /// Opens (or creates) the database in `dir` with a cache of [`DEFAULT_CACHE_MB`] and starts
     /// its group-commit flusher. Must be called inside a tokio runtime.
     pub fn open(dir: &Path) -> anyhow::Result<Storage> {
-        Storage::open_with_cache(dir, 1 << 30)
+        Storage::open_with_cache(dir, DEFAULT_CACHE_MB << 20)
     }
 
     /// [`Storage::open`] with a page cache of `cache_bytes` (`--cache-mb`).

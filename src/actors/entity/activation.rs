@@ -10,9 +10,11 @@
 //! costs its state and the supervisor's map entry while idle, a task only while it works.
 
 use std::any::Any;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
 use futures::FutureExt;
+use ractor::ActorProcessingErr;
 
 use super::replica::Writes;
 use super::reply::reject;
@@ -93,8 +95,7 @@ async fn handle_all<E: Entity>(
             Work::Command(command) => command,
             Work::Panic => {
                 let text = format!("fault injection: {} {key} panics", E::KIND);
-                let panicked = std::panic::catch_unwind(|| -> () { panic!("{text}") });
-                let error = panicked.err().map(|panic| panic_message(panic.as_ref()));
+                let error = caught(injected_panic(text)).await.err();
                 return failed(error.unwrap_or_default(), work);
             }
         };
@@ -112,13 +113,8 @@ async fn handle_all<E: Entity>(
             }
         }
         // A panic is caught here, so the work behind it still runs after the restart.
-        let handled = AssertUnwindSafe(E::handle(&deps, key, &mut state, command))
-            .catch_unwind()
-            .await;
-        match handled {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return failed(e, work),
-            Err(panic) => return failed(panic_message(panic.as_ref()), work),
+        if let Err(error) = caught(E::handle(&deps, key, &mut state, command)).await {
+            return failed(error, work);
         }
         if deps.writes.is_stale() {
             return Outcome::Dropped {
@@ -138,6 +134,21 @@ async fn load<E: Entity>(deps: &mut Deps<E>, key: &E::Key) -> Result<E::State, S
     deps.lead(key).await?;
     E::load(deps, key)
         .map_err(|e| ShopError::Internal(format!("cannot load {} {key}: {e}", E::KIND)))
+}
+
+/// Runs one command's handling with its panic caught: what failed, if it did.
+async fn caught(
+    handling: impl Future<Output = Result<(), ActorProcessingErr>>,
+) -> Result<(), String> {
+    match AssertUnwindSafe(handling).catch_unwind().await {
+        Ok(handled) => handled.map_err(|e| e.to_string()),
+        Err(panic) => Err(panic_message(panic.as_ref())),
+    }
+}
+
+/// What [`Work::Panic`] runs.
+async fn injected_panic(text: String) -> Result<(), ActorProcessingErr> {
+    panic!("{text}")
 }
 
 fn failed<E: Entity>(

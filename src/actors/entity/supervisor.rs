@@ -117,6 +117,15 @@ pub async fn spawn_supervisor<E: Entity>(
 }
 
 impl<E: Entity> SupervisorState<E> {
+    /// What a key escalated past the restart limit answers until its window ends.
+    fn escalated(key: &E::Key) -> ShopError {
+        let msg = format!(
+            "{} {key} keeps failing and was escalated; retry later",
+            E::KIND
+        );
+        ShopError::Unavailable(msg)
+    }
+
     fn count_passivation(&self) {
         let metrics = &self.args.deps.metrics;
         (metrics.actor_passivations)
@@ -181,11 +190,7 @@ impl<E: Entity> SupervisorState<E> {
     fn deliver(&mut self, myself: &ActorRef<SupervisorMsg<E>>, key: E::Key, work: Work<E>) {
         if let Some(until) = self.escalated.get(&key) {
             if *until > Instant::now() {
-                let msg = format!(
-                    "{} {key} keeps failing and was escalated; retry later",
-                    E::KIND
-                );
-                return reject([work], ShopError::Unavailable(msg));
+                return reject([work], Self::escalated(&key));
             }
             self.escalated.remove(&key);
         }
@@ -278,11 +283,7 @@ impl<E: Entity> SupervisorState<E> {
         self.remove(&key);
         self.escalated
             .insert(key.clone(), Instant::now() + self.args.policy.window);
-        let msg = format!(
-            "{} {key} keeps failing and was escalated; retry later",
-            E::KIND
-        );
-        reject(work, ShopError::Unavailable(msg));
+        reject(work, Self::escalated(&key));
     }
 
     fn sweep_idle(&mut self) {
